@@ -1,0 +1,26 @@
+//! `flux-testkit`: real parts for tests and benchmarks, never a product feature.
+//!
+//! It owns what the test suites start and generate: fixtures (the sock-shop
+//! manifests, copied so tests may edit them). Later: a real registry launcher,
+//! git fixtures, a Kubernetes API server double and fixture generators.
+//!
+//! ```
+//! let dir = flux_testkit::sock_shop_manifests();
+//! assert!(dir.join("09-front-end-dep.yaml").exists());
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The project's root folder (holds the workspace `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/testkit sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// The shared sock-shop manifests folder (read-only: copy before editing).
+pub fn sock_shop_manifests() -> PathBuf {
+    workspace_root().join("../shared/fixtures/sock-shop/manifests")
+}
