@@ -15,5 +15,6 @@
 //! ```
 
 pub mod config;
+pub mod jobs;
 pub mod secret;
 pub mod webhooks;
