@@ -16,5 +16,6 @@
 
 pub mod config;
 pub mod jobs;
+pub mod metrics;
 pub mod secret;
 pub mod webhooks;
