@@ -18,4 +18,5 @@ pub mod config;
 pub mod jobs;
 pub mod metrics;
 pub mod secret;
+pub mod server;
 pub mod webhooks;
