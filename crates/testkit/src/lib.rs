@@ -24,6 +24,15 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The shared sock-shop manifests folder (read-only: copy before editing).
+///
+/// The `shared` folder sits beside the checkout, or beside a folder of
+/// worktrees that holds it: the nearest ancestor that has it wins.
 pub fn sock_shop_manifests() -> PathBuf {
-    workspace_root().join("../shared/fixtures/sock-shop/manifests")
+    let relative = Path::new("shared/fixtures/sock-shop/manifests");
+    let root = workspace_root();
+    root.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(relative))
+        .find(|candidate| candidate.is_dir())
+        .unwrap_or_else(|| root.join("..").join(relative))
 }
