@@ -14,11 +14,11 @@
 //! # }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -90,7 +90,7 @@ pub struct Registry {
     dir: tempfile::TempDir,
     basic_auth: Option<String>,
     http: reqwest::Client,
-    pushed_blobs: Mutex<HashSet<String>>,
+    pushed_blobs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -120,6 +120,7 @@ impl Registry {
             "version: 0.1\n\
              log:\n  level: error\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
+             \x20 cache:\n    blobdescriptor: inmemory\n\
              \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
              http:\n  addr: {addr}\n  secret: flux-testkit\n",
             storage = storage.display(),
@@ -203,18 +204,24 @@ impl Registry {
         }
     }
 
-    /// Uploads a blob (once per repository and digest); returns its digest.
+    /// Uploads a blob (once per repository and digest, even when pushes
+    /// run concurrently: parallel uploads of one blob race in the
+    /// registry); returns its digest.
     pub async fn push_blob(&self, repository: &str, bytes: &[u8]) -> String {
         let digest = sha256(bytes);
-        let key = format!("{repository}@{digest}");
-        if self
+        let cell = self
             .pushed_blobs
             .lock()
             .expect("not poisoned")
-            .contains(&key)
-        {
-            return digest;
-        }
+            .entry(format!("{repository}@{digest}"))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| self.upload_blob(repository, &digest, bytes))
+            .await;
+        digest
+    }
+
+    async fn upload_blob(&self, repository: &str, digest: &str, bytes: &[u8]) {
         let start = self
             .request(
                 reqwest::Method::POST,
@@ -247,8 +254,6 @@ impl Registry {
             .await
             .expect("PUT blob");
         assert_eq!(done.status().as_u16(), 201, "finish upload: {done:?}");
-        self.pushed_blobs.lock().expect("not poisoned").insert(key);
-        digest
     }
 
     /// Puts a manifest under a tag (or digest); returns its digest.
