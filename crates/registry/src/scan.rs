@@ -363,6 +363,12 @@ impl Scanner {
                     },
                 }
             }
+            // A tag that failed waits out its retry interval.
+            Some(state) if state.recheck_at.is_some_and(|at| at > now) => TagOutcome {
+                tag,
+                state,
+                event: None,
+            },
             known => self.resolve_new(name, tag, known, now, fetches).await,
         }
     }
@@ -381,6 +387,8 @@ impl Scanner {
                 let event = Some((digest.clone(), None));
                 state.digest = Some(digest);
                 state.error = None;
+                state.recheck_at = None;
+                state.recheck_interval = 0;
                 if self.config.mutable_tags.iter().any(|g| g.matches(&tag)) {
                     self.schedule(&mut state, now, self.config.recheck_min);
                 }
@@ -389,6 +397,13 @@ impl Scanner {
             Err(error) => {
                 tracing::debug!(repository = %name, tag, %error, "cannot resolve tag");
                 state.error = Some(error.to_string());
+                // Retried after a minute, then twice as long each time, so a
+                // broken tag does not cost requests on every poll.
+                let wait = Duration::from_secs(state.recheck_interval.saturating_mul(2).max(60))
+                    .min(self.config.recheck_max.max(Duration::from_secs(60)));
+                state.recheck_interval = wait.as_secs();
+                let delay = SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX);
+                state.recheck_at = Some(now.saturating_add(delay).unwrap_or(now));
                 TagOutcome {
                     tag,
                     state,

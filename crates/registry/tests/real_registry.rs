@@ -483,3 +483,39 @@ async fn run_loop_sends_new_tags_on_the_channel() {
         .expect("the loop ends when the image set is gone")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_broken_tag_is_retried_later_not_on_every_poll() {
+    let registry = Registry::start();
+    registry
+        .push_image("app", "good", &ImageSpec::created("2020-01-01T00:00:00Z"))
+        .await;
+    registry
+        .push_image("app", "broken", &ImageSpec::created("2020-01-02T00:00:00Z"))
+        .await;
+    let app = name(&registry, "app");
+    let scanner = scanner(ScanConfig::default());
+    let fetched = scanner.client().get_manifest(&app, "broken").await.unwrap();
+    let flux_registry::manifest::Manifest::Image { config } = fetched.manifest else {
+        panic!("an image manifest")
+    };
+    registry.delete_blob("app", &config).await;
+
+    let counters = scanner.client().counters();
+    let before = counters.total();
+    let first = scanner.poll_repository(&app).await;
+    let error = first.info.tag("broken").unwrap().error.clone().unwrap();
+    assert!(error.contains("404"), "{error}");
+    assert_eq!(first.info.tag("good").unwrap().error, None);
+    assert!(first.info.tag("good").unwrap().created.is_some());
+    assert!(counters.total() - before > 1);
+
+    let before = counters.total();
+    let second = scanner.poll_repository(&app).await;
+    assert_eq!(
+        counters.total() - before,
+        1,
+        "the broken tag waits for its retry"
+    );
+    assert!(second.info.tag("broken").unwrap().error.is_some());
+}

@@ -321,6 +321,20 @@ impl Registry {
         self.push_manifest(repository, tag, media_type, &body).await
     }
 
+    /// Deletes a blob from a repository (the registry has deletes enabled),
+    /// leaving manifests that point at it broken.
+    pub async fn delete_blob(&self, repository: &str, digest: &str) {
+        let response = self
+            .request(
+                reqwest::Method::DELETE,
+                &self.url(&format!("/v2/{repository}/blobs/{digest}")),
+            )
+            .send()
+            .await
+            .expect("DELETE blob");
+        assert_eq!(response.status().as_u16(), 202, "delete blob: {response:?}");
+    }
+
     /// Tags an existing manifest again under `tag` (a re-push of its bytes).
     pub async fn retag(&self, repository: &str, digest: &str, tag: &str) {
         let response = self
