@@ -519,3 +519,57 @@ async fn a_broken_tag_is_retried_later_not_on_every_poll() {
     );
     assert!(second.info.tag("broken").unwrap().error.is_some());
 }
+
+#[tokio::test]
+async fn update_all_plan_from_a_real_scan_skips_tags_without_the_platform() {
+    use flux_registry::{ContainerImage, plan_update_all};
+    let registry = Registry::start();
+    registry
+        .push_image("app", "1.0.0", &ImageSpec::created("2020-01-01T00:00:00Z"))
+        .await;
+    let both = [
+        ImageSpec::created("2021-01-01T00:00:00Z"),
+        ImageSpec::created("2021-01-01T00:00:00Z").platform("linux", "arm64"),
+    ];
+    registry
+        .push_index("app", "1.1.0", Flavour::Oci, &both)
+        .await;
+    let arm_only = [ImageSpec::created("2022-01-01T00:00:00Z").platform("linux", "arm64")];
+    registry
+        .push_index("app", "1.2.0", Flavour::Oci, &arm_only)
+        .await;
+    registry
+        .push_image(
+            "app",
+            "nightly",
+            &ImageSpec {
+                created: None,
+                ..ImageSpec::created("")
+            },
+        )
+        .await;
+
+    let scanner = scanner(ScanConfig::default());
+    let app = name(&registry, "app");
+    let info = scanner.poll_repository(&app).await.info;
+    let repositories = std::collections::HashMap::from([(app.clone(), info)]);
+    let container = |policy: &str| ContainerImage {
+        workload: "default:deployment/app".into(),
+        container: "app".into(),
+        image: app.with_tag("1.0.0").unwrap(),
+        policy: policy.parse().unwrap(),
+    };
+    let plan = plan_update_all(
+        &[container("semver:^1"), container("glob:*")],
+        &repositories,
+    );
+    let targets: Vec<String> = plan
+        .iter()
+        .map(|u| u.to.tag().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        targets,
+        ["1.1.0", "1.1.0"],
+        "1.2.0 has no linux/amd64 image; nightly has no time"
+    );
+}

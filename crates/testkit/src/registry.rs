@@ -177,6 +177,11 @@ impl Registry {
         panic!("registry did not listen on {} within 20s", self.addr);
     }
 
+    /// The registry's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `127.0.0.1:<port>`, the host part of image names.
     pub fn host(&self) -> String {
         self.addr.to_string()
