@@ -1,0 +1,458 @@
+//! `fluxctl list-images`: for each workload container, the image it runs
+//! and the tags its repository offers, newest first by the container's
+//! policy. Offline: reads a folder of manifests and asks the registries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use flux_image::{ImageRef, Name, Policy};
+use flux_registry::{RepositoryInfo, TagInfo};
+use serde::Serialize;
+
+use crate::offline_workloads::{self, Workload};
+use crate::registry_options::RegistryArgs;
+
+/// Arguments of `list-images`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of Kubernetes manifests to read workloads from (offline mode).
+    #[arg(long, value_name = "DIR")]
+    manifests: Option<PathBuf>,
+    /// Show only this workload (`namespace:kind/name`); repeatable.
+    #[arg(short, long = "workload", value_name = "ID")]
+    workloads: Vec<String>,
+    /// Show only workloads in this namespace.
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Tags shown per container; 0 shows all.
+    #[arg(short, long, default_value_t = 10)]
+    limit: usize,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+/// One workload's containers and what their repositories offer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageStatus {
+    #[serde(rename = "ID")]
+    id: String,
+    containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerStatus {
+    name: String,
+    current: ImageDescription,
+    available: Vec<ImageDescription>,
+    available_error: String,
+    #[serde(skip)]
+    repository: String,
+    #[serde(skip)]
+    current_tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageDescription {
+    #[serde(rename = "ID")]
+    id: String,
+    digest: String,
+    #[serde(serialize_with = "serialize_time")]
+    created_at: Option<jiff::Timestamp>,
+    #[serde(skip)]
+    tag: String,
+    #[serde(skip)]
+    note: Option<String>,
+}
+
+fn serialize_time<S: serde::Serializer>(
+    t: &Option<jiff::Timestamp>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_string()),
+        None => s.serialize_str(""),
+    }
+}
+
+/// Exit 0 when every repository could be read, 1 otherwise, 2 on bad input.
+pub fn run(args: Args) -> ExitCode {
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("fluxctl: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(dir) = &args.manifests else {
+        anyhow::bail!(
+            "list-images needs --manifests <DIR> (asking a running fluxd is not available yet)"
+        );
+    };
+    if !dir.is_dir() {
+        anyhow::bail!("--manifests {}: not a folder", dir.display());
+    }
+    let (workloads, problems) = offline_workloads::load(dir);
+    for problem in &problems {
+        eprintln!("fluxctl: skipped {problem}");
+    }
+    let workloads: Vec<Workload> = workloads
+        .into_iter()
+        .filter(|w| args.workloads.is_empty() || args.workloads.contains(&w.id))
+        .filter(|w| args.namespace.as_ref().is_none_or(|ns| &w.namespace == ns))
+        .collect();
+    for wanted in &args.workloads {
+        if !workloads.iter().any(|w| &w.id == wanted) {
+            eprintln!("fluxctl: workload {wanted} not found in {}", dir.display());
+        }
+    }
+    let scanner = args.registry.scanner()?;
+    let names: BTreeSet<Name> = workloads
+        .iter()
+        .flat_map(|w| &w.containers)
+        .filter_map(|c| ImageRef::parse(&c.image).ok())
+        .map(|i| i.name().clone())
+        .collect();
+    let names: Vec<Name> = names.into_iter().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let repositories: HashMap<Name, RepositoryInfo> = runtime
+        .block_on(scanner.poll(&names))
+        .into_iter()
+        .map(|r| (r.info.name.clone(), r.info))
+        .collect();
+    let platforms = args.registry.platforms_text();
+    let statuses: Vec<ImageStatus> = workloads
+        .iter()
+        .map(|w| image_status(w, &repositories, &platforms))
+        .collect();
+    let all_read = statuses
+        .iter()
+        .flat_map(|s| &s.containers)
+        .all(|c| c.available_error.is_empty());
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&statuses).context("rendering JSON")?
+        ),
+        Output::Text => print!("{}", render_table(&statuses, args.limit)),
+    }
+    Ok(if all_read && problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn image_status(
+    workload: &Workload,
+    repositories: &HashMap<Name, RepositoryInfo>,
+    platforms: &str,
+) -> ImageStatus {
+    let containers = workload
+        .containers
+        .iter()
+        .map(|container| {
+            let policy: Policy = container
+                .policy
+                .as_deref()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(Policy::all);
+            container_status(
+                &container.name,
+                &container.image,
+                &policy,
+                repositories,
+                platforms,
+            )
+        })
+        .collect();
+    ImageStatus {
+        id: workload.id.clone(),
+        containers,
+    }
+}
+
+fn container_status(
+    name: &str,
+    image: &str,
+    policy: &Policy,
+    repositories: &HashMap<Name, RepositoryInfo>,
+    platforms: &str,
+) -> ContainerStatus {
+    let mut status = ContainerStatus {
+        name: name.to_string(),
+        current: ImageDescription {
+            id: image.to_string(),
+            digest: String::new(),
+            created_at: None,
+            tag: String::new(),
+            note: None,
+        },
+        available: Vec::new(),
+        available_error: String::new(),
+        repository: image.to_string(),
+        current_tag: None,
+    };
+    let reference = match ImageRef::parse(image) {
+        Ok(reference) => reference,
+        Err(error) => {
+            status.available_error = error.to_string();
+            return status;
+        }
+    };
+    status.repository = reference.name().familiar();
+    status.current_tag = reference.tag().map(str::to_string);
+    let Some(info) = repositories.get(reference.name()) else {
+        status.available_error = "repository not scanned".into();
+        return status;
+    };
+    if let Some(error) = &info.error {
+        status.available_error = error.clone();
+        return status;
+    }
+    let mut tags: Vec<&TagInfo> = info.tags.iter().collect();
+    tags.sort_by(|a, b| policy.newer_first(&a.candidate(), &b.candidate()));
+    status.available = tags
+        .iter()
+        .map(|t| describe(reference.name(), t, platforms))
+        .collect();
+    if let Some(current) = status
+        .current_tag
+        .as_deref()
+        .and_then(|tag| status.available.iter().find(|a| a.tag == tag))
+    {
+        status.current = current.clone();
+    }
+    status
+}
+
+fn describe(name: &Name, tag: &TagInfo, platforms: &str) -> ImageDescription {
+    let note = match (&tag.error, tag.platform.is_some()) {
+        (Some(error), _) => Some(error.clone()),
+        (None, false) if tag.digest.is_some() => Some(format!("(no image for {platforms})")),
+        _ => None,
+    };
+    ImageDescription {
+        id: format!("{}:{}", name.familiar(), tag.tag),
+        digest: tag
+            .image_digest
+            .clone()
+            .or(tag.digest.clone())
+            .unwrap_or_default(),
+        created_at: tag.created,
+        tag: tag.tag.clone(),
+        note,
+    }
+}
+
+/// Go's RFC 822 layout, as Flux prints creation times: `18 Nov 16 16:00 UTC`.
+fn format_created(time: jiff::Timestamp) -> String {
+    time.strftime("%d %b %y %H:%M UTC").to_string()
+}
+
+fn render_table(statuses: &[ImageStatus], limit: usize) -> String {
+    let mut rows: Vec<[String; 4]> = vec![[
+        "WORKLOAD".into(),
+        "CONTAINER".into(),
+        "IMAGE".into(),
+        "CREATED".into(),
+    ]];
+    for status in statuses {
+        let mut workload = status.id.clone();
+        if status.containers.is_empty() {
+            rows.push([
+                workload,
+                "<no containers>".into(),
+                String::new(),
+                String::new(),
+            ]);
+            continue;
+        }
+        for container in &status.containers {
+            let first = [
+                std::mem::take(&mut workload),
+                container.name.clone(),
+                container.repository.clone(),
+                container.available_error.clone(),
+            ];
+            rows.push(first);
+            rows.extend(tag_rows(container, limit));
+        }
+    }
+    align(&rows)
+}
+
+/// One row per tag, newest first: `'->` on the running tag, `|` on the
+/// tags newer than it, and `: (N image(s) omitted)` for runs past the limit
+/// (the running tag is always shown).
+fn tag_rows(container: &ContainerStatus, limit: usize) -> Vec<[String; 4]> {
+    let running = container.current_tag.as_deref();
+    let running_listed = container
+        .available
+        .iter()
+        .any(|a| Some(a.tag.as_str()) == running);
+    let mut rows = Vec::new();
+    let mut omitted = 0;
+    let mut seen_running = false;
+    for (index, available) in container.available.iter().enumerate() {
+        let is_running = Some(available.tag.as_str()) == running;
+        let marker = if is_running {
+            seen_running = true;
+            "'->"
+        } else if running_listed && !seen_running {
+            "|  "
+        } else {
+            "   "
+        };
+        if limit > 0 && index >= limit && !is_running {
+            omitted += 1;
+            continue;
+        }
+        if omitted > 0 {
+            rows.push(omission(omitted));
+            omitted = 0;
+        }
+        let created = match (&available.note, available.created_at) {
+            (Some(note), _) => note.clone(),
+            (None, Some(time)) => format_created(time),
+            (None, None) => String::new(),
+        };
+        rows.push([
+            String::new(),
+            String::new(),
+            format!("{marker} {}", available.tag),
+            created,
+        ]);
+    }
+    if omitted > 0 {
+        rows.push(omission(omitted));
+    }
+    rows
+}
+
+fn omission(count: usize) -> [String; 4] {
+    [
+        String::new(),
+        String::new(),
+        format!(": ({count} image(s) omitted)"),
+        String::new(),
+    ]
+}
+
+/// Columns separated by at least two spaces, like Go's tabwriter with
+/// padding 2; trailing spaces trimmed.
+fn align(rows: &[[String; 4]]) -> String {
+    let mut widths = [0usize; 3];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row.iter()) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i < 3 {
+                let pad = widths[i] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn available(tag: &str, created: &str) -> ImageDescription {
+        ImageDescription {
+            id: format!("example/app:{tag}"),
+            digest: String::new(),
+            created_at: Some(created.parse().unwrap()),
+            tag: tag.into(),
+            note: None,
+        }
+    }
+
+    fn container(current: &str, tags: &[&str]) -> ContainerStatus {
+        ContainerStatus {
+            name: "app".into(),
+            current: available(current, "2016-11-18T16:00:00Z"),
+            available: tags
+                .iter()
+                .map(|t| available(t, "2016-11-18T16:00:00Z"))
+                .collect(),
+            available_error: String::new(),
+            repository: "example/app".into(),
+            current_tag: Some(current.into()),
+        }
+    }
+
+    #[test]
+    fn table_marks_running_and_newer_tags() {
+        let statuses = [ImageStatus {
+            id: "default:deployment/app".into(),
+            containers: vec![container("2", &["3", "2", "1"])],
+        }];
+        let table = render_table(&statuses, 10);
+        let expected = "\
+WORKLOAD                CONTAINER  IMAGE        CREATED
+default:deployment/app  app        example/app
+                                   |   3        18 Nov 16 16:00 UTC
+                                   '-> 2        18 Nov 16 16:00 UTC
+                                       1        18 Nov 16 16:00 UTC
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn limit_omits_tags_but_keeps_the_running_one() {
+        let tags: Vec<String> = (0..8).rev().map(|i| i.to_string()).collect();
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let rows = tag_rows(&container("1", &tags), 3);
+        let images: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+        assert_eq!(
+            images,
+            [
+                "|   7",
+                "|   6",
+                "|   5",
+                ": (3 image(s) omitted)",
+                "'-> 1",
+                ": (1 image(s) omitted)"
+            ]
+        );
+        assert_eq!(tag_rows(&container("1", &tags), 0).len(), 8, "0 shows all");
+    }
+
+    #[test]
+    fn dates_read_like_go_rfc822() {
+        assert_eq!(
+            format_created("2016-11-18T16:00:59Z".parse().unwrap()),
+            "18 Nov 16 16:00 UTC"
+        );
+    }
+}

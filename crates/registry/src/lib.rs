@@ -1,0 +1,43 @@
+//! `flux-registry`: what the registries behind the images in use hold.
+//!
+//! It owns the OCI distribution client ([`Client`]: `/v2/` ping, bearer and
+//! basic auth, docker and Kubernetes credentials, tags with pagination,
+//! manifests and config blobs), platform selection and creation times
+//! ([`manifest`]), per-host rate limits ([`limit`]), the embedded cache
+//! ([`Cache`]), the polling [`Scanner`] with its new-tag events, and the
+//! planning of `release --update-all-images` ([`plan_update_all`]). It does
+//! not read or edit manifests, nor talk to clusters.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use flux_registry::{Cache, Client, ClientConfig, Credentials, ScanConfig, Scanner};
+//!
+//! # async fn example() {
+//! let client = Arc::new(Client::new(ClientConfig::default(), Credentials::none()));
+//! let cache = Arc::new(Cache::open(std::path::Path::new("/var/lib/flux/registry.redb")));
+//! let scanner = Scanner::new(client, cache, ScanConfig::default());
+//! let name = "weaveworksdemos/front-end".parse().unwrap();
+//! let result = scanner.poll_repository(&name).await;
+//! for tag in &result.info.tags {
+//!     println!("{} {:?}", tag.tag, tag.created);
+//! }
+//! # }
+//! ```
+
+pub mod auth;
+pub mod cache;
+pub mod client;
+pub mod limit;
+pub mod manifest;
+pub mod metrics;
+pub mod plan;
+pub mod scan;
+
+pub use auth::{Credential, CredentialError, Credentials};
+pub use cache::Cache;
+pub use client::{Client, ClientConfig, RegistryError};
+pub use limit::HostLimits;
+pub use manifest::Platform;
+pub use metrics::{CacheCounters, RequestCounters};
+pub use plan::{ContainerImage, PlannedUpdate, plan_update_all};
+pub use scan::{NewTag, PollResult, RepositoryInfo, ScanConfig, Scanner, TagInfo};

@@ -1,0 +1,428 @@
+//! A real OCI registry for tests: the CNCF distribution registry from
+//! Debian's `docker-registry` package, on a free loopback port with its
+//! storage in a temporary folder, killed on drop. Images are pushed through
+//! the registry's HTTP API: blobs by POST + PUT, manifests by PUT.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use flux_testkit::registry::{ImageSpec, Registry};
+//! let registry = Registry::start();
+//! registry
+//!     .push_image("team/app", "1.0.0", &ImageSpec::created("2016-11-18T16:00:00Z"))
+//!     .await;
+//! println!("{}", registry.image("team/app"));
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// The distribution registry binary of Debian's `docker-registry` package.
+pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+
+/// Docker schema 2 or OCI media types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// `application/vnd.docker.distribution.manifest.v2+json` and friends.
+    Docker,
+    /// `application/vnd.oci.image.manifest.v1+json` and friends.
+    Oci,
+}
+
+/// The image config to push: creation time, labels, platform.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    /// The config's `created`, RFC 3339; `None` leaves it out.
+    pub created: Option<String>,
+    /// `config.Labels`.
+    pub labels: Vec<(String, String)>,
+    /// `os`.
+    pub os: String,
+    /// `architecture`.
+    pub architecture: String,
+    /// Media types to use.
+    pub flavour: Flavour,
+}
+
+impl ImageSpec {
+    /// A linux/amd64 Docker image created at `created`.
+    pub fn created(created: &str) -> ImageSpec {
+        ImageSpec {
+            created: Some(created.to_string()),
+            labels: Vec::new(),
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            flavour: Flavour::Docker,
+        }
+    }
+
+    /// The same with OCI media types.
+    pub fn oci(mut self) -> ImageSpec {
+        self.flavour = Flavour::Oci;
+        self
+    }
+
+    /// The same with a label.
+    pub fn label(mut self, key: &str, value: &str) -> ImageSpec {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// The same for another platform.
+    pub fn platform(mut self, os: &str, architecture: &str) -> ImageSpec {
+        self.os = os.into();
+        self.architecture = architecture.into();
+        self
+    }
+}
+
+/// A running registry; killed when dropped.
+pub struct Registry {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    basic_auth: Option<String>,
+    http: reqwest::Client,
+    pushed_blobs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Starts an open registry (no auth).
+    pub fn start() -> Registry {
+        Registry::launch(None)
+    }
+
+    /// Starts a registry that wants HTTP basic auth (htpasswd, bcrypt).
+    pub fn start_with_basic_auth(username: &str, password: &str) -> Registry {
+        Registry::launch(Some((username, password)))
+    }
+
+    fn launch(auth: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().expect("a temporary folder for the registry");
+        let addr = free_loopback_port();
+        let storage = dir.path().join("storage");
+        let mut config = format!(
+            "version: 0.1\n\
+             log:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
+             \x20 cache:\n    blobdescriptor: inmemory\n\
+             \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
+             http:\n  addr: {addr}\n  secret: flux-testkit\n",
+            storage = storage.display(),
+        );
+        if let Some((username, password)) = auth {
+            let hash = bcrypt::hash_with_result(password, 4)
+                .expect("bcrypt hashing of a short password")
+                .format_for_version(bcrypt::Version::TwoY);
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{username}:{hash}\n")).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: flux-testkit\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write registry config");
+        let log_path = dir.path().join("registry.log");
+        let log = std::fs::File::create(&log_path).expect("create registry log");
+        let child = Command::new(REGISTRY_BINARY)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {REGISTRY_BINARY} (Debian package docker-registry): {e}")
+            });
+        let mut registry = Registry {
+            child,
+            addr,
+            dir,
+            basic_auth: auth.map(|(u, p)| basic(u, p)),
+            http: reqwest::Client::new(),
+            pushed_blobs: Mutex::default(),
+        };
+        registry.wait_until_listening(&log_path);
+        registry
+    }
+
+    fn wait_until_listening(&mut self, log_path: &PathBuf) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                panic!("registry exited with {status}: {log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("registry did not listen on {} within 20s", self.addr);
+    }
+
+    /// The registry's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `127.0.0.1:<port>`, the host part of image names.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `127.0.0.1:<port>/<repository>`.
+    pub fn image(&self, repository: &str) -> String {
+        format!("{}/{repository}", self.addr)
+    }
+
+    /// The folder holding the registry's config, storage and log.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.basic_auth {
+            Some(value) => request.header("Authorization", value),
+            None => request,
+        }
+    }
+
+    /// Uploads a blob (once per repository and digest, even when pushes
+    /// run concurrently: parallel uploads of one blob race in the
+    /// registry); returns its digest.
+    pub async fn push_blob(&self, repository: &str, bytes: &[u8]) -> String {
+        let digest = sha256(bytes);
+        let cell = self
+            .pushed_blobs
+            .lock()
+            .expect("not poisoned")
+            .entry(format!("{repository}@{digest}"))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| self.upload_blob(repository, &digest, bytes))
+            .await;
+        digest
+    }
+
+    async fn upload_blob(&self, repository: &str, digest: &str, bytes: &[u8]) {
+        let start = self
+            .request(
+                reqwest::Method::POST,
+                &self.url(&format!("/v2/{repository}/blobs/uploads/")),
+            )
+            .send()
+            .await
+            .expect("POST blob upload");
+        assert_eq!(start.status().as_u16(), 202, "start upload: {start:?}");
+        let location = start
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("upload Location")
+            .to_string();
+        let location = if location.starts_with("http") {
+            location
+        } else {
+            self.url(&location)
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let done = self
+            .request(
+                reqwest::Method::PUT,
+                &format!("{location}{separator}digest={digest}"),
+            )
+            .header("Content-Type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("PUT blob");
+        assert_eq!(done.status().as_u16(), 201, "finish upload: {done:?}");
+    }
+
+    /// Puts a manifest under a tag (or digest); returns its digest.
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
+        let response = self
+            .request(
+                reqwest::Method::PUT,
+                &self.url(&format!("/v2/{repository}/manifests/{reference}")),
+            )
+            .header("Content-Type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("PUT manifest");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(
+            status.as_u16(),
+            201,
+            "put manifest {repository}:{reference}: {text}"
+        );
+        sha256(body)
+    }
+
+    /// Pushes a one-layer image and tags it; returns the manifest digest.
+    pub async fn push_image(&self, repository: &str, tag: &str, spec: &ImageSpec) -> String {
+        let (media_type, body) = self.image_manifest(repository, spec).await;
+        self.push_manifest(repository, tag, media_type, &body).await
+    }
+
+    /// Pushes one image per spec and an index (manifest list) over them
+    /// under `tag`; returns the index digest.
+    pub async fn push_index(
+        &self,
+        repository: &str,
+        tag: &str,
+        flavour: Flavour,
+        specs: &[ImageSpec],
+    ) -> String {
+        let mut entries = Vec::new();
+        for spec in specs {
+            let (media_type, body) = self.image_manifest(repository, spec).await;
+            let digest = self
+                .push_manifest(repository, &sha256(&body), media_type, &body)
+                .await;
+            entries.push(json!({
+                "mediaType": media_type,
+                "size": body.len(),
+                "digest": digest,
+                "platform": {"os": spec.os, "architecture": spec.architecture},
+            }));
+        }
+        let media_type = match flavour {
+            Flavour::Docker => "application/vnd.docker.distribution.manifest.list.v2+json",
+            Flavour::Oci => "application/vnd.oci.image.index.v1+json",
+        };
+        let index = json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries});
+        let body = serde_json::to_vec(&index).expect("JSON");
+        self.push_manifest(repository, tag, media_type, &body).await
+    }
+
+    /// Deletes a blob from a repository (the registry has deletes enabled),
+    /// leaving manifests that point at it broken.
+    pub async fn delete_blob(&self, repository: &str, digest: &str) {
+        let response = self
+            .request(
+                reqwest::Method::DELETE,
+                &self.url(&format!("/v2/{repository}/blobs/{digest}")),
+            )
+            .send()
+            .await
+            .expect("DELETE blob");
+        assert_eq!(response.status().as_u16(), 202, "delete blob: {response:?}");
+    }
+
+    /// Tags an existing manifest again under `tag` (a re-push of its bytes).
+    pub async fn retag(&self, repository: &str, digest: &str, tag: &str) {
+        let response = self
+            .request(
+                reqwest::Method::GET,
+                &self.url(&format!("/v2/{repository}/manifests/{digest}")),
+            )
+            .header(
+                "Accept",
+                "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, \
+                 application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json",
+            )
+            .send()
+            .await
+            .expect("GET manifest");
+        let media_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .expect("manifest content type")
+            .to_string();
+        let body = response.bytes().await.expect("manifest body");
+        self.push_manifest(repository, tag, &media_type, &body)
+            .await;
+    }
+
+    async fn image_manifest(&self, repository: &str, spec: &ImageSpec) -> (&'static str, Vec<u8>) {
+        let layer = format!("layer of {repository}").into_bytes();
+        let layer_digest = self.push_blob(repository, &layer).await;
+        let mut config = json!({
+            "architecture": spec.architecture,
+            "os": spec.os,
+            "config": {"Labels": spec.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        });
+        if let Some(created) = &spec.created {
+            config["created"] = Value::String(created.clone());
+        }
+        let config = serde_json::to_vec(&config).expect("JSON");
+        let config_digest = self.push_blob(repository, &config).await;
+        let (manifest_type, config_type, layer_type) = match spec.flavour {
+            Flavour::Docker => (
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            ),
+            Flavour::Oci => (
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            ),
+        };
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": manifest_type,
+            "config": {"mediaType": config_type, "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": layer_type, "size": layer.len(), "digest": layer_digest}],
+        });
+        (manifest_type, serde_json::to_vec(&manifest).expect("JSON"))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_loopback_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("bound address")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn basic(username: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let pair = format!("{username}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
