@@ -59,7 +59,8 @@ impl Checkout {
         for (file, index) in found.iter().zip(indexes) {
             checkout.files.push(ManifestFile {
                 path: file.path.clone(),
-                kustomization: load::is_kustomization(&file.path).then(|| load::kustomization_name(file)),
+                kustomization: load::is_kustomization(&file.path)
+                    .then(|| load::kustomization_name(file)),
             });
             checkout.add(index, &mut seen);
         }
@@ -107,8 +108,12 @@ impl Checkout {
             seen.insert(resource.id.clone(), file.clone());
             self.resources.push(resource);
         }
-        self.workloads
-            .extend(index.workloads.into_iter().filter(|w| !dropped.contains(&w.location)));
+        self.workloads.extend(
+            index
+                .workloads
+                .into_iter()
+                .filter(|w| !dropped.contains(&w.location)),
+        );
     }
 
     /// The options the checkout was loaded with.
@@ -139,14 +144,23 @@ impl Checkout {
             .workload(id)
             .ok_or_else(|| EditError::Missing(format!("no workload {id}")))?;
         let index = self.reindex(&known.location.file, text);
-        if let Some(error) = index.errors.iter().find(|e| matches!(e, LoadError::Syntax { .. })) {
+        if let Some(error) = index
+            .errors
+            .iter()
+            .find(|e| matches!(e, LoadError::Syntax { .. }))
+        {
             return Err(EditError::Missing(error.to_string()));
         }
         index
             .workloads
             .into_iter()
             .find(|w| &w.id == id)
-            .ok_or_else(|| EditError::Missing(format!("no workload {id} in {}", known.location.file.display())))
+            .ok_or_else(|| {
+                EditError::Missing(format!(
+                    "no workload {id} in {}",
+                    known.location.file.display()
+                ))
+            })
     }
 
     /// Sets the image of one container in `text`, the current text of the
@@ -160,9 +174,9 @@ impl Checkout {
         image: &ImageRef,
     ) -> Result<String, EditError> {
         let workload = self.current(text, id)?;
-        let target = workload
-            .container(container)
-            .ok_or_else(|| EditError::Missing(format!("workload {id} has no container {container}")))?;
+        let target = workload.container(container).ok_or_else(|| {
+            EditError::Missing(format!("workload {id} has no container {container}"))
+        })?;
         if target.image.name() != image.name() {
             return Err(EditError::Missing(format!(
                 "container {container} of {id} runs {}, not {}",
@@ -200,10 +214,12 @@ impl Checkout {
     ) -> Result<String, EditError> {
         let workload = self.current(text, id)?;
         for key in update.add.iter().map(|(k, _)| k).chain(&update.remove) {
-            if let PolicyKey::Tag(container) = key {
-                if workload.container(container).is_none() {
-                    return Err(EditError::Missing(format!("workload {id} has no container {container}")));
-                }
+            if let PolicyKey::Tag(container) = key
+                && workload.container(container).is_none()
+            {
+                return Err(EditError::Missing(format!(
+                    "workload {id} has no container {container}"
+                )));
             }
         }
         let changes = policy_changes(text, &workload, update)?;
@@ -235,7 +251,9 @@ impl PolicyUpdate {
 }
 
 fn read_all(found: &[Found], options: &LoadOptions) -> Vec<FileIndex> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     let next = AtomicUsize::new(0);
     let mut slots: Vec<Option<FileIndex>> = (0..found.len()).map(|_| None).collect();
     let results = std::thread::scope(|scope| {
@@ -293,19 +311,37 @@ fn read_one(file: &Found, options: &LoadOptions) -> FileIndex {
 
 /// The same resources and the same containers, before and after an edit.
 fn same_shape(before: &FileIndex, after: &FileIndex) -> Result<(), EditError> {
-    let ids = |index: &FileIndex| index.resources.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let ids = |index: &FileIndex| {
+        index
+            .resources
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>()
+    };
     if ids(before) != ids(after) {
-        return Err(EditError::Verify("the resources in the file changed".into()));
+        return Err(EditError::Verify(
+            "the resources in the file changed".into(),
+        ));
     }
     let containers = |index: &FileIndex| {
         index
             .workloads
             .iter()
-            .map(|w| (w.id.clone(), w.containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>()))
+            .map(|w| {
+                (
+                    w.id.clone(),
+                    w.containers
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect::<Vec<_>>(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     if containers(before) != containers(after) {
-        return Err(EditError::Verify("the containers in the file changed".into()));
+        return Err(EditError::Verify(
+            "the containers in the file changed".into(),
+        ));
     }
     Ok(())
 }
@@ -317,23 +353,32 @@ fn image_changes(
     image: &ImageRef,
 ) -> Result<Vec<Change>, EditError> {
     match &target.source {
-        ImageSource::Whole(path) => Ok(vec![Change::Set(path.clone(), spelling::respell(&target.spelling, image))]),
-        ImageSource::Split { repository, tag, .. } => match tag {
+        ImageSource::Whole(path) => Ok(vec![Change::Set(
+            path.clone(),
+            spelling::respell(&target.spelling, image),
+        )]),
+        ImageSource::Split {
+            repository, tag, ..
+        } => match tag {
             Some(tag_path) => {
-                let tag = image.tag().filter(|_| image.digest().is_none()).ok_or_else(|| {
-                    EditError::Unsupported {
+                let tag = image
+                    .tag()
+                    .filter(|_| image.digest().is_none())
+                    .ok_or_else(|| EditError::Unsupported {
                         path: tag_path.to_string(),
                         line: target.line,
                         reason: format!("a separate tag field takes a tag, not {image}"),
-                    }
-                })?;
+                    })?;
                 Ok(vec![Change::Set(tag_path.clone(), tag.to_string())])
             }
             None => {
                 let stream = Stream::parse(text).map_err(EditError::Syntax)?;
                 let root = stream.docs[workload.location.doc];
                 let current = node_text(&stream, root, repository).unwrap_or_default();
-                Ok(vec![Change::Set(repository.clone(), spelling::respell(&current, image))])
+                Ok(vec![Change::Set(
+                    repository.clone(),
+                    spelling::respell(&current, image),
+                )])
             }
         },
         ImageSource::Kustomize(entry) => kustomize_changes(text, workload, entry, image),
@@ -366,7 +411,11 @@ fn kustomize_changes(
     for (key, value) in [("newTag", image.tag()), ("digest", image.digest())] {
         match (value, has(key)) {
             (Some(value), true) => changes.push(Change::Set(entry.join([key]), value.to_string())),
-            (Some(value), false) => changes.push(Change::Insert(entry.clone(), key.to_string(), value.to_string())),
+            (Some(value), false) => changes.push(Change::Insert(
+                entry.clone(),
+                key.to_string(),
+                value.to_string(),
+            )),
             (None, true) => changes.push(Change::Remove(entry.clone(), key.to_string())),
             (None, false) => {}
         }
@@ -374,14 +423,21 @@ fn kustomize_changes(
     Ok(changes)
 }
 
-fn policy_changes(text: &str, workload: &Workload, update: &PolicyUpdate) -> Result<Vec<Change>, EditError> {
+fn policy_changes(
+    text: &str,
+    workload: &Workload,
+    update: &PolicyUpdate,
+) -> Result<Vec<Change>, EditError> {
     let metadata = workload.location.root.join(["metadata"]);
     let annotations_path = metadata.join(["annotations"]);
     let stream = Stream::parse(text).map_err(EditError::Syntax)?;
     let root = stream.docs[workload.location.doc];
     let metadata_node = node_at(&stream, root, &metadata);
     if metadata_node.is_none_or(|m| stream.entries(m).is_none()) {
-        return Err(EditError::Missing(format!("workload {} has no metadata mapping", workload.id)));
+        return Err(EditError::Missing(format!(
+            "workload {} has no metadata mapping",
+            workload.id
+        )));
     }
     let annotations_node = node_at(&stream, root, &annotations_path);
     let mut present: BTreeMap<String, String> = workload.annotations.iter().cloned().collect();
@@ -395,35 +451,56 @@ fn policy_changes(text: &str, workload: &Workload, update: &PolicyUpdate) -> Res
         }
     }
     for (key, value) in &update.add {
-        let spelled: Vec<String> = key.annotations().into_iter().filter(|k| present.contains_key(k)).collect();
+        let spelled: Vec<String> = key
+            .annotations()
+            .into_iter()
+            .filter(|k| present.contains_key(k))
+            .collect();
         if spelled.is_empty() {
             new_entries.push((key.annotations().remove(0), value.clone()));
             continue;
         }
         for k in spelled {
             if present.get(&k) != Some(value) {
-                changes.push(Change::Set(annotations_path.join([k.as_str()]), value.clone()));
+                changes.push(Change::Set(
+                    annotations_path.join([k.as_str()]),
+                    value.clone(),
+                ));
             }
         }
     }
     let annotations_is_map = annotations_node.is_some_and(|a| stream.entries(a).is_some());
-    if present.is_empty() && new_entries.is_empty() && annotations_node.is_some() && !changes.is_empty() {
+    if present.is_empty()
+        && new_entries.is_empty()
+        && annotations_node.is_some()
+        && !changes.is_empty()
+    {
         // Every annotation is going: remove the whole `annotations:` entry.
         return Ok(vec![Change::Remove(metadata, "annotations".into())]);
     }
     if new_entries.is_empty() {
         return Ok(changes);
     }
-    let empty_map = annotations_node.is_some_and(|a| stream.entries(a).is_some_and(|mut e| e.next().is_none()));
-    if annotations_is_map && !(empty_map && !stream.nodes[annotations_node.unwrap_or(0)].flow) {
-        changes.extend(new_entries.into_iter().map(|(k, v)| Change::Insert(annotations_path.clone(), k, v)));
+    let empty_map =
+        annotations_node.is_some_and(|a| stream.entries(a).is_some_and(|mut e| e.next().is_none()));
+    let flow = annotations_node.is_some_and(|a| stream.nodes[a].flow);
+    if annotations_is_map && (flow || !empty_map) {
+        changes.extend(
+            new_entries
+                .into_iter()
+                .map(|(k, v)| Change::Insert(annotations_path.clone(), k, v)),
+        );
         return Ok(changes);
     }
     if annotations_node.is_some() {
         // `annotations:` with nothing (or an empty block) in it: replace the entry.
         changes.push(Change::Remove(metadata.clone(), "annotations".into()));
     }
-    changes.push(Change::InsertMap(metadata, "annotations".into(), new_entries));
+    changes.push(Change::InsertMap(
+        metadata,
+        "annotations".into(),
+        new_entries,
+    ));
     Ok(changes)
 }
 
@@ -491,14 +568,23 @@ impl<'c> Transaction<'c> {
     }
 
     /// Sets a container's image; returns whether the text changed.
-    pub fn set_image(&mut self, id: &ResourceId, container: &str, image: &ImageRef) -> Result<bool, EditError> {
+    pub fn set_image(
+        &mut self,
+        id: &ResourceId,
+        container: &str,
+        image: &ImageRef,
+    ) -> Result<bool, EditError> {
         let (path, text) = self.text_of(id)?;
         let after = self.checkout.set_image(&text, id, container, image)?;
         Ok(self.keep(path, &text, after))
     }
 
     /// Updates a workload's policies; returns whether the text changed.
-    pub fn update_policies(&mut self, id: &ResourceId, update: &PolicyUpdate) -> Result<bool, EditError> {
+    pub fn update_policies(
+        &mut self,
+        id: &ResourceId,
+        update: &PolicyUpdate,
+    ) -> Result<bool, EditError> {
         let (path, text) = self.text_of(id)?;
         let after = self.checkout.update_policies(&text, id, update)?;
         Ok(self.keep(path, &text, after))

@@ -74,7 +74,10 @@ pub(crate) fn apply(text: &str, doc: usize, changes: &[Change]) -> Result<String
 fn apply_one(text: &str, doc: usize, change: &Change) -> Result<String, EditError> {
     let stream = Stream::parse(text).map_err(EditError::Syntax)?;
     let root = *stream.docs.get(doc).ok_or(EditError::NoDocument(doc))?;
-    let editor = Splicer { text, stream: &stream };
+    let editor = Splicer {
+        text,
+        stream: &stream,
+    };
     let (range, replacement) = match change {
         Change::Set(path, value) => editor.set(root, path, value)?,
         Change::Insert(path, key, value) => {
@@ -169,7 +172,12 @@ impl Splicer<'_, '_> {
         }
     }
 
-    fn set(&self, root: NodeId, path: &NodePath, value: &str) -> Result<(Range<usize>, String), EditError> {
+    fn set(
+        &self,
+        root: NodeId,
+        path: &NodePath,
+        value: &str,
+    ) -> Result<(Range<usize>, String), EditError> {
         let target = self.locate(root, path)?;
         let node = &self.stream.nodes[target];
         let Shape::Scalar(old, style) = &node.shape else {
@@ -188,7 +196,11 @@ impl Splicer<'_, '_> {
     }
 
     fn eol(&self) -> &'static str {
-        if self.text.contains("\r\n") { "\r\n" } else { "\n" }
+        if self.text.contains("\r\n") {
+            "\r\n"
+        } else {
+            "\n"
+        }
     }
 
     /// Byte offset just past the line on which `node` ends.
@@ -248,7 +260,10 @@ impl Splicer<'_, '_> {
         let pad = " ".repeat(indent);
         match value {
             Inserted::Scalar(v) => {
-                lines.push_str(&format!("{pad}{key_text}: {}{eol}", scalar::render_string(v, false)));
+                lines.push_str(&format!(
+                    "{pad}{key_text}: {}{eol}",
+                    scalar::render_string(v, false)
+                ));
             }
             Inserted::Map(entries) => {
                 lines.push_str(&format!("{pad}{key_text}:{eol}"));
@@ -275,7 +290,11 @@ impl Splicer<'_, '_> {
                 }
                 for kv in items.chunks_exact(2) {
                     let (k, v) = (&s.nodes[kv[0]], &s.nodes[kv[1]]);
-                    if matches!(v.shape, Shape::Map(_)) && !v.flow && v.col > k.col && v.line > k.line {
+                    if matches!(v.shape, Shape::Map(_))
+                        && !v.flow
+                        && v.col > k.col
+                        && v.line > k.line
+                    {
                         step = step.min(v.col - k.col);
                     }
                 }
@@ -284,7 +303,12 @@ impl Splicer<'_, '_> {
         if step == usize::MAX { 2 } else { step }
     }
 
-    fn remove(&self, root: NodeId, path: &NodePath, key: &str) -> Result<(Range<usize>, String), EditError> {
+    fn remove(
+        &self,
+        root: NodeId,
+        path: &NodePath,
+        key: &str,
+    ) -> Result<(Range<usize>, String), EditError> {
         let s = self.stream;
         let map = self.locate(root, path)?;
         let Shape::Map(items) = &s.nodes[map].shape else {
@@ -306,13 +330,23 @@ impl Splicer<'_, '_> {
         let key_start = s.nodes[k].span.start;
         let line_start = self.text[..key_start].rfind('\n').map_or(0, |n| n + 1);
         if !self.text[line_start..key_start].trim().is_empty() {
-            return Err(self.unsupported(&entry_path, k, "the entry shares its line with other syntax"));
+            return Err(self.unsupported(
+                &entry_path,
+                k,
+                "the entry shares its line with other syntax",
+            ));
         }
         let (end, _) = self.after_line(v);
         Ok((line_start..end, String::new()))
     }
 
-    fn flow_entry_with_comma(&self, start: usize, end: usize, position: usize, count: usize) -> Range<usize> {
+    fn flow_entry_with_comma(
+        &self,
+        start: usize,
+        end: usize,
+        position: usize,
+        count: usize,
+    ) -> Range<usize> {
         let text = self.text;
         if position + 1 < count {
             // Take the comma and spaces after the entry.
@@ -335,7 +369,13 @@ impl Splicer<'_, '_> {
 fn flow_entries(entries: &[(String, String)]) -> String {
     entries
         .iter()
-        .map(|(k, v)| format!("{}: {}", scalar::render_string(k, true), scalar::render_string(v, true)))
+        .map(|(k, v)| {
+            format!(
+                "{}: {}",
+                scalar::render_string(k, true),
+                scalar::render_string(v, true)
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -353,7 +393,7 @@ pub(crate) enum Value {
 impl Value {
     pub(crate) fn of(stream: &Stream<'_>, id: NodeId) -> Value {
         let node = &stream.nodes[id];
-        let anchor_free = match &node.shape {
+        match &node.shape {
             Shape::Scalar(text, style) => {
                 let resolved = if *style == Style::Plain {
                     scalar::resolve_plain(text)
@@ -370,8 +410,7 @@ impl Value {
                     .collect(),
             ),
             Shape::Alias(anchor) => Value::Alias(*anchor),
-        };
-        anchor_free
+        }
     }
 
     fn key(key: &str) -> Value {
@@ -383,7 +422,10 @@ impl Value {
         for step in &path.0 {
             value = match (step, value) {
                 (Step::Key(key), Value::Map(entries)) => {
-                    &mut entries.iter_mut().find(|(k, _)| matches!(k, Value::Scalar(t, _) if t == key))?.1
+                    &mut entries
+                        .iter_mut()
+                        .find(|(k, _)| matches!(k, Value::Scalar(t, _) if t == key))?
+                        .1
                 }
                 (Step::Index(index), Value::Seq(items)) => items.get_mut(*index)?,
                 _ => return None,
@@ -399,16 +441,25 @@ impl Value {
                 *self.at_mut(path)? = Value::Scalar(new.clone(), set_as);
             }
             Change::Insert(path, key, value) => {
-                let Value::Map(entries) = self.at_mut(path)? else { return None };
+                let Value::Map(entries) = self.at_mut(path)? else {
+                    return None;
+                };
                 entries.push((Value::key(key), Value::key(value)));
             }
             Change::InsertMap(path, key, inner) => {
-                let Value::Map(entries) = self.at_mut(path)? else { return None };
-                let inner = inner.iter().map(|(k, v)| (Value::key(k), Value::key(v))).collect();
+                let Value::Map(entries) = self.at_mut(path)? else {
+                    return None;
+                };
+                let inner = inner
+                    .iter()
+                    .map(|(k, v)| (Value::key(k), Value::key(v)))
+                    .collect();
                 entries.push((Value::key(key), Value::Map(inner)));
             }
             Change::Remove(path, key) => {
-                let Value::Map(entries) = self.at_mut(path)? else { return None };
+                let Value::Map(entries) = self.at_mut(path)? else {
+                    return None;
+                };
                 let before = entries.len();
                 entries.retain(|(k, _)| !matches!(k, Value::Scalar(t, _) if t == key));
                 if entries.len() == before {
@@ -493,32 +544,58 @@ mod tests {
         let err = apply(text, 0, &[Change::Set(path(&["y"]), "nginx:2".into())]).unwrap_err();
         assert!(matches!(err, EditError::Alias { .. }), "{err}");
         let merged = "base: &b\n  image: a:1\nc:\n  <<: *b\n";
-        let err = apply(merged, 0, &[Change::Set(path(&["c", "image"]), "a:2".into())]).unwrap_err();
+        let err = apply(
+            merged,
+            0,
+            &[Change::Set(path(&["c", "image"]), "a:2".into())],
+        )
+        .unwrap_err();
         assert!(matches!(err, EditError::Alias { .. }), "{err}");
     }
 
     #[test]
     fn inserting_into_a_block_mapping_follows_its_indentation_and_line_endings() {
         let text = "m:\r\n    a: 1\r\nn: 2\r\n";
-        let out = apply(text, 0, &[Change::Insert(path(&["m"]), "k".into(), "true".into())]).unwrap();
+        let out = apply(
+            text,
+            0,
+            &[Change::Insert(path(&["m"]), "k".into(), "true".into())],
+        )
+        .unwrap();
         assert_eq!(out, "m:\r\n    a: 1\r\n    k: \"true\"\r\nn: 2\r\n");
     }
 
     #[test]
     fn inserting_a_mapping_uses_the_files_indent_step() {
         let text = "metadata:\n    name: x\nspec: {}\n";
-        let change = Change::InsertMap(path(&["metadata"]), "annotations".into(), vec![("a/b".into(), "c".into())]);
+        let change = Change::InsertMap(
+            path(&["metadata"]),
+            "annotations".into(),
+            vec![("a/b".into(), "c".into())],
+        );
         let out = apply(text, 0, &[change]).unwrap();
-        assert_eq!(out, "metadata:\n    name: x\n    annotations:\n        a/b: c\nspec: {}\n");
+        assert_eq!(
+            out,
+            "metadata:\n    name: x\n    annotations:\n        a/b: c\nspec: {}\n"
+        );
     }
 
     #[test]
     fn flow_mappings_get_flow_entries() {
         let text = "metadata: {name: x}\n";
-        let change = Change::InsertMap(path(&["metadata"]), "annotations".into(), vec![("a".into(), "b".into())]);
+        let change = Change::InsertMap(
+            path(&["metadata"]),
+            "annotations".into(),
+            vec![("a".into(), "b".into())],
+        );
         let out = apply(text, 0, &[change]).unwrap();
         assert_eq!(out, "metadata: {name: x, annotations: {a: b}}\n");
-        let out = apply(&out, 0, &[Change::Remove(path(&["metadata"]), "name".into())]).unwrap();
+        let out = apply(
+            &out,
+            0,
+            &[Change::Remove(path(&["metadata"]), "name".into())],
+        )
+        .unwrap();
         assert_eq!(out, "metadata: {annotations: {a: b}}\n");
     }
 
@@ -532,7 +609,12 @@ mod tests {
     #[test]
     fn a_file_without_final_newline_gets_one_before_an_inserted_line() {
         let text = "a:\n  x: 1";
-        let out = apply(text, 0, &[Change::Insert(path(&["a"]), "z".into(), "2".into())]).unwrap();
+        let out = apply(
+            text,
+            0,
+            &[Change::Insert(path(&["a"]), "z".into(), "2".into())],
+        )
+        .unwrap();
         assert_eq!(out, "a:\n  x: 1\n  z: \"2\"\n");
     }
 

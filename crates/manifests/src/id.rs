@@ -129,7 +129,13 @@ mod tests {
 
     #[test]
     fn ids_without_kind_or_namespace_are_refused() {
-        for bad in ["front-end", "sock-shop/front-end", ":deployment/x", "ns:/x", "ns:deployment/"] {
+        for bad in [
+            "front-end",
+            "sock-shop/front-end",
+            ":deployment/x",
+            "ns:/x",
+            "ns:deployment/",
+        ] {
             assert!(bad.parse::<ResourceId>().is_err(), "{bad}");
         }
     }

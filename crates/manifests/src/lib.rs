@@ -49,6 +49,8 @@ pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};
 pub use load::LoadOptions;
 pub use policy::{Ignore, Policies, PolicyKey};
 pub use spelling::{respell, split as split_spelling};
-pub use workload::{Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind};
+pub use workload::{
+    Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
+};
 pub use write::atomically as write_atomically;
 pub use yaml::SyntaxError;

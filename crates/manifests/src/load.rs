@@ -67,7 +67,11 @@ fn walk_dir(root: &Path, dir: &Path, found: &mut Vec<Found>, errors: &mut Vec<Lo
         }
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    if dir != root && paths.iter().any(|p| p.file_name() == Some("Chart.yaml".as_ref())) {
+    if dir != root
+        && paths
+            .iter()
+            .any(|p| p.file_name() == Some("Chart.yaml".as_ref()))
+    {
         return;
     }
     paths.sort();
@@ -100,7 +104,11 @@ pub(crate) fn kustomization_name(found: &Found) -> String {
     let dir = found.path.parent().unwrap_or(Path::new(""));
     let relative = dir.strip_prefix(&found.root).unwrap_or(dir);
     let name = relative.to_string_lossy().replace('\\', "/");
-    if name.is_empty() { ".".to_string() } else { name }
+    if name.is_empty() {
+        ".".to_string()
+    } else {
+        name
+    }
 }
 
 /// Indexes the text of one file.
@@ -176,12 +184,20 @@ impl Reader<'_, '_> {
         if kind.ends_with("List") {
             if let Some(items) = s.get(node, "items").and_then(|i| s.items(i)) {
                 for (n, &item) in items.iter().enumerate() {
-                    self.resource(doc, item, root.join(["items".into(), Step::Index(n)]), index);
+                    self.resource(
+                        doc,
+                        item,
+                        root.join(["items".into(), Step::Index(n)]),
+                        index,
+                    );
                 }
             }
             return;
         }
-        let Some(name) = s.get_path(node, &["metadata", "name"]).and_then(|n| s.str(n)) else {
+        let Some(name) = s
+            .get_path(node, &["metadata", "name"])
+            .and_then(|n| s.str(n))
+        else {
             let error = self.invalid(node, format!("{kind} without metadata.name"));
             index.errors.push(error);
             return;
@@ -194,7 +210,10 @@ impl Reader<'_, '_> {
                 .unwrap_or(&self.options.default_namespace)
         };
         let id = ResourceId::new(namespace, kind, name);
-        let api_version = s.get(node, "apiVersion").and_then(|v| s.str(v)).unwrap_or("");
+        let api_version = s
+            .get(node, "apiVersion")
+            .and_then(|v| s.str(v))
+            .unwrap_or("");
         let location = self.location(doc, node, &root);
         index.resources.push(Resource {
             id: id.clone(),
@@ -205,7 +224,10 @@ impl Reader<'_, '_> {
         let (kind, containers) = if let Some(kind) = WorkloadKind::of_pod_kind(kind) {
             (kind, self.pod_containers(node, &root, kind, &id, index))
         } else if kind == "HelmRelease" && is_helm_release_api(api_version) {
-            (WorkloadKind::HelmRelease, self.helm_containers(node, &root, &id, index))
+            (
+                WorkloadKind::HelmRelease,
+                self.helm_containers(node, &root, &id, index),
+            )
         } else {
             return;
         };
@@ -491,7 +513,11 @@ impl Reader<'_, '_> {
         let location = self.location(doc, root, &NodePath::default());
         index.resources.push(Resource {
             id: id.clone(),
-            api_version: s.get(root, "apiVersion").and_then(|v| s.str(v)).unwrap_or("").to_string(),
+            api_version: s
+                .get(root, "apiVersion")
+                .and_then(|v| s.str(v))
+                .unwrap_or("")
+                .to_string(),
             kind: "Kustomization".to_string(),
             location: location.clone(),
         });
@@ -514,7 +540,14 @@ impl Reader<'_, '_> {
             containers.extend(self.container(&id, image_name, spelling, source, entry, index));
         }
         let annotations = self.annotations(root);
-        let workload = self.workload(id, WorkloadKind::Kustomization, location, containers, annotations, index);
+        let workload = self.workload(
+            id,
+            WorkloadKind::Kustomization,
+            location,
+            containers,
+            annotations,
+            index,
+        );
         index.workloads.push(workload);
     }
 }

@@ -53,7 +53,10 @@ fn tags_as_strings<S: serde::Serializer>(
 impl Policies {
     /// The tag filter for a container; admits everything when none is set.
     pub fn tag_policy(&self, container: &str) -> Policy {
-        self.tags.get(container).cloned().unwrap_or_else(Policy::all)
+        self.tags
+            .get(container)
+            .cloned()
+            .unwrap_or_else(Policy::all)
     }
 
     /// The names shown in the POLICY column: a sorted subset of
@@ -115,7 +118,10 @@ impl PolicyKey {
     /// Every annotation key that sets this policy, the preferred one first.
     pub fn annotations(&self) -> Vec<String> {
         let suffix = self.suffix();
-        let mut keys = vec![format!("{PREFIX}{suffix}"), format!("{LEGACY_PREFIX}{suffix}")];
+        let mut keys = vec![
+            format!("{PREFIX}{suffix}"),
+            format!("{LEGACY_PREFIX}{suffix}"),
+        ];
         if let PolicyKey::Tag(container) = self {
             keys.push(format!("{FILTER_PREFIX}{container}"));
         }

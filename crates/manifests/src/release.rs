@@ -113,7 +113,8 @@ impl WorkloadResult {
 /// Decides, for every workload of the checkout (and every named one that is
 /// missing), what the release does. Results are sorted by id.
 pub fn plan(checkout: &Checkout, spec: &ReleaseSpec) -> Vec<WorkloadResult> {
-    let mut results: Vec<WorkloadResult> = checkout.workloads.iter().map(|w| judge(w, spec)).collect();
+    let mut results: Vec<WorkloadResult> =
+        checkout.workloads.iter().map(|w| judge(w, spec)).collect();
     if let Targets::Only(ids) = &spec.targets {
         for id in ids {
             if checkout.workload(id).is_none() && !results.iter().any(|r| &r.id == id) {
@@ -127,15 +128,16 @@ pub fn plan(checkout: &Checkout, spec: &ReleaseSpec) -> Vec<WorkloadResult> {
 
 fn judge(workload: &Workload, spec: &ReleaseSpec) -> WorkloadResult {
     let id = &workload.id;
-    if let Targets::Only(ids) = &spec.targets {
-        if !ids.contains(id) {
-            return WorkloadResult::with(id, Status::Ignored, NOT_INCLUDED);
-        }
+    if let Targets::Only(ids) = &spec.targets
+        && !ids.contains(id)
+    {
+        return WorkloadResult::with(id, Status::Ignored, NOT_INCLUDED);
     }
     if spec.excludes.contains(id) {
         return WorkloadResult::with(id, Status::Ignored, EXCLUDED);
     }
-    let wanted = |name: &str| spec.containers.is_empty() || spec.containers.iter().any(|c| c == name);
+    let wanted =
+        |name: &str| spec.containers.is_empty() || spec.containers.iter().any(|c| c == name);
     let using: Vec<_> = workload
         .containers
         .iter()
@@ -187,7 +189,8 @@ pub fn execute(transaction: &mut Transaction<'_>, spec: &ReleaseSpec) -> Vec<Wor
     for result in results.iter_mut().filter(|r| r.status == Status::Success) {
         let saved = transaction.snapshot();
         for update in &result.updates {
-            if let Err(error) = transaction.set_image(&result.id, &update.container, &update.target) {
+            if let Err(error) = transaction.set_image(&result.id, &update.container, &update.target)
+            {
                 transaction.restore(saved);
                 result.status = Status::Failed;
                 result.reason = Some(format!("{}: {error}", update.container));

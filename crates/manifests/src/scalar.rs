@@ -51,7 +51,7 @@ pub(crate) fn plain_is_safe(text: &str, in_flow: bool) -> bool {
     if "-?:,[]{}#&*!|>'\"%@`".contains(first) {
         let next = text[first.len_utf8()..].chars().next();
         let indicator_ok = matches!(first, '-' | '?' | ':')
-            && next.is_some_and(|c| !c.is_whitespace() && !(in_flow && ",[]{}".contains(c)));
+            && next.is_some_and(|c| !(c.is_whitespace() || in_flow && ",[]{}".contains(c)));
         if !indicator_ok {
             return false;
         }
@@ -94,7 +94,12 @@ fn single_quoted(text: &str) -> Option<String> {
 /// The source text for `value` replacing a scalar written in `style`, and
 /// the style actually used. A plain scalar stays plain when that reads back
 /// as the same value and the same type as before; otherwise it is quoted.
-pub(crate) fn render(value: &str, style: Style, old_plain: Option<&str>, in_flow: bool) -> (String, Style) {
+pub(crate) fn render(
+    value: &str,
+    style: Style,
+    old_plain: Option<&str>,
+    in_flow: bool,
+) -> (String, Style) {
     match style {
         Style::Single => match single_quoted(value) {
             Some(text) => (text, Style::Single),
@@ -128,29 +133,53 @@ mod tests {
 
     #[test]
     fn numbers_booleans_and_nulls_are_not_strings() {
-        for text in ["1", "1.10", "-2", "0x1F", "1e3", ".5", "true", "no", "~", "null", "1:20"] {
+        for text in [
+            "1", "1.10", "-2", "0x1F", "1e3", ".5", "true", "no", "~", "null", "1:20",
+        ] {
             assert_eq!(resolve_plain(text), Resolved::Other, "{text}");
         }
-        for text in ["1.2.3", "v1", "0.3.12", "master-a000001", "16.1-alpine", "latest", "."] {
+        for text in [
+            "1.2.3",
+            "v1",
+            "0.3.12",
+            "master-a000001",
+            "16.1-alpine",
+            "latest",
+            ".",
+        ] {
             assert_eq!(resolve_plain(text), Resolved::String, "{text}");
         }
     }
 
     #[test]
     fn image_references_stay_plain() {
-        let (text, style) = render("quay.io/x/y:1.2@sha256:ab", Style::Plain, Some("quay.io/x/y:1.1"), false);
-        assert_eq!((text.as_str(), style), ("quay.io/x/y:1.2@sha256:ab", Style::Plain));
+        let (text, style) = render(
+            "quay.io/x/y:1.2@sha256:ab",
+            Style::Plain,
+            Some("quay.io/x/y:1.1"),
+            false,
+        );
+        assert_eq!(
+            (text.as_str(), style),
+            ("quay.io/x/y:1.2@sha256:ab", Style::Plain)
+        );
     }
 
     #[test]
     fn a_plain_string_that_would_read_as_a_number_is_quoted() {
-        assert_eq!(render("1.2", Style::Plain, Some("v1.1"), false).0, "\"1.2\"");
+        assert_eq!(
+            render("1.2", Style::Plain, Some("v1.1"), false).0,
+            "\"1.2\""
+        );
         assert_eq!(render("1.11", Style::Plain, Some("1.10"), false).0, "1.11");
     }
 
     #[test]
     fn quotes_are_escaped_in_each_style() {
         assert_eq!(render("it's", Style::Single, None, false).0, "'it''s'");
-        assert_eq!(render("a\"b\\", Style::Double, None, false).0, "\"a\\\"b\\\\\"");
+        assert_eq!(
+            render("a\"b\\", Style::Double, None, false).0,
+            "\"a\\\"b\\\\\""
+        );
     }
 }

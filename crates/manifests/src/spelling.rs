@@ -40,8 +40,14 @@ mod tests {
 
     #[test]
     fn splitting_keeps_registry_ports_in_the_repository() {
-        assert_eq!(split("localhost:5000/app:1.0"), ("localhost:5000/app", Some("1.0"), None));
-        assert_eq!(split("localhost:5000/app"), ("localhost:5000/app", None, None));
+        assert_eq!(
+            split("localhost:5000/app:1.0"),
+            ("localhost:5000/app", Some("1.0"), None)
+        );
+        assert_eq!(
+            split("localhost:5000/app"),
+            ("localhost:5000/app", None, None)
+        );
         assert_eq!(
             split("app:1@sha256:abc"),
             ("app", Some("1"), Some("sha256:abc"))
@@ -51,8 +57,14 @@ mod tests {
     #[test]
     fn respelling_keeps_the_repository_as_written() {
         let new = ImageRef::parse("postgres:16.2").unwrap();
-        assert_eq!(respell("docker.io/library/postgres:16.1", &new), "docker.io/library/postgres:16.2");
-        let pinned = ImageRef::parse("postgres@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(
+            respell("docker.io/library/postgres:16.1", &new),
+            "docker.io/library/postgres:16.2"
+        );
+        let pinned = ImageRef::parse(
+            "postgres@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        )
+        .unwrap();
         assert_eq!(
             respell("postgres:16.1", &pinned),
             "postgres@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

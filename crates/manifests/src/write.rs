@@ -11,7 +11,9 @@ pub fn atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     let permissions = std::fs::metadata(path).map(|m| m.permissions()).ok();
-    let mut file = tempfile::Builder::new().prefix(".flux-edit-").tempfile_in(dir)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".flux-edit-")
+        .tempfile_in(dir)?;
     file.write_all(bytes)?;
     file.as_file().sync_all()?;
     if let Some(permissions) = permissions {

@@ -160,10 +160,10 @@ impl<'a> Stream<'a> {
 
     /// The node, following an alias to its anchored node.
     pub fn resolve(&self, id: NodeId) -> NodeId {
-        if let Shape::Alias(anchor) = self.nodes[id].shape {
-            if let Some(&(_, target)) = self.anchors.iter().rev().find(|(a, _)| *a == anchor) {
-                return target;
-            }
+        if let Shape::Alias(anchor) = self.nodes[id].shape
+            && let Some(&(_, target)) = self.anchors.iter().rev().find(|(a, _)| *a == anchor)
+        {
+            return target;
         }
         id
     }
