@@ -4,6 +4,12 @@
 //! module of its own.
 
 mod check_policy;
+mod list_workloads;
+mod offline;
+mod policy;
+mod release;
+mod results;
+mod table;
 
 use std::process::ExitCode;
 
@@ -21,11 +27,32 @@ struct Cli {
 enum Command {
     /// Show which tags a tag policy admits, newest first.
     CheckPolicy(check_policy::Args),
+    /// List the workloads, containers and images in a checkout, with their policies.
+    ListWorkloads(list_workloads::Args),
+    /// Release an image to workloads by editing their manifests.
+    Release(release::Args),
+    /// Turn on automated releases of new images for a workload.
+    Automate(policy::Target),
+    /// Turn off automated releases for a workload.
+    Deautomate(policy::Target),
+    /// Lock a workload: releases leave it alone.
+    Lock(policy::Target),
+    /// Unlock a workload.
+    Unlock(policy::Target),
+    /// Change a workload's policies: automation, lock, tag filters.
+    Policy(policy::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckPolicy(args) => check_policy::run(args),
+        Command::ListWorkloads(args) => list_workloads::run(args),
+        Command::Release(args) => release::run(args),
+        Command::Automate(target) => policy::run_verb(policy::Verb::Automate, target),
+        Command::Deautomate(target) => policy::run_verb(policy::Verb::Deautomate, target),
+        Command::Lock(target) => policy::run_verb(policy::Verb::Lock, target),
+        Command::Unlock(target) => policy::run_verb(policy::Verb::Unlock, target),
+        Command::Policy(args) => policy::run(args),
     }
 }

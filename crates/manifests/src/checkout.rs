@@ -10,7 +10,7 @@ use crate::edit::{self, Change, EditError};
 use crate::error::LoadError;
 use crate::id::ResourceId;
 use crate::load::{self, FileIndex, Found, LoadOptions};
-use crate::policy::PolicyKey;
+use crate::policy::{PolicyKey, PolicyUpdate};
 use crate::spelling;
 use crate::workload::{Container, ImageSource, NodePath, Resource, Workload, WorkloadKind};
 use crate::yaml::Stream;
@@ -231,22 +231,6 @@ impl Checkout {
         let after = self.reindex(&workload.location.file, &edited);
         same_shape(&before, &after)?;
         Ok(edited)
-    }
-}
-
-/// A change of policies: annotations to set and to remove.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PolicyUpdate {
-    /// Policies to set, with their values.
-    pub add: Vec<(PolicyKey, String)>,
-    /// Policies to remove.
-    pub remove: Vec<PolicyKey>,
-}
-
-impl PolicyUpdate {
-    /// Whether the update changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.remove.is_empty()
     }
 }
 

@@ -42,12 +42,12 @@ mod workload;
 mod write;
 mod yaml;
 
-pub use checkout::{Checkout, ManifestFile, PolicyUpdate, Transaction};
+pub use checkout::{Checkout, ManifestFile, Transaction};
 pub use edit::EditError;
 pub use error::LoadError;
 pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};
 pub use load::LoadOptions;
-pub use policy::{Ignore, Policies, PolicyKey};
+pub use policy::{Ignore, Policies, PolicyKey, PolicyUpdate};
 pub use spelling::{respell, split as split_spelling};
 pub use workload::{
     Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,

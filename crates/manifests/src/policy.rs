@@ -207,6 +207,88 @@ fn read_ignore(key: &str, value: &str) -> Result<Option<Ignore>, InvalidAnnotati
     }
 }
 
+/// A change of policies: annotations to set and to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyUpdate {
+    /// Policies to set, with their values.
+    pub add: Vec<(PolicyKey, String)>,
+    /// Policies to remove.
+    pub remove: Vec<PolicyKey>,
+}
+
+impl PolicyUpdate {
+    /// Whether the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// `fluxcd.io/automated: "true"`.
+    pub fn automate() -> PolicyUpdate {
+        PolicyUpdate {
+            add: vec![(PolicyKey::Automated, "true".into())],
+            remove: Vec::new(),
+        }
+    }
+
+    /// Removes `fluxcd.io/automated`.
+    pub fn deautomate() -> PolicyUpdate {
+        PolicyUpdate {
+            add: Vec::new(),
+            remove: vec![PolicyKey::Automated],
+        }
+    }
+
+    /// `fluxcd.io/locked: "true"`, with who locked it and why when given.
+    pub fn lock(message: Option<&str>, user: Option<&str>) -> PolicyUpdate {
+        let mut add = vec![(PolicyKey::Locked, "true".to_string())];
+        add.extend(message.map(|m| (PolicyKey::LockedMsg, m.to_string())));
+        add.extend(user.map(|u| (PolicyKey::LockedUser, u.to_string())));
+        PolicyUpdate {
+            add,
+            remove: Vec::new(),
+        }
+    }
+
+    /// Removes the lock, its message and its user.
+    pub fn unlock() -> PolicyUpdate {
+        PolicyUpdate {
+            add: Vec::new(),
+            remove: vec![
+                PolicyKey::Locked,
+                PolicyKey::LockedMsg,
+                PolicyKey::LockedUser,
+            ],
+        }
+    }
+
+    /// Sets a container's tag filter; `*` and `glob:*` (admit everything)
+    /// remove it instead. The policy is checked before anything is edited.
+    pub fn tag(container: &str, policy: &str) -> Result<PolicyUpdate, flux_image::PolicyError> {
+        let key = PolicyKey::Tag(container.to_string());
+        let parsed: Policy = policy.parse()?;
+        if parsed.is_all() {
+            return Ok(PolicyUpdate {
+                add: Vec::new(),
+                remove: vec![key],
+            });
+        }
+        Ok(PolicyUpdate {
+            add: vec![(key, policy.to_string())],
+            remove: Vec::new(),
+        })
+    }
+
+    /// This update followed by `other`.
+    pub fn and(mut self, other: PolicyUpdate) -> PolicyUpdate {
+        self.remove
+            .retain(|k| !other.add.iter().any(|(a, _)| a == k));
+        self.add.retain(|(k, _)| !other.remove.contains(k));
+        self.add.extend(other.add);
+        self.remove.extend(other.remove);
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
