@@ -296,6 +296,7 @@ impl Reader<'_, '_> {
                 init: false,
                 source,
                 line: self.line(at),
+                span: self.stream.nodes[at].span.clone(),
             }),
             Err(error) => {
                 let message = format!("workload {workload}: container {name}: {error}");

@@ -164,6 +164,9 @@ pub struct Container {
     pub source: ImageSource,
     /// 1-based line of the image.
     pub line: usize,
+    /// Byte range of the scalar the image starts in (the repository field
+    /// for split Helm values, the entry for kustomizations).
+    pub span: std::ops::Range<usize>,
 }
 
 /// A resource whose containers run images Flux can release.

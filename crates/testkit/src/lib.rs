@@ -1,13 +1,16 @@
 //! `flux-testkit`: real parts for tests and benchmarks, never a product feature.
 //!
 //! It owns what the test suites start and generate: fixtures (the sock-shop
-//! manifests, copied so tests may edit them). Later: a real registry launcher,
-//! git fixtures, a Kubernetes API server double and fixture generators.
+//! manifests, copied so tests may edit them) and generated manifests in
+//! mixed styles ([`generate`]). Later: a real registry launcher, git
+//! fixtures and a Kubernetes API server double.
 //!
 //! ```
 //! let dir = flux_testkit::sock_shop_manifests();
 //! assert!(dir.join("09-front-end-dep.yaml").exists());
 //! ```
+
+pub mod generate;
 
 use std::path::{Path, PathBuf};
 
@@ -22,5 +25,38 @@ pub fn workspace_root() -> PathBuf {
 
 /// The shared sock-shop manifests folder (read-only: copy before editing).
 pub fn sock_shop_manifests() -> PathBuf {
-    workspace_root().join("../shared/fixtures/sock-shop/manifests")
+    shared_fixtures().join("sock-shop/manifests")
+}
+
+/// The shared fixtures folder: `shared/fixtures` beside the project (or
+/// beside one of its parent folders, for worktrees kept deeper).
+pub fn shared_fixtures() -> PathBuf {
+    let root = workspace_root();
+    root.ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared/fixtures"))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| root.join("../shared/fixtures"))
+}
+
+/// A temporary copy of the sock-shop manifests that a test may edit.
+pub fn sock_shop_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder can be made");
+    copy_dir(&sock_shop_manifests(), dir.path()).expect("the fixtures can be copied");
+    dir
+}
+
+/// Copies the files of `from` (recursively) into `to`.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
