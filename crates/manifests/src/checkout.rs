@@ -37,6 +37,7 @@ pub struct Checkout {
     /// Problems: each names a file; everything else was still loaded.
     pub errors: Vec<LoadError>,
     options: LoadOptions,
+    by_id: HashMap<ResourceId, usize>,
 }
 
 impl Checkout {
@@ -54,6 +55,7 @@ impl Checkout {
             workloads: Vec::new(),
             errors,
             options,
+            by_id: HashMap::new(),
         };
         let mut seen: HashMap<ResourceId, PathBuf> = HashMap::new();
         for (file, index) in found.iter().zip(indexes) {
@@ -86,6 +88,7 @@ impl Checkout {
             workloads: Vec::new(),
             errors: Vec::new(),
             options,
+            by_id: HashMap::new(),
         };
         checkout.add(index, &mut HashMap::new());
         checkout
@@ -108,12 +111,12 @@ impl Checkout {
             seen.insert(resource.id.clone(), file.clone());
             self.resources.push(resource);
         }
-        self.workloads.extend(
-            index
-                .workloads
-                .into_iter()
-                .filter(|w| !dropped.contains(&w.location)),
-        );
+        for workload in index.workloads {
+            if !dropped.contains(&workload.location) {
+                self.by_id.insert(workload.id.clone(), self.workloads.len());
+                self.workloads.push(workload);
+            }
+        }
     }
 
     /// The options the checkout was loaded with.
@@ -123,7 +126,7 @@ impl Checkout {
 
     /// The workload with this id.
     pub fn workload(&self, id: &ResourceId) -> Option<&Workload> {
-        self.workloads.iter().find(|w| &w.id == id)
+        self.by_id.get(id).map(|&n| &self.workloads[n])
     }
 
     fn kustomization_of(&self, path: &Path) -> Option<&str> {
@@ -133,34 +136,58 @@ impl Checkout {
             .and_then(|f| f.kustomization.as_deref())
     }
 
-    /// Re-reads `text` as the file `path` of this checkout.
-    fn reindex(&self, path: &Path, text: &str) -> FileIndex {
-        load::index(path, self.kustomization_of(path), text, &self.options)
+    /// Reads a parsed text as the file `path` of this checkout.
+    fn index_of(&self, path: &Path, stream: &Stream<'_>) -> FileIndex {
+        load::index_stream(
+            path,
+            self.kustomization_of(path),
+            stream,
+            &self.options,
+            FileIndex::default(),
+        )
     }
 
-    /// The workload as `text` (the current text of its file) has it.
-    fn current(&self, text: &str, id: &ResourceId) -> Result<Workload, EditError> {
+    /// The workload as `text` (the current text of its file) has it, with
+    /// the parsed text and its index.
+    fn current<'t>(&self, text: &'t str, id: &ResourceId) -> Result<Current<'t>, EditError> {
         let known = self
             .workload(id)
             .ok_or_else(|| EditError::Missing(format!("no workload {id}")))?;
-        let index = self.reindex(&known.location.file, text);
-        if let Some(error) = index
-            .errors
-            .iter()
-            .find(|e| matches!(e, LoadError::Syntax { .. }))
-        {
-            return Err(EditError::Missing(error.to_string()));
-        }
-        index
+        let path = known.location.file.clone();
+        let stream = Stream::parse(text).map_err(EditError::Syntax)?;
+        let index = self.index_of(&path, &stream);
+        let workload = index
             .workloads
-            .into_iter()
+            .iter()
             .find(|w| &w.id == id)
-            .ok_or_else(|| {
-                EditError::Missing(format!(
-                    "no workload {id} in {}",
-                    known.location.file.display()
-                ))
-            })
+            .cloned()
+            .ok_or_else(|| EditError::Missing(format!("no workload {id} in {}", path.display())))?;
+        Ok(Current {
+            path,
+            stream,
+            index,
+            workload,
+        })
+    }
+
+    /// Applies `changes`, re-reads the result and checks that it differs by
+    /// exactly those changes and still holds the same resources and
+    /// containers; `holds` checks the intended value.
+    fn edit(
+        &self,
+        text: &str,
+        current: &Current<'_>,
+        changes: &[Change],
+        holds: impl Fn(&FileIndex) -> Result<(), EditError>,
+    ) -> Result<String, EditError> {
+        let doc = current.workload.location.doc;
+        let edited = edit::apply(text, &current.stream, doc, changes)?;
+        let after_stream = edit::reparse(&edited)?;
+        edit::verify(&current.stream, &after_stream, doc, changes)?;
+        let after = self.index_of(&current.path, &after_stream);
+        same_shape(&current.index, &after)?;
+        holds(&after)?;
+        Ok(edited)
     }
 
     /// Sets the image of one container in `text`, the current text of the
@@ -173,8 +200,8 @@ impl Checkout {
         container: &str,
         image: &ImageRef,
     ) -> Result<String, EditError> {
-        let workload = self.current(text, id)?;
-        let target = workload.container(container).ok_or_else(|| {
+        let current = self.current(text, id)?;
+        let target = current.workload.container(container).ok_or_else(|| {
             EditError::Missing(format!("workload {id} has no container {container}"))
         })?;
         if target.image.name() != image.name() {
@@ -184,25 +211,23 @@ impl Checkout {
                 image.name()
             )));
         }
-        if target.image == *image && target.image.tag() == image.tag() {
+        if target.image == *image {
             return Ok(text.to_string());
         }
-        let changes = image_changes(text, &workload, target, image)?;
-        let edited = edit::apply(text, workload.location.doc, &changes)?;
-        let after = self.reindex(&workload.location.file, &edited);
-        let holds = after
-            .workloads
-            .iter()
-            .find(|w| w.id == *id)
-            .and_then(|w| w.container(container))
-            .is_some_and(|c| c.image == *image);
-        if !holds {
-            return Err(EditError::Verify(format!(
-                "container {container} of {id} does not read as {image} after the edit"
-            )));
-        }
-        same_shape(&self.reindex(&workload.location.file, text), &after)?;
-        Ok(edited)
+        let changes = image_changes(&current, target, image)?;
+        self.edit(text, &current, &changes, |after| {
+            let now = after
+                .workloads
+                .iter()
+                .find(|w| w.id == *id)
+                .and_then(|w| w.container(container));
+            match now {
+                Some(c) if c.image == *image => Ok(()),
+                _ => Err(EditError::Verify(format!(
+                    "container {container} of {id} does not read as {image} after the edit"
+                ))),
+            }
+        })
     }
 
     /// Applies a policy update to the workload in `text` and returns the new text.
@@ -212,26 +237,30 @@ impl Checkout {
         id: &ResourceId,
         update: &PolicyUpdate,
     ) -> Result<String, EditError> {
-        let workload = self.current(text, id)?;
+        let current = self.current(text, id)?;
         for key in update.add.iter().map(|(k, _)| k).chain(&update.remove) {
             if let PolicyKey::Tag(container) = key
-                && workload.container(container).is_none()
+                && current.workload.container(container).is_none()
             {
                 return Err(EditError::Missing(format!(
                     "workload {id} has no container {container}"
                 )));
             }
         }
-        let changes = policy_changes(text, &workload, update)?;
+        let changes = policy_changes(&current, update)?;
         if changes.is_empty() {
             return Ok(text.to_string());
         }
-        let edited = edit::apply(text, workload.location.doc, &changes)?;
-        let before = self.reindex(&workload.location.file, text);
-        let after = self.reindex(&workload.location.file, &edited);
-        same_shape(&before, &after)?;
-        Ok(edited)
+        self.edit(text, &current, &changes, |_| Ok(()))
     }
+}
+
+/// A workload as the current text of its file has it.
+struct Current<'t> {
+    path: PathBuf,
+    stream: Stream<'t>,
+    index: FileIndex,
+    workload: Workload,
 }
 
 fn read_all(found: &[Found], options: &LoadOptions) -> Vec<FileIndex> {
@@ -331,8 +360,7 @@ fn same_shape(before: &FileIndex, after: &FileIndex) -> Result<(), EditError> {
 }
 
 fn image_changes(
-    text: &str,
-    workload: &Workload,
+    current: &Current<'_>,
     target: &Container,
     image: &ImageRef,
 ) -> Result<Vec<Change>, EditError> {
@@ -356,16 +384,15 @@ fn image_changes(
                 Ok(vec![Change::Set(tag_path.clone(), tag.to_string())])
             }
             None => {
-                let stream = Stream::parse(text).map_err(EditError::Syntax)?;
-                let root = stream.docs[workload.location.doc];
-                let current = node_text(&stream, root, repository).unwrap_or_default();
+                let root = current.stream.docs[current.workload.location.doc];
+                let written = node_text(&current.stream, root, repository).unwrap_or_default();
                 Ok(vec![Change::Set(
                     repository.clone(),
-                    spelling::respell(&current, image),
+                    spelling::respell(&written, image),
                 )])
             }
         },
-        ImageSource::Kustomize(entry) => kustomize_changes(text, workload, entry, image),
+        ImageSource::Kustomize(entry) => Ok(kustomize_changes(current, entry, image)),
     }
 }
 
@@ -382,15 +409,10 @@ fn node_text(stream: &Stream<'_>, root: usize, path: &NodePath) -> Option<String
 
 /// Like `kustomize edit set image`: a tag goes in `newTag`, a digest in
 /// `digest`; whichever the new image lacks is removed.
-fn kustomize_changes(
-    text: &str,
-    workload: &Workload,
-    entry: &NodePath,
-    image: &ImageRef,
-) -> Result<Vec<Change>, EditError> {
-    let stream = Stream::parse(text).map_err(EditError::Syntax)?;
-    let root = stream.docs[workload.location.doc];
-    let has = |key: &str| node_text(&stream, root, &entry.join([key])).is_some();
+fn kustomize_changes(current: &Current<'_>, entry: &NodePath, image: &ImageRef) -> Vec<Change> {
+    let stream = &current.stream;
+    let root = stream.docs[current.workload.location.doc];
+    let has = |key: &str| node_text(stream, root, &entry.join([key])).is_some();
     let mut changes = Vec::new();
     for (key, value) in [("newTag", image.tag()), ("digest", image.digest())] {
         match (value, has(key)) {
@@ -404,26 +426,23 @@ fn kustomize_changes(
             (None, false) => {}
         }
     }
-    Ok(changes)
+    changes
 }
 
-fn policy_changes(
-    text: &str,
-    workload: &Workload,
-    update: &PolicyUpdate,
-) -> Result<Vec<Change>, EditError> {
+fn policy_changes(current: &Current<'_>, update: &PolicyUpdate) -> Result<Vec<Change>, EditError> {
+    let workload = &current.workload;
     let metadata = workload.location.root.join(["metadata"]);
     let annotations_path = metadata.join(["annotations"]);
-    let stream = Stream::parse(text).map_err(EditError::Syntax)?;
+    let stream = &current.stream;
     let root = stream.docs[workload.location.doc];
-    let metadata_node = node_at(&stream, root, &metadata);
+    let metadata_node = node_at(stream, root, &metadata);
     if metadata_node.is_none_or(|m| stream.entries(m).is_none()) {
         return Err(EditError::Missing(format!(
             "workload {} has no metadata mapping",
             workload.id
         )));
     }
-    let annotations_node = node_at(&stream, root, &annotations_path);
+    let annotations_node = node_at(stream, root, &annotations_path);
     let mut present: BTreeMap<String, String> = workload.annotations.iter().cloned().collect();
     let mut changes = Vec::new();
     let mut new_entries = Vec::new();

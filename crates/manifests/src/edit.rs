@@ -60,24 +60,36 @@ pub(crate) enum Change {
     Remove(NodePath, String),
 }
 
-/// Applies `changes` in order to document `doc` of `text`, then verifies
-/// that the result differs from `text` by exactly those changes.
-pub(crate) fn apply(text: &str, doc: usize, changes: &[Change]) -> Result<String, EditError> {
-    let mut current = text.to_string();
-    for change in changes {
-        current = apply_one(&current, doc, change)?;
+/// Applies `changes` in order to document `doc` of `text` (parsed as
+/// `stream`). The caller verifies the result with [`verify`].
+pub(crate) fn apply(
+    text: &str,
+    stream: &Stream<'_>,
+    doc: usize,
+    changes: &[Change],
+) -> Result<String, EditError> {
+    let Some((first, rest)) = changes.split_first() else {
+        return Ok(text.to_string());
+    };
+    let mut current = apply_one(text, stream, doc, first)?;
+    for change in rest {
+        let next = {
+            let stream = Stream::parse(&current).map_err(EditError::Syntax)?;
+            apply_one(&current, &stream, doc, change)?
+        };
+        current = next;
     }
-    verify(text, &current, doc, changes)?;
     Ok(current)
 }
 
-fn apply_one(text: &str, doc: usize, change: &Change) -> Result<String, EditError> {
-    let stream = Stream::parse(text).map_err(EditError::Syntax)?;
+fn apply_one(
+    text: &str,
+    stream: &Stream<'_>,
+    doc: usize,
+    change: &Change,
+) -> Result<String, EditError> {
     let root = *stream.docs.get(doc).ok_or(EditError::NoDocument(doc))?;
-    let editor = Splicer {
-        text,
-        stream: &stream,
-    };
+    let editor = Splicer { text, stream };
     let (range, replacement) = match change {
         Change::Set(path, value) => editor.set(root, path, value)?,
         Change::Insert(path, key, value) => {
@@ -471,18 +483,26 @@ impl Value {
     }
 }
 
-/// Re-parses `after` and checks it holds the same documents as `before`
-/// with exactly `changes` applied to document `doc`.
-fn verify(before: &str, after: &str, doc: usize, changes: &[Change]) -> Result<(), EditError> {
-    let old = Stream::parse(before).map_err(EditError::Syntax)?;
-    let new = Stream::parse(after)
-        .map_err(|e| EditError::Verify(format!("the edited text does not parse: {}", e.message)))?;
+/// Parses edited text; a failure means the edit went wrong.
+pub(crate) fn reparse(after: &str) -> Result<Stream<'_>, EditError> {
+    Stream::parse(after)
+        .map_err(|e| EditError::Verify(format!("the edited text does not parse: {}", e.message)))
+}
+
+/// Checks that `new` holds the same documents as `old` with exactly
+/// `changes` applied to document `doc`.
+pub(crate) fn verify(
+    old: &Stream<'_>,
+    new: &Stream<'_>,
+    doc: usize,
+    changes: &[Change],
+) -> Result<(), EditError> {
     if old.docs.len() != new.docs.len() {
         return Err(EditError::Verify("the number of documents changed".into()));
     }
     for (n, (&a, &b)) in old.docs.iter().zip(&new.docs).enumerate() {
-        let mut expected = Value::of(&old, a);
-        let actual = Value::of(&new, b);
+        let mut expected = Value::of(old, a);
+        let actual = Value::of(new, b);
         if n == doc {
             for change in changes {
                 let set_as = set_resolution(&actual, change);
@@ -517,6 +537,13 @@ fn set_resolution(actual: &Value, change: &Change) -> Resolved {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn apply(text: &str, doc: usize, changes: &[Change]) -> Result<String, EditError> {
+        let old = Stream::parse(text).map_err(EditError::Syntax)?;
+        let edited = super::apply(text, &old, doc, changes)?;
+        verify(&old, &reparse(&edited)?, doc, changes)?;
+        Ok(edited)
+    }
 
     fn path(s: &[&str]) -> NodePath {
         NodePath(

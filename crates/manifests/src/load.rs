@@ -131,8 +131,19 @@ pub(crate) fn index(
             return index;
         }
     };
+    index_stream(path, kustomization, &stream, options, index)
+}
+
+/// Indexes an already parsed file.
+pub(crate) fn index_stream(
+    path: &Path,
+    kustomization: Option<&str>,
+    stream: &Stream<'_>,
+    options: &LoadOptions,
+    mut index: FileIndex,
+) -> FileIndex {
     let reader = Reader {
-        stream: &stream,
+        stream,
         path,
         options,
     };

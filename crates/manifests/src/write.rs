@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to `path` through a temporary file in the same folder,
-/// renamed over the original; the original's permissions are kept.
+/// renamed over the original; the original's permissions are kept. Readers
+/// see the old text or the new, never a mix. It is not synced to disk: git,
+/// where the edit is committed next, is what makes it durable.
 pub fn atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -15,7 +17,6 @@ pub fn atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".flux-edit-")
         .tempfile_in(dir)?;
     file.write_all(bytes)?;
-    file.as_file().sync_all()?;
     if let Some(permissions) = permissions {
         file.as_file().set_permissions(permissions)?;
     }
