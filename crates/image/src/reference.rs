@@ -101,10 +101,17 @@ impl Name {
         if self.registry != DOCKER_HUB {
             return self.canonical();
         }
-        match self.path.strip_prefix("library/") {
-            Some(rest) if !rest.contains('/') => rest.to_string(),
-            _ => self.path.clone(),
+        if let Some(rest) = self.path.strip_prefix("library/")
+            && !rest.contains('/')
+        {
+            return rest.to_string();
         }
+        // `docker.io/a.b/c` must keep its registry, or `a.b` would read as one.
+        let first = self.path.split('/').next().unwrap_or_default();
+        if is_registry(first) {
+            return self.canonical();
+        }
+        self.path.clone()
     }
 
     /// This repository with a tag.
@@ -320,23 +327,18 @@ impl Parser<'_> {
         if let Some(i) = encoded.find(|c: char| !c.is_ascii_hexdigit()) {
             return Err(self.fail(encoded_at + i, Problem::BadDigest("expected hex digits")));
         }
+        // Only the registered algorithms can be checked, so only they are accepted.
         let wanted = match algorithm {
-            "sha256" => Some(64),
-            "sha384" => Some(96),
-            "sha512" => Some(128),
-            _ => None,
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
+            _ => return Err(self.fail(start, Problem::BadDigest("unsupported algorithm"))),
         };
-        match wanted {
-            Some(n) if encoded.len() != n => {
-                return Err(self.fail(encoded_at, Problem::BadDigest("wrong length for algorithm")));
-            }
-            Some(_) if encoded.bytes().any(|b| b.is_ascii_uppercase()) => {
-                return Err(self.fail(encoded_at, Problem::BadDigest("hex must be lowercase")));
-            }
-            None if encoded.len() < 32 => {
-                return Err(self.fail(encoded_at, Problem::BadDigest("shorter than 32 hex digits")));
-            }
-            _ => {}
+        if encoded.len() != wanted {
+            return Err(self.fail(encoded_at, Problem::BadDigest("wrong length for algorithm")));
+        }
+        if encoded.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(self.fail(encoded_at, Problem::BadDigest("hex must be lowercase")));
         }
         Ok(digest.to_string())
     }

@@ -251,9 +251,11 @@ impl Comparator {
         if !self.wild {
             return v.cmp(c) == Ordering::Equal;
         }
-        v.major == c.major
-            && (self.minor_wild || v.minor == c.minor)
-            && (self.patch_wild || v.patch == c.patch)
+        if v.major != c.major || (!self.minor_wild && v.minor != c.minor) {
+            return false;
+        }
+        // `!=4.1-alpha` differs from 4.1.0 by its prerelease alone.
+        self.minor_wild || compare_prerelease(&v.pre, &c.pre) == Ordering::Equal
     }
 
     fn greater(&self, v: &Version) -> bool {
@@ -430,8 +432,7 @@ fn parse_group(whole: &str, group: &str, base: usize) -> Result<Vec<Comparator>,
     };
     let tokens = tokenize(group);
     if tokens.is_empty() {
-        // An empty group means any release, as `*` does.
-        return Ok(vec![comparator(Op::Equal, "*").map_err(|r| fail(0, r))?]);
+        return Err(fail(0, "empty range (use * for any version)".into()));
     }
     // A hyphen range: `A - B` is `>=A, <=B`.
     if tokens.len() == 3 && tokens[1].1 == "-" {

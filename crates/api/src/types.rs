@@ -1,0 +1,391 @@
+//! Wire types. Field names are snake_case JSON; optional fields are omitted
+//! when empty so that old clients read new answers.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A workload (Deployment, DaemonSet, StatefulSet, CronJob, HelmRelease, …)
+/// as git and the cluster know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Workload {
+    /// `<namespace>:<kind>/<name>`, e.g. `sock-shop:deployment/front-end`.
+    pub id: String,
+    /// Containers in manifest order.
+    pub containers: Vec<Container>,
+    /// Policies from the workload's annotations.
+    #[serde(default)]
+    pub policies: Policies,
+    /// The rollout as the cluster reports it; absent without a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// Why the last sync of this workload failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_error: Option<String>,
+}
+
+/// A container and the image it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Container {
+    /// The container's name (for a HelmRelease, `chart-image` or the values key).
+    pub name: String,
+    /// The image as the manifest spells it.
+    pub image: String,
+}
+
+/// The policies a workload carries in its annotations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Policies {
+    /// `fluxcd.io/automated`.
+    #[serde(default)]
+    pub automated: bool,
+    /// `fluxcd.io/locked`.
+    #[serde(default)]
+    pub locked: bool,
+    /// `fluxcd.io/ignore`.
+    #[serde(default)]
+    pub ignore: bool,
+    /// `fluxcd.io/locked_user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_user: Option<String>,
+    /// `fluxcd.io/locked_msg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_msg: Option<String>,
+    /// `fluxcd.io/tag.<container>`: container name to policy string.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Rollout state of a workload in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Rollout {
+    /// Overall state.
+    pub status: RolloutStatus,
+    /// Replicas wanted.
+    pub desired: i32,
+    /// Replicas running the current template.
+    pub updated: i32,
+    /// Replicas ready.
+    pub ready: i32,
+    /// Conditions worth showing (e.g. `ProgressDeadlineExceeded`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<String>,
+}
+
+/// Rollout states, as `fluxctl list-workloads` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutStatus {
+    /// Every replica runs the current template and is ready.
+    Ready,
+    /// A rollout is in progress.
+    Updating,
+    /// The rollout failed (e.g. its progress deadline passed).
+    Error,
+    /// Applied, not yet observed by its controller.
+    Started,
+}
+
+/// The images a workload's containers run and could run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkloadImages {
+    /// Workload id.
+    pub id: String,
+    /// One entry per container.
+    pub containers: Vec<ContainerImages>,
+}
+
+/// What one container runs, and the tags of its repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerImages {
+    /// Container name.
+    pub name: String,
+    /// The repository, familiar form (`weaveworksdemos/front-end`).
+    pub repository: String,
+    /// The tag (or digest) it runs.
+    pub current: String,
+    /// The container's tag policy (`glob:*` when it has none).
+    pub policy: String,
+    /// Tags the policy admits, newest first.
+    pub available: Vec<TagInfo>,
+    /// Why the repository could not be read, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One tag of a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TagInfo {
+    /// The tag.
+    pub tag: String,
+    /// Manifest digest, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Image creation time, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub created: Option<Timestamp>,
+}
+
+/// A job to run: a release or a policy change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum JobSpec {
+    /// Update images.
+    Release(ReleaseSpec),
+    /// Change annotations.
+    Policy(PolicySpec),
+}
+
+/// Which workloads a release targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Targets {
+    /// Every workload (`--all`).
+    All,
+    /// These workload ids (`--workload`, repeatable).
+    Workloads(Vec<String>),
+}
+
+/// What a release changes images to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageUpdate {
+    /// `--update-image IMG:TAG`: containers running this repository get this tag.
+    Image(String),
+    /// `--update-all-images`: each container gets the newest tag its policy admits.
+    AllLatest,
+}
+
+/// A release, as `fluxctl release` asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseSpec {
+    /// Workloads to consider.
+    pub targets: Targets,
+    /// Workload ids to leave alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// The images to move to.
+    pub update: ImageUpdate,
+    /// Release locked workloads too.
+    #[serde(default)]
+    pub force: bool,
+    /// Plan only: answer with what would change, write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The user's message, heading the commit message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Who asked (the commit author with `--git-set-author`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A batch of policy changes, as `fluxctl policy` / `automate` / `lock` ask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicySpec {
+    /// One entry per workload.
+    pub changes: Vec<PolicyChange>,
+    /// The user's message, heading the commit message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Who asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// Policy changes for one workload; `None` leaves a policy as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyChange {
+    /// Workload id.
+    pub workload: String,
+    /// Set or clear `fluxcd.io/automated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automated: Option<bool>,
+    /// Set or clear `fluxcd.io/locked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
+    /// Container to tag policy; an empty string or `glob:*` removes the filter.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting for the repo's writer.
+    Queued,
+    /// Being carried out.
+    Running,
+    /// Committed and pushed (or nothing to do).
+    Succeeded,
+    /// Gave up; see the error.
+    Failed,
+}
+
+/// A job and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// What was asked.
+    pub spec: JobSpec,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Per-workload outcome.
+    #[serde(default)]
+    pub result: Vec<WorkloadResult>,
+    /// The commit pushed, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The commit applied to the cluster, once synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<String>,
+    /// When each step happened.
+    #[serde(default)]
+    pub timeline: Timeline,
+}
+
+/// Outcome of a job for one workload, as the original's result table shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkloadResult {
+    /// Workload id.
+    pub workload: String,
+    /// Outcome.
+    pub status: ResultStatus,
+    /// Why it was skipped, ignored or failed (`locked`, `excluded`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Images changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<ContainerUpdate>,
+}
+
+/// Outcome of a job for one workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    /// Changed.
+    Success,
+    /// Could not be changed.
+    Failed,
+    /// Left alone for a reason the user chose (locked, excluded, …).
+    Skipped,
+    /// Not concerned (does not use the image, not included).
+    Ignored,
+}
+
+/// One container's image change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerUpdate {
+    /// Container name.
+    pub container: String,
+    /// Image before.
+    pub current: String,
+    /// Image after.
+    pub target: String,
+}
+
+/// When each step of a job happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Timeline {
+    /// Automation: when the new tag was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub first_seen: Option<Timestamp>,
+    /// When the job was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub queued: Option<Timestamp>,
+    /// When the commit was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub committed: Option<Timestamp>,
+    /// When the push was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub pushed: Option<Timestamp>,
+    /// When the commit was applied to the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub applied: Option<Timestamp>,
+    /// When the rollout was ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ready: Option<Timestamp>,
+}
+
+/// Answer to a job submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Submitted {
+    /// The job's id, to poll.
+    pub id: String,
+    /// For a dry run: the plan, already complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Vec<WorkloadResult>>,
+}
+
+/// Answer to a sync request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SyncRequested {
+    /// The branch fetched.
+    pub branch: String,
+    /// Its head: the revision to wait for.
+    pub revision: String,
+}
+
+/// Whether a revision has been applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SyncStatus {
+    /// The revision asked about.
+    pub revision: String,
+    /// Commits between the last applied revision and this one that touch
+    /// the synced paths; empty when applied.
+    pub pending: Vec<String>,
+}
+
+/// The daemon's deploy key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Identity {
+    /// The public key, one line, as `~/.ssh/id_ed25519.pub` holds it.
+    pub public_key: String,
+    /// Its fingerprint, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+/// A change the daemon should react to at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Change {
+    /// New tags in a repository (`name` without tag).
+    Image {
+        /// Repository name.
+        name: String,
+    },
+    /// New commits in the config repo.
+    Git {
+        /// The branch that moved, if known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<String>,
+    },
+}
+
+/// The daemon's version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VersionInfo {
+    /// Semantic version of fluxd.
+    pub version: String,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiError {
+    /// What went wrong, for a person to read.
+    pub error: String,
+}

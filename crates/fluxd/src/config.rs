@@ -1,0 +1,215 @@
+//! fluxd's flags, with the original's names; each also reads an environment
+//! variable (`--git-url` from `FLUXD_GIT_URL`, and so on).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The Flux daemon: keeps a cluster in step with a git repo of manifests,
+/// and the images in those manifests in step with their registries.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fluxd", version, about)]
+pub struct Config {
+    /// URL of the git repo of manifests (ssh, https or file).
+    #[arg(long, env = "FLUXD_GIT_URL")]
+    pub git_url: String,
+    /// Branch to sync and commit to.
+    #[arg(long, env = "FLUXD_GIT_BRANCH", default_value = "master")]
+    pub git_branch: String,
+    /// Folder of the repo to read manifests from (repeatable; default: all of it).
+    #[arg(long = "git-path", env = "FLUXD_GIT_PATH", value_delimiter = ',')]
+    pub git_paths: Vec<String>,
+    /// Committer (and author) name.
+    #[arg(long, env = "FLUXD_GIT_USER", default_value = "Weave Flux")]
+    pub git_user: String,
+    /// Committer (and author) email.
+    #[arg(long, env = "FLUXD_GIT_EMAIL", default_value = "support@weave.works")]
+    pub git_email: String,
+    /// Make the user who asked for a change the commit's author.
+    #[arg(long, env = "FLUXD_GIT_SET_AUTHOR")]
+    pub git_set_author: bool,
+    /// Name of the sync tag and of the notes ref.
+    #[arg(long, env = "FLUXD_GIT_LABEL", default_value = "flux-sync")]
+    pub git_label: String,
+    /// How often to fetch the repo.
+    #[arg(long, env = "FLUXD_GIT_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub git_poll_interval: Duration,
+    /// Never push: sync only; the sync marker is kept locally.
+    #[arg(long, env = "FLUXD_GIT_READONLY")]
+    pub git_readonly: bool,
+    /// Append `[ci skip]` to commit messages.
+    #[arg(long, env = "FLUXD_GIT_CI_SKIP")]
+    pub git_ci_skip: bool,
+    /// How often to apply the repo even when it has not changed.
+    #[arg(long, env = "FLUXD_SYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub sync_interval: Duration,
+    /// Delete cluster objects that fluxd applied and that left the repo.
+    #[arg(long, env = "FLUXD_SYNC_GARBAGE_COLLECTION")]
+    pub sync_garbage_collection: bool,
+    /// How often automation looks for newer images, besides on new tags.
+    #[arg(long, env = "FLUXD_AUTOMATION_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub automation_interval: Duration,
+    /// How long automation waits to batch new tags into one commit.
+    #[arg(long, env = "FLUXD_AUTOMATION_BATCH_WINDOW", default_value = "1s", value_parser = parse_duration)]
+    pub automation_batch_window: Duration,
+    /// How often to list the tags of each repository in use.
+    #[arg(long, env = "FLUXD_REGISTRY_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub registry_poll_interval: Duration,
+    /// Requests per second to one registry host.
+    #[arg(long, env = "FLUXD_REGISTRY_RPS", default_value_t = 50.0)]
+    pub registry_rps: f64,
+    /// Burst of requests allowed to one registry host.
+    #[arg(long, env = "FLUXD_REGISTRY_BURST", default_value_t = 125)]
+    pub registry_burst: u32,
+    /// Scan only images matching these globs (repeatable).
+    #[arg(
+        long = "registry-include-image",
+        env = "FLUXD_REGISTRY_INCLUDE_IMAGE",
+        value_delimiter = ','
+    )]
+    pub registry_include_images: Vec<String>,
+    /// Never scan images matching these globs (repeatable).
+    #[arg(
+        long = "registry-exclude-image",
+        env = "FLUXD_REGISTRY_EXCLUDE_IMAGE",
+        value_delimiter = ','
+    )]
+    pub registry_exclude_images: Vec<String>,
+    /// Registry hosts to reach over plain http (repeatable).
+    #[arg(
+        long = "registry-insecure-host",
+        env = "FLUXD_REGISTRY_INSECURE_HOST",
+        value_delimiter = ','
+    )]
+    pub registry_insecure_hosts: Vec<String>,
+    /// Namespaces fluxd may touch (repeatable; default: all).
+    #[arg(
+        long = "k8s-allow-namespace",
+        env = "FLUXD_K8S_ALLOW_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub k8s_allow_namespaces: Vec<String>,
+    /// `kubeconfig` to use the cluster of kubeconfig or in-cluster config;
+    /// `none` to run without a cluster (workloads read from git, no sync).
+    #[arg(long, env = "FLUXD_CLUSTER", value_enum, default_value_t = ClusterMode::Kubeconfig)]
+    pub cluster: ClusterMode,
+    /// Address of the HTTP API.
+    #[arg(long, env = "FLUXD_LISTEN", default_value = "127.0.0.1:3030")]
+    pub listen: SocketAddr,
+    /// Address of `/metrics` when it should not share the API's.
+    #[arg(long, env = "FLUXD_LISTEN_METRICS")]
+    pub listen_metrics: Option<SocketAddr>,
+    /// Where the mirror, cache, deploy key and token live.
+    #[arg(long, env = "FLUXD_DATA_DIR", default_value = "/var/lib/fluxd")]
+    pub data_dir: PathBuf,
+    /// File holding the API bearer token; made on first start when absent.
+    #[arg(long, env = "FLUXD_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// File holding the secret webhooks must present; made when absent.
+    #[arg(long, env = "FLUXD_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Log lines for people (`human`) or for collectors (`json`).
+    #[arg(long, env = "FLUXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+/// Where fluxd finds its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterMode {
+    /// kubeconfig (`KUBECONFIG`) or, inside a pod, the in-cluster config.
+    Kubeconfig,
+    /// No cluster: nothing is applied; workloads come from git.
+    None,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// The token file: the flag's, or `api-token` in the data dir.
+    pub fn token_path(&self) -> PathBuf {
+        self.api_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("api-token"))
+    }
+
+    /// The webhook secret file: the flag's, or `webhook-secret` in the data dir.
+    pub fn webhook_secret_path(&self) -> PathBuf {
+        self.webhook_secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("webhook-secret"))
+    }
+}
+
+/// Parses durations written like `500ms`, `1s`, `30s`, `5m`, `1h`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {text:?}: write it like 1s, 30s, 5m or 1h");
+    if text.is_empty() {
+        return Err(err());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number * 60),
+            "h" => Duration::from_secs(number * 3600),
+            _ => return Err(err()),
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_the_original_flags() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "5", "m", "1d", "-1s", "1.5s", "s5"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        use clap::CommandFactory;
+        let command = Config::command();
+        for arg in command.get_arguments() {
+            if matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            assert!(
+                arg.get_env().is_some(),
+                "--{} has no environment variable",
+                arg.get_id()
+            );
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The job queue: releases and policy changes, carried out one at a time
+//! (one writer per repo), each with its status, result and timeline.
+//!
+//! Submitting answers at once with an id; a worker task runs jobs in order.
+//! On shutdown the worker finishes the job it is running and leaves the
+//! rest queued, so a commit is never half made.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flux_api::{Job, JobSpec, JobStatus, Timeline, WorkloadResult};
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+
+/// What running a job produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Per-workload results.
+    pub result: Vec<WorkloadResult>,
+    /// The commit pushed, if any.
+    pub commit: Option<String>,
+    /// When the commit was made.
+    pub committed: Option<Timestamp>,
+    /// When the push was accepted.
+    pub pushed: Option<Timestamp>,
+}
+
+/// How many finished jobs are kept for `GET /jobs/{id}`.
+const KEEP_FINISHED: usize = 1000;
+
+#[derive(Default)]
+struct Table {
+    jobs: HashMap<String, Job>,
+    finished: VecDeque<String>,
+    next: u64,
+}
+
+/// A handle on the queue; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    table: Arc<Mutex<Table>>,
+    queue: mpsc::UnboundedSender<String>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl Jobs {
+    /// Starts the worker, which runs each job with `execute` until `shutdown`
+    /// turns true.
+    pub fn start<F, Fut>(execute: F, mut shutdown: watch::Receiver<bool>) -> Jobs
+    where
+        F: Fn(JobSpec) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, String>> + Send,
+    {
+        let (queue, mut pending) = mpsc::unbounded_channel::<String>();
+        let (changed, _) = watch::channel(0u64);
+        let jobs = Jobs {
+            table: Arc::default(),
+            queue,
+            changed: Arc::new(changed),
+        };
+        let worker = jobs.clone();
+        tokio::spawn(async move {
+            loop {
+                let id = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    next = pending.recv() => match next {
+                        Some(id) => id,
+                        None => break,
+                    },
+                };
+                let Some(spec) = worker.begin(&id) else {
+                    continue;
+                };
+                let outcome = execute(spec).await;
+                worker.finish(&id, outcome);
+            }
+        });
+        jobs
+    }
+
+    /// Queues a job; answers with its id.
+    pub fn submit(&self, spec: JobSpec, first_seen: Option<Timestamp>) -> String {
+        let id = {
+            let mut table = self.lock();
+            table.next += 1;
+            let id = format!("{}-{}", Timestamp::now().as_millisecond(), table.next);
+            let job = Job {
+                id: id.clone(),
+                spec,
+                status: JobStatus::Queued,
+                error: None,
+                result: Vec::new(),
+                commit: None,
+                applied: None,
+                timeline: Timeline {
+                    first_seen,
+                    queued: Some(Timestamp::now()),
+                    ..Timeline::default()
+                },
+            };
+            table.jobs.insert(id.clone(), job);
+            id
+        };
+        if self.queue.send(id.clone()).is_err() {
+            self.update(&id, |job| {
+                job.status = JobStatus::Failed;
+                job.error = Some("fluxd is shutting down".into());
+            });
+        }
+        self.notify();
+        id
+    }
+
+    /// A job by id.
+    pub fn get(&self, id: &str) -> Option<Job> {
+        self.lock().jobs.get(id).cloned()
+    }
+
+    /// Jobs waiting to run.
+    pub fn queued(&self) -> usize {
+        self.lock()
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Queued)
+            .count()
+    }
+
+    /// Marks jobs whose commit `applied_contains` says is in the applied
+    /// revision as applied at `revision`.
+    pub fn mark_applied(&self, revision: &str, applied_contains: impl Fn(&str) -> bool) {
+        let now = Timestamp::now();
+        let mut table = self.lock();
+        for job in table.jobs.values_mut() {
+            let Some(commit) = &job.commit else { continue };
+            if job.applied.is_none() && applied_contains(commit) {
+                job.applied = Some(revision.to_string());
+                job.timeline.applied = Some(now);
+            }
+        }
+        drop(table);
+        self.notify();
+    }
+
+    /// Waits until a job changes (any job); for long-polling clients.
+    pub async fn changed(&self) {
+        let mut rx = self.changed.subscribe();
+        let _ = rx.changed().await;
+    }
+
+    fn begin(&self, id: &str) -> Option<JobSpec> {
+        let spec = self.update(id, |job| job.status = JobStatus::Running)?;
+        self.notify();
+        Some(spec.spec)
+    }
+
+    fn finish(&self, id: &str, outcome: Result<Outcome, String>) {
+        self.update(id, |job| match outcome {
+            Ok(outcome) => {
+                job.status = JobStatus::Succeeded;
+                job.result = outcome.result;
+                job.commit = outcome.commit;
+                job.timeline.committed = outcome.committed;
+                job.timeline.pushed = outcome.pushed;
+            }
+            Err(error) => {
+                job.status = JobStatus::Failed;
+                job.error = Some(error);
+            }
+        });
+        let mut table = self.lock();
+        table.finished.push_back(id.to_string());
+        while table.finished.len() > KEEP_FINISHED {
+            if let Some(old) = table.finished.pop_front() {
+                table.jobs.remove(&old);
+            }
+        }
+        drop(table);
+        self.notify();
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut Job)) -> Option<Job> {
+        let mut table = self.lock();
+        let job = table.jobs.get_mut(id)?;
+        change(job);
+        Some(job.clone())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,22 @@
+//! `fluxd`: the Flux daemon.
+//!
+//! It owns the daemon's configuration, its loops (git fetch and sync,
+//! registry scan and automation, the job queue), its HTTP API and webhook
+//! receivers, and its metrics. What it acts on lives in the libraries below
+//! it: manifests, registry, git, cluster.
+//!
+//! ```
+//! use fluxd::webhooks::{receive, sign, Delivery, Sender};
+//! let body = br#"{"image": "weaveworksdemos/front-end:0.3.13"}"#;
+//! let signature = format!("sha256={}", sign("s3cret", body));
+//! let delivery = Delivery { headers: vec![("X-Signature", &signature)], url_secret: None };
+//! let changes = receive(Sender::Generic, "s3cret", &delivery, body).unwrap();
+//! assert_eq!(changes.len(), 1);
+//! ```
+
+pub mod config;
+pub mod jobs;
+pub mod metrics;
+pub mod secret;
+pub mod server;
+pub mod webhooks;

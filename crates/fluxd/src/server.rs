@@ -1,0 +1,366 @@
+//! The HTTP API, webhook receivers and `/metrics`.
+//!
+//! Handlers read the daemon's current [`View`] (what git and the registries
+//! say, refreshed by the loops) and hand work to the loops through the job
+//! queue and the change channel; none of them does git, registry or cluster
+//! work inline, so a slow sync never slows an answer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use flux_api::{
+    ApiError, Change, Identity, Job, JobSpec, Submitted, SyncRequested, SyncStatus, VersionInfo,
+    Workload, WorkloadImages, WorkloadResult,
+};
+use jiff::Timestamp;
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use utoipa::OpenApi;
+
+use crate::jobs::Jobs;
+use crate::metrics::Metrics;
+use crate::webhooks::{self, Delivery, Sender};
+
+/// What the API shows: refreshed by the loops, read by the handlers.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Workloads from git (and the cluster, when there is one).
+    pub workloads: Vec<Workload>,
+    /// Images of every workload's containers.
+    pub images: Vec<WorkloadImages>,
+}
+
+/// A boxed future, so [`Control`] can be a trait object.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// The parts of the daemon the API asks things of directly.
+pub trait Control: Send + Sync + 'static {
+    /// Fetch git now and sync; answer with the revision to wait for.
+    fn sync(&self) -> Pending<'_, SyncRequested>;
+    /// Whether `revision` has been applied.
+    fn sync_status(&self, revision: String) -> Pending<'_, SyncStatus>;
+    /// What a release would do, without doing it.
+    fn plan(&self, spec: JobSpec) -> Pending<'_, Vec<WorkloadResult>>;
+    /// The deploy key, if the daemon has one.
+    fn identity(&self) -> Option<Identity>;
+}
+
+/// Everything the handlers share.
+pub struct Api {
+    /// The bearer token state-changing calls must carry.
+    pub token: String,
+    /// The secret webhooks must present.
+    pub webhook_secret: String,
+    /// The job queue.
+    pub jobs: Jobs,
+    /// Metrics to render.
+    pub metrics: Arc<Metrics>,
+    /// The current view.
+    pub view: watch::Receiver<View>,
+    /// Changes announced by `notify` and webhooks.
+    pub changes: mpsc::UnboundedSender<Change>,
+    /// The daemon.
+    pub control: Arc<dyn Control>,
+}
+
+type Shared = Arc<Api>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "fluxd", description = "The Flux daemon's API. State-changing calls need `Authorization: Bearer <token>`."),
+    paths(workloads, images, submit_job, job, sync, sync_status, identity, notify, version),
+    components(schemas(ApiError)),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme =
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", scheme);
+    }
+}
+
+/// The OpenAPI document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The router: API, webhooks and metrics.
+pub fn router(api: Arc<Api>) -> Router {
+    let guarded = Router::new()
+        .route("/api/v1/jobs", post(submit_job))
+        .route("/api/v1/sync", post(sync))
+        .route("/api/v1/notify", post(notify))
+        .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
+    Router::new()
+        .route("/api/v1/workloads", get(workloads))
+        .route("/api/v1/images", get(images))
+        .route("/api/v1/jobs/{id}", get(job))
+        .route("/api/v1/sync/{rev}", get(sync_status))
+        .route("/api/v1/identity", get(identity))
+        .route("/api/v1/version", get(version))
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics))
+        .route("/hooks/{sender}", post(hook))
+        .route("/hooks/{sender}/{secret}", post(hook_with_secret))
+        .merge(guarded)
+        .with_state(api)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+async fn require_token(State(api): State<Shared>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|t| constant_time_eq(t, &api.token)) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[derive(Debug, Deserialize)]
+struct NamespaceQuery {
+    namespace: Option<String>,
+}
+
+fn in_namespace(id: &str, namespace: Option<&str>) -> bool {
+    namespace.is_none_or(|ns| id.split(':').next() == Some(ns))
+}
+
+/// Workloads, optionally of one namespace.
+#[utoipa::path(get, path = "/api/v1/workloads", params(("namespace" = Option<String>, Query, description = "only this namespace")),
+    responses((status = 200, body = Vec<Workload>)))]
+async fn workloads(
+    State(api): State<Shared>,
+    Query(query): Query<NamespaceQuery>,
+) -> Json<Vec<Workload>> {
+    let view = api.view.borrow();
+    let namespace = query.namespace.as_deref();
+    Json(
+        view.workloads
+            .iter()
+            .filter(|w| in_namespace(&w.id, namespace))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Images of workloads: `?workload=` (repeatable) and `?namespace=`.
+#[utoipa::path(get, path = "/api/v1/images",
+    params(("workload" = Option<Vec<String>>, Query, description = "workload ids"), ("namespace" = Option<String>, Query, description = "only this namespace")),
+    responses((status = 200, body = Vec<WorkloadImages>)))]
+async fn images(
+    State(api): State<Shared>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Json<Vec<WorkloadImages>> {
+    let wanted: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "workload")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let namespace = query
+        .iter()
+        .find(|(k, _)| k == "namespace")
+        .map(|(_, v)| v.as_str());
+    let view = api.view.borrow();
+    Json(
+        view.images
+            .iter()
+            .filter(|w| wanted.is_empty() || wanted.contains(&w.id.as_str()))
+            .filter(|w| in_namespace(&w.id, namespace))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Submit a release or policy change. A dry-run release answers with its plan.
+#[utoipa::path(post, path = "/api/v1/jobs", request_body = JobSpec,
+    responses((status = 202, body = Submitted), (status = 401, body = ApiError), (status = 422, body = ApiError)),
+    security(("bearer" = [])))]
+async fn submit_job(State(api): State<Shared>, Json(spec): Json<JobSpec>) -> Response {
+    if let JobSpec::Release(release) = &spec
+        && release.dry_run
+    {
+        return match api.control.plan(spec.clone()).await {
+            Ok(plan) => (
+                StatusCode::OK,
+                Json(Submitted {
+                    id: String::new(),
+                    plan: Some(plan),
+                }),
+            )
+                .into_response(),
+            Err(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
+        };
+    }
+    let id = api.jobs.submit(spec, None);
+    api.metrics.queue_length.set(api.jobs.queued() as i64);
+    (StatusCode::ACCEPTED, Json(Submitted { id, plan: None })).into_response()
+}
+
+/// A job by id.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = Job), (status = 404, body = ApiError)))]
+async fn job(State(api): State<Shared>, Path(id): Path<String>) -> Response {
+    match api.jobs.get(&id) {
+        Some(job) => Json(job).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no job {id}")),
+    }
+}
+
+/// Fetch git now and sync; answers with the revision to wait for.
+#[utoipa::path(post, path = "/api/v1/sync", responses((status = 200, body = SyncRequested), (status = 401, body = ApiError)),
+    security(("bearer" = [])))]
+async fn sync(State(api): State<Shared>) -> Response {
+    match api.control.sync().await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
+}
+
+/// Whether a revision has been applied: empty `pending` means it has.
+#[utoipa::path(get, path = "/api/v1/sync/{rev}", params(("rev" = String, Path, description = "a commit or ref")),
+    responses((status = 200, body = SyncStatus), (status = 404, body = ApiError)))]
+async fn sync_status(State(api): State<Shared>, Path(rev): Path<String>) -> Response {
+    match api.control.sync_status(rev).await {
+        Ok(status) => Json(status).into_response(),
+        Err(message) => error(StatusCode::NOT_FOUND, message),
+    }
+}
+
+/// The deploy key to add to the git host.
+#[utoipa::path(get, path = "/api/v1/identity", responses((status = 200, body = Identity), (status = 404, body = ApiError)))]
+async fn identity(State(api): State<Shared>) -> Response {
+    match api.control.identity() {
+        Some(identity) => Json(identity).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "fluxd has no deploy key (the repo is not reached over ssh)",
+        ),
+    }
+}
+
+/// Tell the daemon an image or the git repo changed.
+#[utoipa::path(post, path = "/api/v1/notify", request_body = Change,
+    responses((status = 202, description = "accepted"), (status = 401, body = ApiError)), security(("bearer" = [])))]
+async fn notify(State(api): State<Shared>, Json(change): Json<Change>) -> Response {
+    let _ = api.changes.send(change);
+    (StatusCode::ACCEPTED, Json(serde_json::json!({}))).into_response()
+}
+
+/// The daemon's version.
+#[utoipa::path(get, path = "/api/v1/version", responses((status = 200, body = VersionInfo)))]
+async fn version() -> Json<VersionInfo> {
+    Json(VersionInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+async fn openapi_json() -> Response {
+    match openapi().to_pretty_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn metrics(State(api): State<Shared>) -> Response {
+    api.metrics.queue_length.set(api.jobs.queued() as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        api.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn hook(
+    state: State<Shared>,
+    Path(sender): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    receive_hook(state, sender, None, headers, body)
+}
+
+async fn hook_with_secret(
+    state: State<Shared>,
+    Path((sender, secret)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    receive_hook(state, sender, Some(secret), headers, body)
+}
+
+fn receive_hook(
+    State(api): State<Shared>,
+    sender: String,
+    secret: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(kind) = Sender::from_path(&sender) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no webhook receiver {sender:?}"),
+        );
+    };
+    let header_pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let delivery = Delivery {
+        headers: header_pairs,
+        url_secret: secret.as_deref(),
+    };
+    match webhooks::receive(kind, &api.webhook_secret, &delivery, &body) {
+        Ok(changes) => {
+            let count = changes.len();
+            for change in changes {
+                let _ = api.changes.send(change);
+            }
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "changes": count, "at": Timestamp::now() })),
+            )
+                .into_response()
+        }
+        Err(e @ webhooks::WebhookError::Unauthenticated) => {
+            error(StatusCode::UNAUTHORIZED, e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}

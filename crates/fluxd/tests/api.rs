@@ -1,0 +1,248 @@
+//! The HTTP API over a real socket, through the client fluxctl uses: the
+//! token guards every state-changing call, jobs are queued and readable,
+//! webhooks become changes, and the OpenAPI document lists every path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flux_api::{Change, Client, ClientError, JobSpec, JobStatus, PolicyChange, PolicySpec};
+use fluxd::jobs::{Jobs, Outcome};
+use fluxd::metrics::Metrics;
+use fluxd::server::{Api, Control, Pending, View, router};
+use tokio::sync::{mpsc, watch};
+
+const TOKEN: &str = "t0ken";
+const HOOK_SECRET: &str = "h00k";
+
+/// The daemon side the API asks directly; these tests don't reach it.
+struct Unwired;
+
+impl Control for Unwired {
+    fn sync(&self) -> Pending<'_, flux_api::SyncRequested> {
+        Box::pin(async { Err("no git in this test".to_string()) })
+    }
+    fn sync_status(&self, _: String) -> Pending<'_, flux_api::SyncStatus> {
+        Box::pin(async { Err("no git in this test".to_string()) })
+    }
+    fn plan(&self, _: JobSpec) -> Pending<'_, Vec<flux_api::WorkloadResult>> {
+        Box::pin(async { Err("no manifests in this test".to_string()) })
+    }
+    fn identity(&self) -> Option<flux_api::Identity> {
+        None
+    }
+}
+
+struct Daemon {
+    url: String,
+    jobs: Jobs,
+    changes: mpsc::UnboundedReceiver<Change>,
+    _view: watch::Sender<View>,
+    _stop: watch::Sender<bool>,
+}
+
+async fn start() -> Daemon {
+    let (stop, shutdown) = watch::channel(false);
+    let jobs = Jobs::start(
+        |_| async {
+            Ok(Outcome {
+                commit: Some("1234567".into()),
+                ..Outcome::default()
+            })
+        },
+        shutdown,
+    );
+    let (view_tx, view) = watch::channel(View {
+        workloads: vec![flux_api::Workload {
+            id: "sock-shop:deployment/front-end".into(),
+            containers: vec![flux_api::Container {
+                name: "front-end".into(),
+                image: "weaveworksdemos/front-end:0.3.12".into(),
+            }],
+            policies: Default::default(),
+            rollout: None,
+            sync_error: None,
+        }],
+        images: vec![],
+    });
+    let (changes_tx, changes) = mpsc::unbounded_channel();
+    let api = Arc::new(Api {
+        token: TOKEN.into(),
+        webhook_secret: HOOK_SECRET.into(),
+        jobs: jobs.clone(),
+        metrics: Arc::new(Metrics::new()),
+        view,
+        changes: changes_tx,
+        control: Arc::new(Unwired),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(api)).await });
+    Daemon {
+        url,
+        jobs,
+        changes,
+        _view: view_tx,
+        _stop: stop,
+    }
+}
+
+fn automate(workload: &str) -> JobSpec {
+    JobSpec::Policy(PolicySpec {
+        changes: vec![PolicyChange {
+            workload: workload.into(),
+            automated: Some(true),
+            ..Default::default()
+        }],
+        message: None,
+        user: None,
+    })
+}
+
+#[tokio::test]
+async fn without_the_token_state_changing_calls_are_refused_and_change_nothing() {
+    let daemon = start().await;
+    for token in [None, Some("wrong".to_string())] {
+        let client = Client::new(&daemon.url, token).unwrap();
+        let refused = client
+            .submit(&automate("sock-shop:deployment/front-end"))
+            .await;
+        assert!(
+            matches!(refused, Err(ClientError::Unauthorized)),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            client.notify(&Change::Git { branch: None }).await,
+            Err(ClientError::Unauthorized)
+        ));
+        assert!(matches!(
+            client.sync().await,
+            Err(ClientError::Unauthorized)
+        ));
+    }
+    assert_eq!(daemon.jobs.queued(), 0);
+    // Reading needs no token.
+    let anonymous = Client::new(&daemon.url, None).unwrap();
+    assert_eq!(
+        anonymous.workloads(Some("sock-shop")).await.unwrap().len(),
+        1
+    );
+    assert_eq!(anonymous.workloads(Some("default")).await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_submitted_job_can_be_followed_to_its_commit() {
+    let daemon = start().await;
+    let client = Client::new(&daemon.url, Some(TOKEN.into())).unwrap();
+    let submitted = client
+        .submit(&automate("sock-shop:deployment/front-end"))
+        .await
+        .unwrap();
+    let job = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let job = client.job(&submitted.id).await.unwrap();
+            if job.status == JobStatus::Succeeded {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(job.commit.as_deref(), Some("1234567"));
+    assert!(matches!(
+        client.job("nope").await,
+        Err(ClientError::Status { status: 404, .. })
+    ));
+}
+
+#[tokio::test]
+async fn notify_and_webhooks_become_changes() {
+    let mut daemon = start().await;
+    let client = Client::new(&daemon.url, Some(TOKEN.into())).unwrap();
+    client
+        .notify(&Change::Image {
+            name: "weaveworksdemos/front-end".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        daemon.changes.recv().await,
+        Some(Change::Image {
+            name: "weaveworksdemos/front-end".into()
+        })
+    );
+
+    let http = reqwest::Client::new();
+    let hub = serde_json::json!({"repository": {"repo_name": "weaveworksdemos/front-end"}});
+    let refused = http
+        .post(format!("{}/hooks/dockerhub/wrong", daemon.url))
+        .json(&hub)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let accepted = http
+        .post(format!("{}/hooks/dockerhub/{HOOK_SECRET}", daemon.url))
+        .json(&hub)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    assert_eq!(
+        daemon.changes.recv().await,
+        Some(Change::Image {
+            name: "weaveworksdemos/front-end".into()
+        })
+    );
+    let unknown = http
+        .post(format!("{}/hooks/bitbucket", daemon.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_api_path() {
+    let daemon = start().await;
+    let doc: serde_json::Value = reqwest::get(format!("{}/api/openapi.json", daemon.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/workloads",
+        "/api/v1/images",
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}",
+        "/api/v1/sync",
+        "/api/v1/sync/{rev}",
+        "/api/v1/identity",
+        "/api/v1/notify",
+        "/api/v1/version",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_the_text_format() {
+    let daemon = start().await;
+    let text = reqwest::get(format!("{}/metrics", daemon.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("flux_job_queue_length 0"), "{text}");
+}
