@@ -315,3 +315,54 @@ fn setting_the_image_a_container_already_runs_changes_nothing() {
     let after = set_image(PLAIN, "data:deployment/db", "postgres", "postgres:16.1").unwrap();
     assert_eq!(after, PLAIN);
 }
+
+#[test]
+fn empty_annotations_are_filled_in_whichever_style_they_have() {
+    let base = "kind: Pod\nmetadata:\n  name: p\n  annotations: {}\nspec:\n  containers:\n  - {name: a, image: 'nginx:1.25'}\n";
+    let after = policies(base, "default:pod/p", PolicyUpdate::automate());
+    assert_eq!(
+        after,
+        base.replace(
+            "annotations: {}",
+            "annotations: {fluxcd.io/automated: \"true\"}"
+        )
+    );
+    let null = base.replace("  annotations: {}\n", "  annotations:\n");
+    let after = policies(&null, "default:pod/p", PolicyUpdate::automate());
+    assert_eq!(
+        after,
+        base.replace(
+            "  annotations: {}\n",
+            "  annotations:\n    fluxcd.io/automated: \"true\"\n"
+        )
+    );
+}
+
+#[test]
+fn new_annotations_follow_crlf_and_stay_above_trailing_comments() {
+    let text = "kind: Pod\r\nmetadata:\r\n  name: p # the pod\r\n# about the spec\r\nspec:\r\n  containers:\r\n  - name: a\r\n    image: nginx:1.25\r\n";
+    let after = policies(
+        text,
+        "default:pod/p",
+        PolicyUpdate::lock(Some("it's: frozen"), None),
+    );
+    assert_eq!(
+        after,
+        text.replace(
+            "  name: p # the pod\r\n",
+            "  name: p # the pod\r\n  annotations:\r\n    fluxcd.io/locked: \"true\"\r\n    fluxcd.io/locked_msg: \"it's: frozen\"\r\n"
+        )
+    );
+}
+
+#[test]
+fn workloads_inside_a_list_are_edited_in_their_item() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- kind: Deployment\n  metadata: {name: a}\n  spec: {template: {spec: {containers: [{name: a, image: 'a:1'}]}}}\n- kind: Deployment\n  metadata:\n    name: b\n  spec:\n    template:\n      spec:\n        containers:\n        - name: b\n          image: b:1\n";
+    let after = set_image(text, "default:deployment/b", "b", "b:2").unwrap();
+    assert_eq!(after, text.replace("image: b:1", "image: b:2"));
+    let after = policies(&after, "default:deployment/b", PolicyUpdate::automate());
+    assert!(
+        after.contains("    name: b\n    annotations:\n      fluxcd.io/automated: \"true\"\n"),
+        "{after}"
+    );
+}
