@@ -384,3 +384,39 @@ fn policy_sets_and_removes_tag_filters_and_automation() {
         stdout(&output)
     );
 }
+
+#[test]
+fn manifests_may_be_given_several_times() {
+    let copy = flux_testkit::sock_shop_copy();
+    let overlay = tempfile::tempdir().unwrap();
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        "images:\n- name: weaveworksdemos/front-end\n  newTag: 0.3.12\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fluxctl"))
+        .args([
+            "release",
+            "--all",
+            "--update-image",
+            "weaveworksdemos/front-end:0.3.13",
+            "--manifests",
+        ])
+        .arg(copy.path())
+        .arg("--manifests")
+        .arg(overlay.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert_eq!(
+        out,
+        "WORKLOAD                        STATUS   UPDATES\n\
+         <cluster>:kustomization/.       success  weaveworksdemos/front-end: weaveworksdemos/front-end:0.3.12 -> 0.3.13\n\
+         sock-shop:deployment/front-end  success  front-end: weaveworksdemos/front-end:0.3.12 -> 0.3.13\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(overlay.path().join("kustomization.yaml")).unwrap(),
+        "images:\n- name: weaveworksdemos/front-end\n  newTag: 0.3.13\n"
+    );
+}
