@@ -7,6 +7,12 @@ mod check_policy;
 mod list_images;
 mod offline_workloads;
 mod registry_options;
+mod list_workloads;
+mod offline;
+mod policy;
+mod release;
+mod results;
+mod table;
 
 use std::process::ExitCode;
 
@@ -26,6 +32,20 @@ enum Command {
     CheckPolicy(check_policy::Args),
     /// Show the images workloads run and the tags their repositories offer.
     ListImages(list_images::Args),
+    /// List the workloads, containers and images in a checkout, with their policies.
+    ListWorkloads(list_workloads::Args),
+    /// Release an image to workloads by editing their manifests.
+    Release(release::Args),
+    /// Turn on automated releases of new images for a workload.
+    Automate(policy::Target),
+    /// Turn off automated releases for a workload.
+    Deautomate(policy::Target),
+    /// Lock a workload: releases leave it alone.
+    Lock(policy::Target),
+    /// Unlock a workload.
+    Unlock(policy::Target),
+    /// Change a workload's policies: automation, lock, tag filters.
+    Policy(policy::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +56,13 @@ fn main() -> ExitCode {
             init_logging();
             list_images::run(args)
         }
+        Command::ListWorkloads(args) => list_workloads::run(args),
+        Command::Release(args) => release::run(args),
+        Command::Automate(target) => policy::run_verb(policy::Verb::Automate, target),
+        Command::Deautomate(target) => policy::run_verb(policy::Verb::Deautomate, target),
+        Command::Lock(target) => policy::run_verb(policy::Verb::Lock, target),
+        Command::Unlock(target) => policy::run_verb(policy::Verb::Unlock, target),
+        Command::Policy(args) => policy::run(args),
     }
 }
 

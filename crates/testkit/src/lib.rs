@@ -1,7 +1,8 @@
 //! `flux-testkit`: real parts for tests and benchmarks, never a product feature.
 //!
 //! It owns what the test suites start and generate: fixtures (the sock-shop
-//! manifests, copied so tests may edit them) and a real OCI registry
+//! manifests, copied so tests may edit them), generated manifests in
+//! mixed styles ([`generate`]) and a real OCI registry
 //! ([`registry::Registry`]) with synthetic images pushed through its API.
 //! Later: git fixtures and a Kubernetes API server double.
 //!
@@ -10,6 +11,7 @@
 //! assert!(dir.join("09-front-end-dep.yaml").exists());
 //! ```
 
+pub mod generate;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -24,15 +26,39 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The shared sock-shop manifests folder (read-only: copy before editing).
-///
-/// The `shared` folder sits beside the checkout, or beside a folder of
-/// worktrees that holds it: the nearest ancestor that has it wins.
 pub fn sock_shop_manifests() -> PathBuf {
-    let relative = Path::new("shared/fixtures/sock-shop/manifests");
+    shared_fixtures().join("sock-shop/manifests")
+}
+
+/// The shared fixtures folder: `shared/fixtures` beside the project (or
+/// beside one of its parent folders, for worktrees kept deeper).
+pub fn shared_fixtures() -> PathBuf {
     let root = workspace_root();
     root.ancestors()
         .skip(1)
-        .map(|dir| dir.join(relative))
-        .find(|candidate| candidate.is_dir())
-        .unwrap_or_else(|| root.join("..").join(relative))
+        .map(|dir| dir.join("shared/fixtures"))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| root.join("../shared/fixtures"))
+}
+
+/// A temporary copy of the sock-shop manifests that a test may edit.
+pub fn sock_shop_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder can be made");
+    copy_dir(&sock_shop_manifests(), dir.path()).expect("the fixtures can be copied");
+    dir
+}
+
+/// Copies the files of `from` (recursively) into `to`.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,53 @@
+//! Working on a checkout instead of a daemon: the `--manifests` flags every
+//! offline verb shares, and loading with diagnostics on standard error.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use flux_manifests::{Checkout, LoadOptions, ResourceId};
+
+/// Where the manifests are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Manifests {
+    /// A folder (or file) of manifests to work on directly, without a daemon; may be repeated.
+    #[arg(long = "manifests", value_name = "DIR", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The namespace of resources that name none.
+    #[arg(
+        long,
+        value_name = "NS",
+        default_value = "default",
+        env = "FLUX_DEFAULT_NAMESPACE"
+    )]
+    pub default_namespace: String,
+}
+
+impl Manifests {
+    /// Loads the checkout and reports every load problem on standard error;
+    /// returns whether there were any.
+    pub fn load(&self) -> (Checkout, bool) {
+        let options = LoadOptions {
+            default_namespace: self.default_namespace.clone(),
+        };
+        let checkout = Checkout::load(&self.paths, options);
+        for error in &checkout.errors {
+            eprintln!("fluxctl: {error}");
+        }
+        let failed = !checkout.errors.is_empty();
+        (checkout, failed)
+    }
+}
+
+/// Parses a workload id given on the command line.
+pub fn parse_id(text: &str) -> anyhow::Result<ResourceId> {
+    text.parse().with_context(|| format!("--workload {text}"))
+}
+
+/// Output formats of listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Text,
+    /// JSON.
+    Json,
+}

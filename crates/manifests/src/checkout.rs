@@ -1,0 +1,622 @@
+//! A loaded checkout, and the edits made against it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use flux_image::ImageRef;
+
+use crate::edit::{self, Change, EditError};
+use crate::error::LoadError;
+use crate::id::ResourceId;
+use crate::load::{self, FileIndex, Found, LoadOptions};
+use crate::policy::{PolicyKey, PolicyUpdate};
+use crate::spelling;
+use crate::workload::{Container, ImageSource, NodePath, Resource, Workload, WorkloadKind};
+use crate::yaml::Stream;
+
+/// A manifest file of the checkout.
+#[derive(Debug, Clone)]
+pub struct ManifestFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// For a `kustomization.yaml`, the name of its workload (its folder).
+    pub kustomization: Option<String>,
+}
+
+/// Everything the manifests under some paths say: resources, workloads,
+/// and the problems found on the way.
+#[derive(Debug)]
+pub struct Checkout {
+    /// The manifest files read, in walk order.
+    pub files: Vec<ManifestFile>,
+    /// Every resource, in file order.
+    pub resources: Vec<Resource>,
+    /// Every workload, in file order.
+    pub workloads: Vec<Workload>,
+    /// Problems: each names a file; everything else was still loaded.
+    pub errors: Vec<LoadError>,
+    options: LoadOptions,
+    by_id: HashMap<ResourceId, usize>,
+}
+
+impl Checkout {
+    /// Loads the manifests under `paths` (folders or files).
+    pub fn load<P: AsRef<Path>>(paths: &[P], options: LoadOptions) -> Checkout {
+        let mut found = Vec::new();
+        let mut errors = Vec::new();
+        for path in paths {
+            load::walk(path.as_ref(), &mut found, &mut errors);
+        }
+        let indexes = read_all(&found, &options);
+        let mut checkout = Checkout {
+            files: Vec::with_capacity(found.len()),
+            resources: Vec::new(),
+            workloads: Vec::new(),
+            errors,
+            options,
+            by_id: HashMap::new(),
+        };
+        let mut seen: HashMap<ResourceId, PathBuf> = HashMap::new();
+        for (file, index) in found.iter().zip(indexes) {
+            checkout.files.push(ManifestFile {
+                path: file.path.clone(),
+                kustomization: load::is_kustomization(&file.path)
+                    .then(|| load::kustomization_name(file)),
+            });
+            checkout.add(index, &mut seen);
+        }
+        checkout
+    }
+
+    /// Loads one file's text, as if it were the whole checkout.
+    pub fn from_text(path: &Path, text: &str, options: LoadOptions) -> Checkout {
+        let kustomization = load::is_kustomization(path).then(|| {
+            let found = Found {
+                path: path.to_path_buf(),
+                root: path.parent().unwrap_or(Path::new("")).to_path_buf(),
+            };
+            load::kustomization_name(&found)
+        });
+        let index = load::index(path, kustomization.as_deref(), text, &options);
+        let mut checkout = Checkout {
+            files: vec![ManifestFile {
+                path: path.to_path_buf(),
+                kustomization,
+            }],
+            resources: Vec::new(),
+            workloads: Vec::new(),
+            errors: Vec::new(),
+            options,
+            by_id: HashMap::new(),
+        };
+        checkout.add(index, &mut HashMap::new());
+        checkout
+    }
+
+    fn add(&mut self, index: FileIndex, seen: &mut HashMap<ResourceId, PathBuf>) {
+        self.errors.extend(index.errors);
+        let mut dropped = Vec::new();
+        for resource in index.resources {
+            let file = &resource.location.file;
+            if let Some(first) = seen.get(&resource.id) {
+                self.errors.push(LoadError::Duplicate {
+                    id: resource.id.clone(),
+                    first: first.clone(),
+                    second: file.clone(),
+                });
+                dropped.push(resource.location.clone());
+                continue;
+            }
+            seen.insert(resource.id.clone(), file.clone());
+            self.resources.push(resource);
+        }
+        for workload in index.workloads {
+            if !dropped.contains(&workload.location) {
+                self.by_id.insert(workload.id.clone(), self.workloads.len());
+                self.workloads.push(workload);
+            }
+        }
+    }
+
+    /// The options the checkout was loaded with.
+    pub fn options(&self) -> &LoadOptions {
+        &self.options
+    }
+
+    /// The workload with this id.
+    pub fn workload(&self, id: &ResourceId) -> Option<&Workload> {
+        self.by_id.get(id).map(|&n| &self.workloads[n])
+    }
+
+    fn kustomization_of(&self, path: &Path) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.path == path)
+            .and_then(|f| f.kustomization.as_deref())
+    }
+
+    /// Reads a parsed text as the file `path` of this checkout.
+    fn index_of(&self, path: &Path, stream: &Stream<'_>) -> FileIndex {
+        load::index_stream(
+            path,
+            self.kustomization_of(path),
+            stream,
+            &self.options,
+            FileIndex::default(),
+        )
+    }
+
+    /// The workload as `text` (the current text of its file) has it, with
+    /// the parsed text and its index.
+    fn current<'t>(&self, text: &'t str, id: &ResourceId) -> Result<Current<'t>, EditError> {
+        let known = self
+            .workload(id)
+            .ok_or_else(|| EditError::Missing(format!("no workload {id}")))?;
+        let path = known.location.file.clone();
+        let stream = Stream::parse(text).map_err(EditError::Syntax)?;
+        let index = self.index_of(&path, &stream);
+        let workload = index
+            .workloads
+            .iter()
+            .find(|w| &w.id == id)
+            .cloned()
+            .ok_or_else(|| EditError::Missing(format!("no workload {id} in {}", path.display())))?;
+        Ok(Current {
+            path,
+            stream,
+            index,
+            workload,
+        })
+    }
+
+    /// Applies `changes`, re-reads the result and checks that it differs by
+    /// exactly those changes and still holds the same resources and
+    /// containers; `holds` checks the intended value.
+    fn edit(
+        &self,
+        text: &str,
+        current: &Current<'_>,
+        changes: &[Change],
+        holds: impl Fn(&FileIndex) -> Result<(), EditError>,
+    ) -> Result<String, EditError> {
+        let doc = current.workload.location.doc;
+        let edited = edit::apply(text, &current.stream, doc, changes)?;
+        let after_stream = edit::reparse(&edited)?;
+        edit::verify(&current.stream, &after_stream, doc, changes)?;
+        let after = self.index_of(&current.path, &after_stream);
+        same_shape(&current.index, &after)?;
+        holds(&after)?;
+        Ok(edited)
+    }
+
+    /// Sets the image of one container in `text`, the current text of the
+    /// workload's file, and returns the new text. The repository keeps the
+    /// file's spelling; only the tag (or digest) bytes change.
+    pub fn set_image(
+        &self,
+        text: &str,
+        id: &ResourceId,
+        container: &str,
+        image: &ImageRef,
+    ) -> Result<String, EditError> {
+        let current = self.current(text, id)?;
+        let target = current.workload.container(container).ok_or_else(|| {
+            EditError::Missing(format!("workload {id} has no container {container}"))
+        })?;
+        if target.image.name() != image.name() {
+            return Err(EditError::Missing(format!(
+                "container {container} of {id} runs {}, not {}",
+                target.image.name(),
+                image.name()
+            )));
+        }
+        if target.image == *image {
+            return Ok(text.to_string());
+        }
+        let changes = image_changes(&current, target, image)?;
+        self.edit(text, &current, &changes, |after| {
+            let now = after
+                .workloads
+                .iter()
+                .find(|w| w.id == *id)
+                .and_then(|w| w.container(container));
+            match now {
+                Some(c) if c.image == *image => Ok(()),
+                _ => Err(EditError::Verify(format!(
+                    "container {container} of {id} does not read as {image} after the edit"
+                ))),
+            }
+        })
+    }
+
+    /// Applies a policy update to the workload in `text` and returns the new text.
+    pub fn update_policies(
+        &self,
+        text: &str,
+        id: &ResourceId,
+        update: &PolicyUpdate,
+    ) -> Result<String, EditError> {
+        let current = self.current(text, id)?;
+        for key in update.add.iter().map(|(k, _)| k).chain(&update.remove) {
+            if let PolicyKey::Tag(container) = key
+                && current.workload.container(container).is_none()
+            {
+                return Err(EditError::Missing(format!(
+                    "workload {id} has no container {container}"
+                )));
+            }
+        }
+        let changes = policy_changes(&current, update)?;
+        if changes.is_empty() {
+            return Ok(text.to_string());
+        }
+        self.edit(text, &current, &changes, |_| Ok(()))
+    }
+}
+
+/// A workload as the current text of its file has it.
+struct Current<'t> {
+    path: PathBuf,
+    stream: Stream<'t>,
+    index: FileIndex,
+    workload: Workload,
+}
+
+fn read_all(found: &[Found], options: &LoadOptions) -> Vec<FileIndex> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<FileIndex>> = (0..found.len()).map(|_| None).collect();
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(file) = found.get(n) else { break };
+                        done.push((n, read_one(file, options)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a loader thread does not panic"))
+            .collect::<Vec<_>>()
+    });
+    for (n, index) in results {
+        slots[n] = Some(index);
+    }
+    slots.into_iter().map(Option::unwrap_or_default).collect()
+}
+
+fn read_one(file: &Found, options: &LoadOptions) -> FileIndex {
+    let text = match std::fs::read(&file.path) {
+        Ok(bytes) => bytes,
+        Err(source) => {
+            let mut index = FileIndex::default();
+            index.errors.push(LoadError::Io {
+                path: file.path.clone(),
+                source,
+            });
+            return index;
+        }
+    };
+    let text = match String::from_utf8(text) {
+        Ok(text) => text,
+        Err(error) => {
+            let mut index = FileIndex::default();
+            index.errors.push(LoadError::Invalid {
+                path: file.path.clone(),
+                line: 1,
+                message: format!("not UTF-8: {error}"),
+            });
+            return index;
+        }
+    };
+    let kustomization = load::is_kustomization(&file.path).then(|| load::kustomization_name(file));
+    load::index(&file.path, kustomization.as_deref(), &text, options)
+}
+
+/// The same resources and the same containers, before and after an edit.
+fn same_shape(before: &FileIndex, after: &FileIndex) -> Result<(), EditError> {
+    let ids = |index: &FileIndex| {
+        index
+            .resources
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>()
+    };
+    if ids(before) != ids(after) {
+        return Err(EditError::Verify(
+            "the resources in the file changed".into(),
+        ));
+    }
+    let containers = |index: &FileIndex| {
+        index
+            .workloads
+            .iter()
+            .map(|w| {
+                (
+                    w.id.clone(),
+                    w.containers
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    if containers(before) != containers(after) {
+        return Err(EditError::Verify(
+            "the containers in the file changed".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn image_changes(
+    current: &Current<'_>,
+    target: &Container,
+    image: &ImageRef,
+) -> Result<Vec<Change>, EditError> {
+    match &target.source {
+        ImageSource::Whole(path) => Ok(vec![Change::Set(
+            path.clone(),
+            spelling::respell(&target.spelling, image),
+        )]),
+        ImageSource::Split {
+            repository, tag, ..
+        } => match tag {
+            Some(tag_path) => {
+                let tag = image
+                    .tag()
+                    .filter(|_| image.digest().is_none())
+                    .ok_or_else(|| EditError::Unsupported {
+                        path: tag_path.to_string(),
+                        line: target.line,
+                        reason: format!("a separate tag field takes a tag, not {image}"),
+                    })?;
+                Ok(vec![Change::Set(tag_path.clone(), tag.to_string())])
+            }
+            None => {
+                let root = current.stream.docs[current.workload.location.doc];
+                let written = node_text(&current.stream, root, repository).unwrap_or_default();
+                Ok(vec![Change::Set(
+                    repository.clone(),
+                    spelling::respell(&written, image),
+                )])
+            }
+        },
+        ImageSource::Kustomize(entry) => Ok(kustomize_changes(current, entry, image)),
+    }
+}
+
+fn node_text(stream: &Stream<'_>, root: usize, path: &NodePath) -> Option<String> {
+    let mut node = root;
+    for step in &path.0 {
+        node = match step {
+            crate::workload::Step::Key(key) => stream.get(node, key)?,
+            crate::workload::Step::Index(i) => *stream.items(node)?.get(*i)?,
+        };
+    }
+    stream.str(node).map(str::to_string)
+}
+
+/// Like `kustomize edit set image`: a tag goes in `newTag`, a digest in
+/// `digest`; whichever the new image lacks is removed.
+fn kustomize_changes(current: &Current<'_>, entry: &NodePath, image: &ImageRef) -> Vec<Change> {
+    let stream = &current.stream;
+    let root = stream.docs[current.workload.location.doc];
+    let has = |key: &str| node_text(stream, root, &entry.join([key])).is_some();
+    let mut changes = Vec::new();
+    for (key, value) in [("newTag", image.tag()), ("digest", image.digest())] {
+        match (value, has(key)) {
+            (Some(value), true) => changes.push(Change::Set(entry.join([key]), value.to_string())),
+            (Some(value), false) => changes.push(Change::Insert(
+                entry.clone(),
+                key.to_string(),
+                value.to_string(),
+            )),
+            (None, true) => changes.push(Change::Remove(entry.clone(), key.to_string())),
+            (None, false) => {}
+        }
+    }
+    changes
+}
+
+fn policy_changes(current: &Current<'_>, update: &PolicyUpdate) -> Result<Vec<Change>, EditError> {
+    let workload = &current.workload;
+    let metadata = workload.location.root.join(["metadata"]);
+    let annotations_path = metadata.join(["annotations"]);
+    let stream = &current.stream;
+    let root = stream.docs[workload.location.doc];
+    let metadata_node = node_at(stream, root, &metadata);
+    if metadata_node.is_none_or(|m| stream.entries(m).is_none()) {
+        return Err(EditError::Missing(format!(
+            "workload {} has no metadata mapping",
+            workload.id
+        )));
+    }
+    let annotations_node = node_at(stream, root, &annotations_path);
+    let mut present: BTreeMap<String, String> = workload.annotations.iter().cloned().collect();
+    let mut changes = Vec::new();
+    let mut new_entries = Vec::new();
+    for key in &update.remove {
+        for spelled in key.annotations() {
+            if present.remove(&spelled).is_some() {
+                changes.push(Change::Remove(annotations_path.clone(), spelled));
+            }
+        }
+    }
+    for (key, value) in &update.add {
+        let spelled: Vec<String> = key
+            .annotations()
+            .into_iter()
+            .filter(|k| present.contains_key(k))
+            .collect();
+        if spelled.is_empty() {
+            new_entries.push((key.annotations().remove(0), value.clone()));
+            continue;
+        }
+        for k in spelled {
+            if present.get(&k) != Some(value) {
+                changes.push(Change::Set(
+                    annotations_path.join([k.as_str()]),
+                    value.clone(),
+                ));
+            }
+        }
+    }
+    let annotations_is_map = annotations_node.is_some_and(|a| stream.entries(a).is_some());
+    if present.is_empty()
+        && new_entries.is_empty()
+        && annotations_node.is_some()
+        && !changes.is_empty()
+    {
+        // Every annotation is going: remove the whole `annotations:` entry.
+        return Ok(vec![Change::Remove(metadata, "annotations".into())]);
+    }
+    if new_entries.is_empty() {
+        return Ok(changes);
+    }
+    let empty_map =
+        annotations_node.is_some_and(|a| stream.entries(a).is_some_and(|mut e| e.next().is_none()));
+    let flow = annotations_node.is_some_and(|a| stream.nodes[a].flow);
+    if annotations_is_map && (flow || !empty_map) {
+        changes.extend(
+            new_entries
+                .into_iter()
+                .map(|(k, v)| Change::Insert(annotations_path.clone(), k, v)),
+        );
+        return Ok(changes);
+    }
+    if annotations_node.is_some() {
+        // `annotations:` with nothing (or an empty block) in it: replace the entry.
+        changes.push(Change::Remove(metadata.clone(), "annotations".into()));
+    }
+    changes.push(Change::InsertMap(
+        metadata,
+        "annotations".into(),
+        new_entries,
+    ));
+    Ok(changes)
+}
+
+fn node_at(stream: &Stream<'_>, root: usize, path: &NodePath) -> Option<usize> {
+    let mut node = root;
+    for step in &path.0 {
+        node = match step {
+            crate::workload::Step::Key(key) => stream.get(node, key)?,
+            crate::workload::Step::Index(i) => *stream.items(node)?.get(*i)?,
+        };
+    }
+    Some(node)
+}
+
+/// Edits made against a checkout, kept in memory until written.
+#[derive(Debug)]
+pub struct Transaction<'c> {
+    checkout: &'c Checkout,
+    files: BTreeMap<PathBuf, (String, String)>,
+}
+
+impl<'c> Transaction<'c> {
+    /// A transaction with no edits yet.
+    pub fn new(checkout: &'c Checkout) -> Transaction<'c> {
+        Transaction {
+            checkout,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// The checkout the edits are made against.
+    pub fn checkout(&self) -> &'c Checkout {
+        self.checkout
+    }
+
+    pub(crate) fn snapshot(&self) -> BTreeMap<PathBuf, (String, String)> {
+        self.files.clone()
+    }
+
+    pub(crate) fn restore(&mut self, files: BTreeMap<PathBuf, (String, String)>) {
+        self.files = files;
+    }
+
+    fn text_of(&mut self, id: &ResourceId) -> Result<(PathBuf, String), EditError> {
+        let workload = self
+            .checkout
+            .workload(id)
+            .ok_or_else(|| EditError::Missing(format!("no workload {id}")))?;
+        let path = workload.location.file.clone();
+        if !self.files.contains_key(&path) {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| EditError::Missing(format!("{}: {e}", path.display())))?;
+            self.files.insert(path.clone(), (text.clone(), text));
+        }
+        let text = self.files[&path].1.clone();
+        Ok((path, text))
+    }
+
+    fn keep(&mut self, path: PathBuf, before: &str, after: String) -> bool {
+        let changed = before != after;
+        if let Some(entry) = self.files.get_mut(&path) {
+            entry.1 = after;
+        }
+        changed
+    }
+
+    /// Sets a container's image; returns whether the text changed.
+    pub fn set_image(
+        &mut self,
+        id: &ResourceId,
+        container: &str,
+        image: &ImageRef,
+    ) -> Result<bool, EditError> {
+        let (path, text) = self.text_of(id)?;
+        let after = self.checkout.set_image(&text, id, container, image)?;
+        Ok(self.keep(path, &text, after))
+    }
+
+    /// Updates a workload's policies; returns whether the text changed.
+    pub fn update_policies(
+        &mut self,
+        id: &ResourceId,
+        update: &PolicyUpdate,
+    ) -> Result<bool, EditError> {
+        let (path, text) = self.text_of(id)?;
+        let after = self.checkout.update_policies(&text, id, update)?;
+        Ok(self.keep(path, &text, after))
+    }
+
+    /// The files whose text changed: path, text before, text after.
+    pub fn changes(&self) -> impl Iterator<Item = (&Path, &str, &str)> {
+        self.files
+            .iter()
+            .filter(|(_, (before, after))| before != after)
+            .map(|(path, (before, after))| (path.as_path(), before.as_str(), after.as_str()))
+    }
+
+    /// Writes every changed file atomically; returns the paths written.
+    pub fn write(self) -> Result<Vec<PathBuf>, std::io::Error> {
+        let mut written = Vec::new();
+        for (path, before, after) in self.changes() {
+            if before != after {
+                crate::write::atomically(path, after.as_bytes())?;
+                written.push(path.to_path_buf());
+            }
+        }
+        Ok(written)
+    }
+}
+
+impl WorkloadKind {
+    /// The kind as the original prints it in ids (lower-case).
+    pub fn id_kind(self) -> String {
+        format!("{self:?}").to_ascii_lowercase()
+    }
+}

@@ -1,0 +1,77 @@
+//! What can go wrong reading a checkout.
+
+use std::path::PathBuf;
+
+use crate::id::ResourceId;
+
+/// A problem found while loading; the rest of the checkout still loads.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file or folder could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not valid YAML.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two resources have the same id.
+    #[error("duplicate resource {id}: in {} and {}", first.display(), second.display())]
+    Duplicate {
+        /// The id.
+        id: ResourceId,
+        /// Where it was first found.
+        first: PathBuf,
+        /// Where it was found again.
+        second: PathBuf,
+    },
+    /// A workload's annotation holds an invalid policy.
+    #[error("{}:{line}: workload {workload}: annotation {annotation}: {message}", path.display())]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the workload.
+        line: usize,
+        /// The workload.
+        workload: ResourceId,
+        /// The annotation key.
+        annotation: String,
+        /// What is wrong with its value.
+        message: String,
+    },
+    /// Something in a resource cannot be understood (a bad image, a missing name).
+    #[error("{}:{line}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// The file the problem is in (the first file, for duplicates).
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            LoadError::Io { path, .. }
+            | LoadError::Syntax { path, .. }
+            | LoadError::Policy { path, .. }
+            | LoadError::Invalid { path, .. } => path,
+            LoadError::Duplicate { second, .. } => second,
+        }
+    }
+}

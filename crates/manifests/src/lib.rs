@@ -1,0 +1,56 @@
+//! `flux-manifests`: what a checkout of Kubernetes manifests says, and
+//! byte-exact edits of it.
+//!
+//! It owns reading a checkout ([`Checkout::load`]): the YAML files under
+//! some paths (skipping hidden folders and Helm charts), their resources
+//! with ids in the original's `<namespace>:<kind>/<name>` spelling, the
+//! workloads among them (Deployment, DaemonSet, StatefulSet, ReplicaSet,
+//! CronJob, Job, Pod, HelmRelease, kustomization `images:`), each
+//! container's image, and the policies in their annotations. It owns editing
+//! the bytes of a file: a container's image ([`Checkout::set_image`]) and
+//! policy annotations ([`Checkout::update_policies`]), changing only the
+//! bytes of the edited value, verifying the result by reading it again, and
+//! writing atomically ([`Transaction::write`]); and the planning of
+//! releases ([`release`]). It does not talk to registries, git or clusters.
+//!
+//! ```
+//! use flux_manifests::{Checkout, LoadOptions, ResourceId};
+//! use flux_image::ImageRef;
+//!
+//! let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web # the site\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: 'docker.io/library/nginx:1.25' # pinned\n";
+//! let path = std::path::Path::new("web.yaml");
+//! let checkout = Checkout::from_text(path, text, LoadOptions::default());
+//! let id: ResourceId = "default:deployment/web".parse().unwrap();
+//! assert_eq!(checkout.workload(&id).unwrap().containers[0].image.familiar(), "nginx:1.25");
+//!
+//! let edited = checkout
+//!     .set_image(text, &id, "web", &ImageRef::parse("nginx:1.27").unwrap())
+//!     .unwrap();
+//! assert_eq!(edited, text.replace("nginx:1.25'", "nginx:1.27'"));
+//! ```
+
+mod checkout;
+mod edit;
+mod error;
+mod id;
+mod load;
+pub mod policy;
+pub mod release;
+mod scalar;
+mod spelling;
+mod workload;
+mod write;
+mod yaml;
+
+pub use checkout::{Checkout, ManifestFile, Transaction};
+pub use edit::EditError;
+pub use error::LoadError;
+pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};
+pub use load::LoadOptions;
+pub use policy::{Ignore, Policies, PolicyKey, PolicyUpdate};
+pub use spelling::{respell, split as split_spelling};
+pub use workload::{
+    Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
+};
+pub use write::atomically as write_atomically;
+pub use yaml::SyntaxError;

@@ -1,0 +1,595 @@
+//! Reading files: which files belong to a checkout, and what each holds.
+
+use std::path::{Path, PathBuf};
+
+use flux_image::ImageRef;
+
+use crate::error::LoadError;
+use crate::id::{self, CLUSTER, ResourceId};
+use crate::policy;
+use crate::workload::{
+    Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
+};
+use crate::yaml::{NodeId, Stream};
+
+/// How ids are made for resources that do not say everything.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The namespace of namespaced resources that name none.
+    pub default_namespace: String,
+}
+
+impl Default for LoadOptions {
+    fn default() -> LoadOptions {
+        LoadOptions {
+            default_namespace: "default".to_string(),
+        }
+    }
+}
+
+/// A manifest file found by the walk, and the folder it was found under.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub path: PathBuf,
+    pub root: PathBuf,
+}
+
+/// The file names kustomize reads as a kustomization.
+pub(crate) fn is_kustomization(path: &Path) -> bool {
+    matches!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("kustomization.yaml" | "kustomization.yml")
+    )
+}
+
+/// Finds the manifest files under `root`: `*.yaml` and `*.yml`, skipping
+/// hidden entries and Helm charts (folders holding `Chart.yaml`).
+pub(crate) fn walk(root: &Path, found: &mut Vec<Found>, errors: &mut Vec<LoadError>) {
+    if root.is_file() {
+        found.push(Found {
+            path: root.to_path_buf(),
+            root: root.parent().unwrap_or(Path::new("")).to_path_buf(),
+        });
+        return;
+    }
+    walk_dir(root, root, found, errors);
+}
+
+fn walk_dir(root: &Path, dir: &Path, found: &mut Vec<Found>, errors: &mut Vec<LoadError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(source) => {
+            errors.push(LoadError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    if dir != root
+        && paths
+            .iter()
+            .any(|p| p.file_name() == Some("Chart.yaml".as_ref()))
+    {
+        return;
+    }
+    paths.sort();
+    for path in paths {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            walk_dir(root, &path, found, errors);
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            found.push(Found {
+                path,
+                root: root.to_path_buf(),
+            });
+        }
+    }
+}
+
+/// What one file holds.
+#[derive(Debug, Default)]
+pub(crate) struct FileIndex {
+    pub resources: Vec<Resource>,
+    pub workloads: Vec<Workload>,
+    pub errors: Vec<LoadError>,
+}
+
+/// The name of a kustomization workload: its folder relative to the walked root.
+pub(crate) fn kustomization_name(found: &Found) -> String {
+    let dir = found.path.parent().unwrap_or(Path::new(""));
+    let relative = dir.strip_prefix(&found.root).unwrap_or(dir);
+    let name = relative.to_string_lossy().replace('\\', "/");
+    if name.is_empty() {
+        ".".to_string()
+    } else {
+        name
+    }
+}
+
+/// Indexes the text of one file.
+pub(crate) fn index(
+    path: &Path,
+    kustomization: Option<&str>,
+    text: &str,
+    options: &LoadOptions,
+) -> FileIndex {
+    let mut index = FileIndex::default();
+    let stream = match Stream::parse(text) {
+        Ok(stream) => stream,
+        Err(error) => {
+            index.errors.push(LoadError::Syntax {
+                path: path.to_path_buf(),
+                line: error.line,
+                column: error.column,
+                message: error.message,
+            });
+            return index;
+        }
+    };
+    index_stream(path, kustomization, &stream, options, index)
+}
+
+/// Indexes an already parsed file.
+pub(crate) fn index_stream(
+    path: &Path,
+    kustomization: Option<&str>,
+    stream: &Stream<'_>,
+    options: &LoadOptions,
+    mut index: FileIndex,
+) -> FileIndex {
+    let reader = Reader {
+        stream,
+        path,
+        options,
+    };
+    for (doc, &root) in stream.docs.iter().enumerate() {
+        match kustomization {
+            Some(name) => reader.kustomization(doc, root, name, &mut index),
+            None => reader.resource(doc, root, NodePath::default(), &mut index),
+        }
+    }
+    index
+}
+
+struct Reader<'s, 'a> {
+    stream: &'s Stream<'a>,
+    path: &'s Path,
+    options: &'s LoadOptions,
+}
+
+impl Reader<'_, '_> {
+    fn line(&self, node: NodeId) -> usize {
+        self.stream.nodes[node].line
+    }
+
+    fn invalid(&self, node: NodeId, message: String) -> LoadError {
+        LoadError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.line(node),
+            message,
+        }
+    }
+
+    fn location(&self, doc: usize, node: NodeId, root: &NodePath) -> Location {
+        Location {
+            file: self.path.to_path_buf(),
+            doc,
+            root: root.clone(),
+            line: self.line(node),
+        }
+    }
+
+    fn resource(&self, doc: usize, node: NodeId, root: NodePath, index: &mut FileIndex) {
+        let s = self.stream;
+        if s.entries(node).is_none() {
+            return;
+        }
+        let Some(kind) = s.get(node, "kind").and_then(|k| s.str(k)) else {
+            return;
+        };
+        if kind.ends_with("List") {
+            if let Some(items) = s.get(node, "items").and_then(|i| s.items(i)) {
+                for (n, &item) in items.iter().enumerate() {
+                    self.resource(
+                        doc,
+                        item,
+                        root.join(["items".into(), Step::Index(n)]),
+                        index,
+                    );
+                }
+            }
+            return;
+        }
+        let Some(name) = s
+            .get_path(node, &["metadata", "name"])
+            .and_then(|n| s.str(n))
+        else {
+            let error = self.invalid(node, format!("{kind} without metadata.name"));
+            index.errors.push(error);
+            return;
+        };
+        let namespace = if id::is_cluster_scoped(kind) {
+            CLUSTER
+        } else {
+            s.get_path(node, &["metadata", "namespace"])
+                .and_then(|n| s.str(n))
+                .unwrap_or(&self.options.default_namespace)
+        };
+        let id = ResourceId::new(namespace, kind, name);
+        let api_version = s
+            .get(node, "apiVersion")
+            .and_then(|v| s.str(v))
+            .unwrap_or("");
+        let location = self.location(doc, node, &root);
+        index.resources.push(Resource {
+            id: id.clone(),
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            location: location.clone(),
+        });
+        let (kind, containers) = if let Some(kind) = WorkloadKind::of_pod_kind(kind) {
+            (kind, self.pod_containers(node, &root, kind, &id, index))
+        } else if kind == "HelmRelease" && is_helm_release_api(api_version) {
+            (
+                WorkloadKind::HelmRelease,
+                self.helm_containers(node, &root, &id, index),
+            )
+        } else {
+            return;
+        };
+        let annotations = self.annotations(node);
+        let workload = self.workload(id, kind, location, containers, annotations, index);
+        index.workloads.push(workload);
+    }
+
+    fn workload(
+        &self,
+        id: ResourceId,
+        kind: WorkloadKind,
+        location: Location,
+        containers: Vec<Container>,
+        annotations: Vec<(String, String)>,
+        index: &mut FileIndex,
+    ) -> Workload {
+        let pairs = annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let (policies, invalid) = policy::from_annotations(pairs);
+        for bad in invalid {
+            index.errors.push(LoadError::Policy {
+                path: self.path.to_path_buf(),
+                line: location.line,
+                workload: id.clone(),
+                annotation: bad.annotation,
+                message: bad.message,
+            });
+        }
+        Workload {
+            id,
+            kind,
+            location,
+            containers,
+            policies,
+            annotations,
+        }
+    }
+
+    fn annotations(&self, node: NodeId) -> Vec<(String, String)> {
+        let s = self.stream;
+        let Some(map) = s.get_path(node, &["metadata", "annotations"]) else {
+            return Vec::new();
+        };
+        let Some(entries) = s.entries(map) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|(k, v)| Some((s.str(k)?.to_string(), s.str(v).unwrap_or("").to_string())))
+            .collect()
+    }
+
+    fn container(
+        &self,
+        workload: &ResourceId,
+        name: &str,
+        spelling: String,
+        source: ImageSource,
+        at: NodeId,
+        index: &mut FileIndex,
+    ) -> Option<Container> {
+        match ImageRef::parse(&spelling) {
+            Ok(image) => Some(Container {
+                name: name.to_string(),
+                image,
+                spelling,
+                init: false,
+                source,
+                line: self.line(at),
+                span: self.stream.nodes[at].span.clone(),
+            }),
+            Err(error) => {
+                let message = format!("workload {workload}: container {name}: {error}");
+                index.errors.push(self.invalid(at, message));
+                None
+            }
+        }
+    }
+
+    fn pod_containers(
+        &self,
+        node: NodeId,
+        root: &NodePath,
+        kind: WorkloadKind,
+        id: &ResourceId,
+        index: &mut FileIndex,
+    ) -> Vec<Container> {
+        let s = self.stream;
+        let mut containers = Vec::new();
+        let Some(spec) = s.get_path(node, kind.pod_spec()) else {
+            return containers;
+        };
+        let spec_path = root.join(kind.pod_spec().iter().copied());
+        for (field, init) in [("containers", false), ("initContainers", true)] {
+            let Some(items) = s.get(spec, field).and_then(|c| s.items(c)) else {
+                continue;
+            };
+            for (n, &item) in items.iter().enumerate() {
+                let name = s.get(item, "name").and_then(|v| s.str(v)).unwrap_or("");
+                let Some(image) = s.get(item, "image") else {
+                    let message = format!("workload {id}: container {name:?} has no image");
+                    index.errors.push(self.invalid(item, message));
+                    continue;
+                };
+                let spelling = s.str(image).unwrap_or("").to_string();
+                let path = spec_path.join([field.into(), Step::Index(n), "image".into()]);
+                let source = ImageSource::Whole(path);
+                if let Some(mut c) = self.container(id, name, spelling, source, image, index) {
+                    c.init = init;
+                    containers.push(c);
+                }
+            }
+        }
+        containers
+    }
+
+    fn helm_containers(
+        &self,
+        node: NodeId,
+        root: &NodePath,
+        id: &ResourceId,
+        index: &mut FileIndex,
+    ) -> Vec<Container> {
+        let s = self.stream;
+        let mut containers: Vec<Container> = Vec::new();
+        let Some(values) = s.get_path(node, &["spec", "values"]) else {
+            return containers;
+        };
+        let values_path = root.join(["spec", "values"]);
+        if let Some(found) = self.helm_image(values, &values_path) {
+            containers.extend(self.helm_container(id, "chart-image", found, None));
+        }
+        for (key, value) in s.entries(values).into_iter().flatten() {
+            let Some(key) = s.str(key) else { continue };
+            if s.entries(value).is_none() {
+                continue;
+            }
+            if let Some(found) = self.helm_image(value, &values_path.join([key])) {
+                containers.extend(self.helm_container(id, key, found, None));
+            }
+        }
+        for (alias, found) in self.helm_mapped(node, values, &values_path, id, index) {
+            let container = self.helm_container(id, &alias, found, Some(index));
+            let Some(container) = container else { continue };
+            match containers.iter_mut().find(|c| c.name == alias) {
+                Some(existing) => *existing = container,
+                None => containers.push(container),
+            }
+        }
+        containers
+    }
+
+    fn helm_container(
+        &self,
+        id: &ResourceId,
+        name: &str,
+        found: HelmImage,
+        index: Option<&mut FileIndex>,
+    ) -> Option<Container> {
+        let mut scratch = FileIndex::default();
+        // Images found by shape alone are guesses: one that does not parse is
+        // simply not an image. Images named by annotations must parse.
+        let index = index.unwrap_or(&mut scratch);
+        self.container(id, name, found.spelling, found.source, found.at, index)
+    }
+
+    /// Reads an image out of a values mapping by the original's rules.
+    fn helm_image(&self, map: NodeId, path: &NodePath) -> Option<HelmImage> {
+        let s = self.stream;
+        let image = s.get(map, "image")?;
+        if let Some(repository) = s.str(image) {
+            let tag = s.get(map, "tag").filter(|&t| s.str(t).is_some());
+            let registry = s.get(map, "registry").filter(|&r| s.str(r).is_some());
+            let spelling = compose(
+                registry.and_then(|r| s.str(r)),
+                repository,
+                tag.and_then(|t| s.str(t)),
+            );
+            let source = if tag.is_none() && registry.is_none() {
+                ImageSource::Whole(path.join(["image"]))
+            } else {
+                ImageSource::Split {
+                    repository: path.join(["image"]),
+                    tag: tag.map(|_| path.join(["tag"])),
+                    registry: registry.map(|_| path.join(["registry"])),
+                }
+            };
+            return Some(HelmImage {
+                spelling,
+                source,
+                at: image,
+            });
+        }
+        let repository_node = s.get(image, "repository")?;
+        let repository = s.str(repository_node)?;
+        let tag = s.get(image, "tag").filter(|&t| s.str(t).is_some());
+        let registry = s.get(image, "registry").filter(|&r| s.str(r).is_some());
+        let base = path.join(["image"]);
+        Some(HelmImage {
+            spelling: compose(
+                registry.and_then(|r| s.str(r)),
+                repository,
+                tag.and_then(|t| s.str(t)),
+            ),
+            source: ImageSource::Split {
+                repository: base.join(["repository"]),
+                tag: tag.map(|_| base.join(["tag"])),
+                registry: registry.map(|_| base.join(["registry"])),
+            },
+            at: repository_node,
+        })
+    }
+
+    /// Images named by `repository.fluxcd.io/<alias>` (with optional
+    /// `tag.fluxcd.io/<alias>` and `registry.fluxcd.io/<alias>`) annotations.
+    fn helm_mapped(
+        &self,
+        node: NodeId,
+        values: NodeId,
+        values_path: &NodePath,
+        id: &ResourceId,
+        index: &mut FileIndex,
+    ) -> Vec<(String, HelmImage)> {
+        let s = self.stream;
+        let annotations = self.annotations(node);
+        let lookup = |prefix: &str, alias: &str| {
+            annotations
+                .iter()
+                .find(|(k, _)| k.strip_prefix(prefix) == Some(alias))
+                .map(|(k, v)| (k.clone(), v.clone()))
+        };
+        let mut found = Vec::new();
+        for (key, dotted) in &annotations {
+            let Some(alias) = key.strip_prefix("repository.fluxcd.io/") else {
+                continue;
+            };
+            let mut resolve = |annotation: &str, dotted: &str| -> Option<(NodeId, NodePath)> {
+                let keys: Vec<&str> = dotted.split('.').collect();
+                let hit = s.get_path(values, &keys).filter(|&n| s.str(n).is_some());
+                if hit.is_none() {
+                    let message = format!(
+                        "workload {id}: annotation {annotation}: no value at spec.values.{dotted}"
+                    );
+                    index.errors.push(self.invalid(node, message));
+                }
+                hit.map(|n| (n, values_path.join(keys.iter().copied())))
+            };
+            let Some((repo_node, repo_path)) = resolve(key, dotted) else {
+                continue;
+            };
+            let mut field = |prefix: &str| {
+                let (annotation, dotted) = lookup(prefix, alias)?;
+                resolve(&annotation, &dotted)
+            };
+            let tag = field("tag.fluxcd.io/");
+            let registry = field("registry.fluxcd.io/");
+            let spelling = compose(
+                registry.as_ref().and_then(|(n, _)| s.str(*n)),
+                s.str(repo_node).unwrap_or(""),
+                tag.as_ref().and_then(|(n, _)| s.str(*n)),
+            );
+            let source = ImageSource::Split {
+                repository: repo_path,
+                tag: tag.map(|(_, p)| p),
+                registry: registry.map(|(_, p)| p),
+            };
+            found.push((
+                alias.to_string(),
+                HelmImage {
+                    spelling,
+                    source,
+                    at: repo_node,
+                },
+            ));
+        }
+        found
+    }
+
+    fn kustomization(&self, doc: usize, root: NodeId, name: &str, index: &mut FileIndex) {
+        let s = self.stream;
+        let Some(images) = s.get(root, "images") else {
+            return;
+        };
+        let id = ResourceId::new(CLUSTER, "Kustomization", name);
+        let location = self.location(doc, root, &NodePath::default());
+        index.resources.push(Resource {
+            id: id.clone(),
+            api_version: s
+                .get(root, "apiVersion")
+                .and_then(|v| s.str(v))
+                .unwrap_or("")
+                .to_string(),
+            kind: "Kustomization".to_string(),
+            location: location.clone(),
+        });
+        let mut containers = Vec::new();
+        for (n, &entry) in s.items(images).unwrap_or(&[]).iter().enumerate() {
+            let field = |key: &str| s.get(entry, key).and_then(|v| s.str(v));
+            let Some(image_name) = field("name") else {
+                let message = format!("{id}: images[{n}] has no name");
+                index.errors.push(self.invalid(entry, message));
+                continue;
+            };
+            let mut spelling = field("newName").unwrap_or(image_name).to_string();
+            if let Some(tag) = field("newTag") {
+                spelling = format!("{spelling}:{tag}");
+            }
+            if let Some(digest) = field("digest") {
+                spelling = format!("{spelling}@{digest}");
+            }
+            let source = ImageSource::Kustomize(NodePath(vec!["images".into(), Step::Index(n)]));
+            containers.extend(self.container(&id, image_name, spelling, source, entry, index));
+        }
+        let annotations = self.annotations(root);
+        let workload = self.workload(
+            id,
+            WorkloadKind::Kustomization,
+            location,
+            containers,
+            annotations,
+            index,
+        );
+        index.workloads.push(workload);
+    }
+}
+
+struct HelmImage {
+    spelling: String,
+    source: ImageSource,
+    at: NodeId,
+}
+
+fn is_helm_release_api(api_version: &str) -> bool {
+    api_version.starts_with("helm.fluxcd.io/") || api_version.starts_with("helm.toolkit.fluxcd.io/")
+}
+
+/// Joins split image fields: `registry/repository:tag`. A tag field replaces
+/// any tag the repository field carries.
+pub(crate) fn compose(registry: Option<&str>, repository: &str, tag: Option<&str>) -> String {
+    let mut out = String::new();
+    if let Some(registry) = registry.filter(|r| !r.is_empty()) {
+        out.push_str(registry.trim_end_matches('/'));
+        out.push('/');
+    }
+    match tag {
+        Some(tag) => {
+            let (bare, _, _) = crate::spelling::split(repository);
+            out.push_str(bare);
+            out.push(':');
+            out.push_str(tag);
+        }
+        None => out.push_str(repository),
+    }
+    out
+}

@@ -1,0 +1,202 @@
+//! Releases: which workloads and containers get an image, and why the
+//! others do not, in the original's statuses and reasons.
+
+use std::fmt;
+
+use flux_image::ImageRef;
+
+use crate::checkout::{Checkout, Transaction};
+use crate::id::ResourceId;
+use crate::policy::Ignore;
+use crate::workload::Workload;
+
+/// Reason: the workload is locked.
+pub const LOCKED: &str = "locked";
+/// Reason: the workload was excluded.
+pub const EXCLUDED: &str = "excluded";
+/// Reason: other workloads were named.
+pub const NOT_INCLUDED: &str = "not included";
+/// Reason: its containers already run the image.
+pub const UP_TO_DATE: &str = "image(s) up to date";
+/// Reason: none of its containers runs the image's repository.
+pub const DIFFERENT_IMAGE: &str = "does not use image(s)";
+/// Reason: the workload is ignored.
+pub const IGNORED: &str = "ignored";
+/// Reason: a named workload is not in the manifests.
+pub const NOT_FOUND: &str = "not found";
+
+/// Which workloads a release looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// Every workload.
+    All,
+    /// Only these.
+    Only(Vec<ResourceId>),
+}
+
+/// What to release.
+#[derive(Debug, Clone)]
+pub struct ReleaseSpec {
+    /// The workloads to consider.
+    pub targets: Targets,
+    /// Workloads to leave alone.
+    pub excludes: Vec<ResourceId>,
+    /// The image to release (repository plus tag or digest).
+    pub image: ImageRef,
+    /// Only these containers (empty: every container running the image's repository).
+    pub containers: Vec<String>,
+    /// Release locked workloads too.
+    pub force: bool,
+}
+
+/// The outcome for one workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Updated.
+    Success,
+    /// Should have been updated but could not be.
+    Failed,
+    /// Considered and left alone.
+    Skipped,
+    /// Not considered.
+    Ignored,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Ignored => "ignored",
+        })
+    }
+}
+
+/// One container's change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerUpdate {
+    /// The container.
+    pub container: String,
+    /// Its image now (as the file spells it).
+    pub current: String,
+    /// The image it gets.
+    pub target: ImageRef,
+}
+
+/// What a release did (or would do) to one workload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkloadResult {
+    /// The workload.
+    pub id: ResourceId,
+    /// The outcome.
+    pub status: Status,
+    /// Why it was not a plain success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The container updates (planned, or made).
+    pub updates: Vec<ContainerUpdate>,
+}
+
+impl WorkloadResult {
+    fn with(id: &ResourceId, status: Status, reason: impl Into<String>) -> WorkloadResult {
+        WorkloadResult {
+            id: id.clone(),
+            status,
+            reason: Some(reason.into()),
+            updates: Vec::new(),
+        }
+    }
+}
+
+/// Decides, for every workload of the checkout (and every named one that is
+/// missing), what the release does. Results are sorted by id.
+pub fn plan(checkout: &Checkout, spec: &ReleaseSpec) -> Vec<WorkloadResult> {
+    let mut results: Vec<WorkloadResult> =
+        checkout.workloads.iter().map(|w| judge(w, spec)).collect();
+    if let Targets::Only(ids) = &spec.targets {
+        for id in ids {
+            if checkout.workload(id).is_none() && !results.iter().any(|r| &r.id == id) {
+                results.push(WorkloadResult::with(id, Status::Failed, NOT_FOUND));
+            }
+        }
+    }
+    results.sort_by(|a, b| a.id.cmp(&b.id));
+    results
+}
+
+fn judge(workload: &Workload, spec: &ReleaseSpec) -> WorkloadResult {
+    let id = &workload.id;
+    if let Targets::Only(ids) = &spec.targets
+        && !ids.contains(id)
+    {
+        return WorkloadResult::with(id, Status::Ignored, NOT_INCLUDED);
+    }
+    if spec.excludes.contains(id) {
+        return WorkloadResult::with(id, Status::Ignored, EXCLUDED);
+    }
+    let wanted =
+        |name: &str| spec.containers.is_empty() || spec.containers.iter().any(|c| c == name);
+    let using: Vec<_> = workload
+        .containers
+        .iter()
+        .filter(|c| wanted(&c.name) && c.image.name() == spec.image.name())
+        .collect();
+    let missing: Vec<&str> = spec
+        .containers
+        .iter()
+        .filter(|name| workload.container(name).is_none())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() && matches!(spec.targets, Targets::Only(_)) {
+        let reason = format!("container(s) not found: {}", missing.join(", "));
+        return WorkloadResult::with(id, Status::Failed, reason);
+    }
+    if using.is_empty() {
+        return WorkloadResult::with(id, Status::Ignored, DIFFERENT_IMAGE);
+    }
+    if workload.policies.locked && !spec.force {
+        return WorkloadResult::with(id, Status::Skipped, LOCKED);
+    }
+    if workload.policies.ignore == Some(Ignore::All) {
+        return WorkloadResult::with(id, Status::Skipped, IGNORED);
+    }
+    let updates: Vec<ContainerUpdate> = using
+        .iter()
+        .filter(|c| c.image != spec.image)
+        .map(|c| ContainerUpdate {
+            container: c.name.clone(),
+            current: c.spelling.clone(),
+            target: spec.image.clone(),
+        })
+        .collect();
+    if updates.is_empty() {
+        return WorkloadResult::with(id, Status::Skipped, UP_TO_DATE);
+    }
+    WorkloadResult {
+        id: id.clone(),
+        status: Status::Success,
+        reason: None,
+        updates,
+    }
+}
+
+/// Plans the release and makes its edits in `transaction`. A workload whose
+/// edit fails is marked failed and keeps its text unchanged.
+pub fn execute(transaction: &mut Transaction<'_>, spec: &ReleaseSpec) -> Vec<WorkloadResult> {
+    let mut results = plan(transaction.checkout(), spec);
+    for result in results.iter_mut().filter(|r| r.status == Status::Success) {
+        let saved = transaction.snapshot();
+        for update in &result.updates {
+            if let Err(error) = transaction.set_image(&result.id, &update.container, &update.target)
+            {
+                transaction.restore(saved);
+                result.status = Status::Failed;
+                result.reason = Some(format!("{}: {error}", update.container));
+                break;
+            }
+        }
+    }
+    results
+}

@@ -1,0 +1,194 @@
+//! What a checkout holds: resources, workloads, their containers and images.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use flux_image::ImageRef;
+
+use crate::id::ResourceId;
+use crate::policy::Policies;
+
+/// One step from a document's root to a node: a mapping key or a sequence index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// The value under this key of a mapping.
+    Key(String),
+    /// The item at this index of a sequence.
+    Index(usize),
+}
+
+impl From<&str> for Step {
+    fn from(key: &str) -> Step {
+        Step::Key(key.to_string())
+    }
+}
+
+impl From<usize> for Step {
+    fn from(index: usize) -> Step {
+        Step::Index(index)
+    }
+}
+
+/// A path from a document's root to a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct NodePath(pub Vec<Step>);
+
+impl NodePath {
+    /// This path extended by `steps`.
+    pub fn join<S: Into<Step>>(&self, steps: impl IntoIterator<Item = S>) -> NodePath {
+        let mut path = self.0.clone();
+        path.extend(steps.into_iter().map(Into::into));
+        NodePath(path)
+    }
+}
+
+impl fmt::Display for NodePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, step) in self.0.iter().enumerate() {
+            match step {
+                Step::Key(key) if n == 0 => write!(f, "{key}")?,
+                Step::Key(key) => write!(f, ".{key}")?,
+                Step::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a resource sits: file, document (0-based) and path to its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file, as found under the loaded path.
+    pub file: PathBuf,
+    /// Index of the YAML document in the file.
+    pub doc: usize,
+    /// Path from the document's root to the resource (empty, or `items[i]` in a List).
+    pub root: NodePath,
+    /// 1-based line where the resource starts.
+    pub line: usize,
+}
+
+/// A Kubernetes object found in the files.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Its id.
+    pub id: ResourceId,
+    /// `apiVersion` as written.
+    pub api_version: String,
+    /// `kind` as written.
+    pub kind: String,
+    /// Where it is.
+    pub location: Location,
+}
+
+/// The kinds of workload whose images Flux manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 ReplicaSet.
+    ReplicaSet,
+    /// batch CronJob (v1 or v1beta1).
+    CronJob,
+    /// batch/v1 Job.
+    Job,
+    /// v1 Pod.
+    Pod,
+    /// A Flux HelmRelease: images in its values.
+    HelmRelease,
+    /// A `kustomization.yaml` with an `images:` list.
+    Kustomization,
+}
+
+impl WorkloadKind {
+    /// The workload kind of a resource kind, if it is one whose pod template
+    /// is read directly.
+    pub fn of_pod_kind(kind: &str) -> Option<WorkloadKind> {
+        Some(match kind {
+            "Deployment" => WorkloadKind::Deployment,
+            "DaemonSet" => WorkloadKind::DaemonSet,
+            "StatefulSet" => WorkloadKind::StatefulSet,
+            "ReplicaSet" => WorkloadKind::ReplicaSet,
+            "CronJob" => WorkloadKind::CronJob,
+            "Job" => WorkloadKind::Job,
+            "Pod" => WorkloadKind::Pod,
+            _ => return None,
+        })
+    }
+
+    /// The path from the resource's root to the pod spec.
+    pub fn pod_spec(self) -> &'static [&'static str] {
+        match self {
+            WorkloadKind::Pod => &["spec"],
+            WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template", "spec"],
+            _ => &["spec", "template", "spec"],
+        }
+    }
+}
+
+/// Where a container's image is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// One scalar holding the whole reference (`image: repo:tag`).
+    Whole(NodePath),
+    /// HelmRelease values with the reference split over fields; the tag and
+    /// registry fields are optional.
+    Split {
+        /// The field naming the repository (may also carry the tag).
+        repository: NodePath,
+        /// The field holding the tag.
+        tag: Option<NodePath>,
+        /// The field holding the registry host.
+        registry: Option<NodePath>,
+    },
+    /// An entry of a kustomization's `images:` list.
+    Kustomize(NodePath),
+}
+
+/// One container of a workload.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// The container's name (for HelmReleases: `chart-image`, the values key, or the alias).
+    pub name: String,
+    /// Its image.
+    pub image: ImageRef,
+    /// The image as the file spells it (repository as written, tag, digest).
+    pub spelling: String,
+    /// Whether it is an init container.
+    pub init: bool,
+    /// Where the image is written.
+    pub source: ImageSource,
+    /// 1-based line of the image.
+    pub line: usize,
+    /// Byte range of the scalar the image starts in (the repository field
+    /// for split Helm values, the entry for kustomizations).
+    pub span: std::ops::Range<usize>,
+}
+
+/// A resource whose containers run images Flux can release.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Its id.
+    pub id: ResourceId,
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// Where it is.
+    pub location: Location,
+    /// Its containers, in file order (containers, then init containers).
+    pub containers: Vec<Container>,
+    /// Its policies.
+    pub policies: Policies,
+    /// Its annotations, in file order.
+    pub annotations: Vec<(String, String)>,
+}
+
+impl Workload {
+    /// The container with this name.
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,211 @@
+//! Release planning: which workloads and containers get the image, and the
+//! status and reason of every other workload.
+
+use std::path::Path;
+
+use flux_image::ImageRef;
+use flux_manifests::release::{self, ReleaseSpec, Status, Targets};
+use flux_manifests::{Checkout, LoadOptions, ResourceId, Transaction};
+
+const MANIFESTS: &str = "\
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    spec:
+      containers:
+      - {name: web, image: 'ghcr.io/acme/web:1.0'}
+      - {name: proxy, image: 'envoyproxy/envoy:v1.29.0'}
+---
+kind: Deployment
+metadata:
+  name: admin
+  namespace: shop
+  annotations: {fluxcd.io/locked: 'true'}
+spec:
+  template:
+    spec:
+      containers: [{name: admin, image: 'ghcr.io/acme/web:1.0'}]
+---
+kind: Deployment
+metadata:
+  name: old
+  namespace: shop
+  annotations: {fluxcd.io/ignore: 'true'}
+spec:
+  template:
+    spec:
+      containers: [{name: old, image: 'ghcr.io/acme/web:0.9'}]
+---
+kind: CronJob
+metadata: {name: report, namespace: shop}
+spec:
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers: [{name: report, image: 'ghcr.io/acme/web:1.1'}]
+---
+kind: DaemonSet
+metadata: {name: agent, namespace: shop}
+spec:
+  template:
+    spec:
+      containers: [{name: agent, image: 'datadog/agent:7'}]
+";
+
+fn checkout() -> Checkout {
+    let checkout = Checkout::from_text(Path::new("m.yaml"), MANIFESTS, LoadOptions::default());
+    assert!(checkout.errors.is_empty(), "{:?}", checkout.errors);
+    checkout
+}
+
+fn spec(targets: Targets, image: &str) -> ReleaseSpec {
+    ReleaseSpec {
+        targets,
+        excludes: Vec::new(),
+        image: ImageRef::parse(image).unwrap(),
+        containers: Vec::new(),
+        force: false,
+    }
+}
+
+fn id(text: &str) -> ResourceId {
+    text.parse().unwrap()
+}
+
+fn outcome(results: &[release::WorkloadResult]) -> Vec<(String, Status, String)> {
+    results
+        .iter()
+        .map(|r| {
+            (
+                r.id.to_string(),
+                r.status,
+                r.reason.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn releasing_to_all_gives_every_workload_a_status_and_reason() {
+    let results = release::plan(&checkout(), &spec(Targets::All, "ghcr.io/acme/web:1.1"));
+    assert_eq!(
+        outcome(&results),
+        [
+            (
+                "shop:cronjob/report".to_string(),
+                Status::Skipped,
+                "image(s) up to date".to_string()
+            ),
+            (
+                "shop:daemonset/agent".into(),
+                Status::Ignored,
+                "does not use image(s)".into()
+            ),
+            (
+                "shop:deployment/admin".into(),
+                Status::Skipped,
+                "locked".into()
+            ),
+            (
+                "shop:deployment/old".into(),
+                Status::Skipped,
+                "ignored".into()
+            ),
+            ("shop:deployment/web".into(), Status::Success, String::new()),
+        ]
+    );
+    let web = results
+        .iter()
+        .find(|r| r.status == Status::Success)
+        .unwrap();
+    assert_eq!(web.updates.len(), 1, "the proxy runs another image");
+    assert_eq!(web.updates[0].container, "web");
+    assert_eq!(web.updates[0].current, "ghcr.io/acme/web:1.0");
+}
+
+#[test]
+fn named_workloads_exclusions_force_and_missing_ones() {
+    let mut spec = spec(
+        Targets::Only(vec![
+            id("shop:deployment/admin"),
+            id("shop:deployment/web"),
+            id("shop:deployment/gone"),
+        ]),
+        "ghcr.io/acme/web:2.0",
+    );
+    spec.excludes = vec![id("shop:deployment/web")];
+    spec.force = true;
+    let results = release::plan(&checkout(), &spec);
+    let statuses = outcome(&results);
+    assert!(statuses.contains(&(
+        "shop:deployment/admin".into(),
+        Status::Success,
+        String::new()
+    )));
+    assert!(statuses.contains(&(
+        "shop:deployment/web".into(),
+        Status::Ignored,
+        "excluded".into()
+    )));
+    assert!(statuses.contains(&(
+        "shop:deployment/gone".into(),
+        Status::Failed,
+        "not found".into()
+    )));
+    assert!(statuses.contains(&(
+        "shop:daemonset/agent".into(),
+        Status::Ignored,
+        "not included".into()
+    )));
+}
+
+#[test]
+fn a_named_container_the_workload_lacks_fails_it() {
+    let mut spec = spec(
+        Targets::Only(vec![id("shop:deployment/web")]),
+        "ghcr.io/acme/web:2.0",
+    );
+    spec.containers = vec!["web".into(), "sidecar".into()];
+    let results = release::plan(&checkout(), &spec);
+    let web = results
+        .iter()
+        .find(|r| r.id == id("shop:deployment/web"))
+        .unwrap();
+    assert_eq!(web.status, Status::Failed);
+    assert_eq!(
+        web.reason.as_deref(),
+        Some("container(s) not found: sidecar")
+    );
+}
+
+#[test]
+fn executing_a_release_edits_only_the_planned_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, MANIFESTS).unwrap();
+    let checkout = Checkout::load(&[dir.path()], LoadOptions::default());
+    let mut transaction = Transaction::new(&checkout);
+    let results = release::execute(
+        &mut transaction,
+        &spec(Targets::All, "ghcr.io/acme/web:1.1"),
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.status == Status::Success)
+            .count(),
+        1
+    );
+    transaction.write().unwrap();
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        after,
+        MANIFESTS.replacen(
+            "{name: web, image: 'ghcr.io/acme/web:1.0'}",
+            "{name: web, image: 'ghcr.io/acme/web:1.1'}",
+            1
+        )
+    );
+}
