@@ -5,11 +5,11 @@
 
 mod check_policy;
 mod list_images;
-mod offline_workloads;
-mod registry_options;
 mod list_workloads;
 mod offline;
+mod offline_workloads;
 mod policy;
+mod registry_options;
 mod release;
 mod results;
 mod table;

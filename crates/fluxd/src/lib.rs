@@ -19,4 +19,5 @@ pub mod jobs;
 pub mod metrics;
 pub mod secret;
 pub mod server;
+pub mod view;
 pub mod webhooks;
