@@ -1,8 +1,9 @@
 //! `flux-testkit`: real parts for tests and benchmarks, never a product feature.
 //!
 //! It owns what the test suites start and generate: fixtures (the sock-shop
-//! manifests, copied so tests may edit them). Later: a real registry launcher,
-//! git fixtures, a Kubernetes API server double and fixture generators.
+//! manifests, copied so tests may edit them) and the Kubernetes API server double
+//! ([`kube::ApiServer`]). Later: a real registry launcher,
+//! git fixtures and fixture generators.
 //!
 //! ```
 //! let dir = flux_testkit::sock_shop_manifests();
@@ -21,6 +22,17 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The shared sock-shop manifests folder (read-only: copy before editing).
+///
+/// `shared/` sits beside the project root; a git worktree one level deeper finds it
+/// one level further up.
 pub fn sock_shop_manifests() -> PathBuf {
-    workspace_root().join("../shared/fixtures/sock-shop/manifests")
+    let root = workspace_root();
+    let beside = root.join("../shared/fixtures/sock-shop/manifests");
+    if beside.exists() {
+        return beside;
+    }
+    let above = root.join("../../shared/fixtures/sock-shop/manifests");
+    if above.exists() { above } else { beside }
 }
+
+pub mod kube;
