@@ -77,9 +77,11 @@ impl ApiServer {
             .enable_all()
             .build()
             .expect("a runtime for the API server double");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("a free loopback port");
+        // Bound outside the runtime so that tests already inside one can start a double.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
         let address = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -89,6 +91,7 @@ impl ApiServer {
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
             let _ = axum::serve(listener, router).await;
         });
         let dir = tempfile::tempdir().expect("a temp dir for the kubeconfig");

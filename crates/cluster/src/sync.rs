@@ -1,0 +1,690 @@
+//! Sync: apply manifests with server-side apply in kind order, skip what is already
+//! applied, and collect the garbage a previous sync left.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::catalog::{Catalog, ServedType};
+use crate::checksum::{
+    CHECKSUM_ANNOTATION, GC_MARK_LABEL, checksum, drop_nulls, gc_mark, unchanged_since_applied,
+};
+use crate::order::{RANKS, rank};
+use crate::resource::{IgnorePolicy, Manifest, ManifestSet, ResourceId};
+use crate::{Cluster, ClusterError, describe};
+
+/// Whether a sync deletes what it applied before and is no longer in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum GarbageCollection {
+    /// Never delete (the default).
+    #[default]
+    Off,
+    /// Only report (and log) what would be deleted.
+    DryRun,
+    /// Delete (`--sync-garbage-collection`).
+    On,
+}
+
+/// How a sync writes.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Names the sync set; part of every object's GC mark, so two syncs with different
+    /// names never collect each other's objects.
+    pub set_name: String,
+    /// Field manager for server-side apply (`fluxd`).
+    pub field_manager: String,
+    /// Take over fields other managers own (server-side apply `force`).
+    pub force: bool,
+    /// Server-side dry run: the API server validates, nothing is stored.
+    pub dry_run: bool,
+    /// Garbage collection mode.
+    pub garbage_collection: GarbageCollection,
+    /// Requests in flight at once within a rank.
+    pub parallelism: usize,
+    /// How long to wait for the API server to serve the kinds of CRDs just applied.
+    pub crd_wait: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            set_name: "fluxd".into(),
+            field_manager: "fluxd".into(),
+            force: false,
+            dry_run: false,
+            garbage_collection: GarbageCollection::Off,
+            parallelism: 16,
+            crd_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why garbage collection left an object in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KeepReason {
+    /// The live object carries `fluxcd.io/ignore`.
+    Ignored,
+    /// Someone changed the object since it was applied (its fields no longer hash to
+    /// its checksum).
+    Changed,
+}
+
+/// An object garbage collection kept, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    /// The object.
+    pub id: ResourceId,
+    /// Why it was kept.
+    pub reason: KeepReason,
+}
+
+/// A resource (or file) that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncError {
+    /// The resource, when known (a file that could not be read has none).
+    pub id: Option<ResourceId>,
+    /// The file it came from (or the live object, for garbage collection).
+    pub source: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What a sync did, resource by resource.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    /// Written (server-side apply).
+    pub applied: Vec<ResourceId>,
+    /// Already as applied (same checksum): not written.
+    pub unchanged: Vec<ResourceId>,
+    /// Skipped for `fluxcd.io/ignore` on the manifest or the live object.
+    pub ignored: Vec<ResourceId>,
+    /// Deleted by garbage collection.
+    pub deleted: Vec<ResourceId>,
+    /// What garbage collection would delete, in its dry mode.
+    pub would_delete: Vec<ResourceId>,
+    /// Left in place by garbage collection, with the reason.
+    pub kept: Vec<Kept>,
+    /// Failures, by resource; the other resources were still synced.
+    pub errors: Vec<SyncError>,
+    /// Why garbage collection did not run, when it was asked for and did not.
+    pub gc_skipped: Option<String>,
+}
+
+impl SyncReport {
+    /// True when nothing failed.
+    pub fn is_success(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// A manifest ready to apply.
+#[derive(Debug, Clone)]
+struct Planned {
+    id: ResourceId,
+    source: String,
+    served: ServedType,
+    rank: usize,
+    object: Value,
+    checksum: String,
+    mark: String,
+    ignore: IgnorePolicy,
+}
+
+/// A live object carrying a GC mark.
+#[derive(Debug, Clone)]
+struct Live {
+    id: ResourceId,
+    served: ServedType,
+    object: Value,
+}
+
+impl Live {
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.object["metadata"]["annotations"][key].as_str()
+    }
+
+    fn mark(&self) -> Option<&str> {
+        self.object["metadata"]["labels"][GC_MARK_LABEL].as_str()
+    }
+}
+
+enum PlanProblem {
+    /// The API server serves no such kind (yet).
+    Unserved,
+    /// The manifest may not be applied here.
+    Refused(String),
+}
+
+enum Outcome {
+    Applied,
+    Unchanged,
+    Ignored,
+    Failed(String),
+}
+
+impl Cluster {
+    /// Applies `set` to the cluster and, when asked, collects garbage. Per-resource
+    /// failures are in the report; an error is returned only when the cluster cannot
+    /// be asked at all (discovery fails).
+    pub async fn sync(
+        &self,
+        set: &ManifestSet,
+        options: &SyncOptions,
+    ) -> Result<SyncReport, ClusterError> {
+        let mut report = SyncReport::default();
+        for error in &set.errors {
+            report.errors.push(SyncError {
+                id: None,
+                source: error.file.clone(),
+                message: error.to_string(),
+            });
+        }
+        let mut catalog = Catalog::discover(&self.client)
+            .await
+            .map_err(ClusterError::Api)?;
+        let mut input_ids: BTreeSet<ResourceId> = BTreeSet::new();
+        let mut sources: HashMap<ResourceId, String> = HashMap::new();
+        let mut planned: Vec<Planned> = Vec::new();
+        let mut unserved: Vec<&Manifest> = Vec::new();
+        for manifest in &set.manifests {
+            input_ids.insert(manifest.id.clone());
+            input_ids.insert(
+                manifest
+                    .id
+                    .with_namespace(Some(&self.scope.default_namespace)),
+            );
+            self.plan_into(
+                manifest,
+                &catalog,
+                options,
+                &mut planned,
+                &mut unserved,
+                &mut sources,
+                &mut report,
+            );
+        }
+        input_ids.extend(planned.iter().map(|p| p.id.clone()));
+
+        let collecting = options.garbage_collection != GarbageCollection::Off;
+        let list_types = if collecting {
+            catalog.collectable()
+        } else {
+            distinct_types(&planned)
+        };
+        let (mut live, mut list_failures) =
+            self.list_marked(&list_types, options.parallelism).await;
+
+        for current in 0..RANKS {
+            let batch: Vec<Planned> = planned
+                .iter()
+                .filter(|p| p.rank == current)
+                .cloned()
+                .collect();
+            self.apply_batch(batch, &live, options, &mut report).await;
+            if current != 0 || unserved.is_empty() {
+                continue;
+            }
+            let defined = crd_kinds(&planned);
+            let waiting = unserved
+                .iter()
+                .any(|m| defined.contains(&group_kind(&m.object)));
+            if !waiting || options.dry_run {
+                continue;
+            }
+            catalog = self
+                .wait_for_kinds(&unserved, &defined, options.crd_wait)
+                .await?;
+            let before = planned.len();
+            let retry = std::mem::take(&mut unserved);
+            for manifest in retry {
+                self.plan_into(
+                    manifest,
+                    &catalog,
+                    options,
+                    &mut planned,
+                    &mut unserved,
+                    &mut sources,
+                    &mut report,
+                );
+            }
+            input_ids.extend(planned[before..].iter().map(|p| p.id.clone()));
+            let known: BTreeSet<String> = list_types
+                .iter()
+                .map(|t| t.resource.api_version.clone() + "/" + &t.resource.plural)
+                .collect();
+            let fresh: Vec<ServedType> = distinct_types(&planned[before..])
+                .into_iter()
+                .filter(|t| {
+                    !known.contains(&(t.resource.api_version.clone() + "/" + &t.resource.plural))
+                })
+                .collect();
+            let (more, failures) = self.list_marked(&fresh, options.parallelism).await;
+            live.extend(more);
+            list_failures.extend(failures);
+        }
+        for manifest in unserved {
+            let api_version = manifest.object["apiVersion"].as_str().unwrap_or_default();
+            let kind = manifest.object["kind"].as_str().unwrap_or_default();
+            report.errors.push(SyncError {
+                id: Some(manifest.id.clone()),
+                source: manifest.source.clone(),
+                message: format!(
+                    "the cluster serves no {kind} in {api_version} (is its CRD installed?)"
+                ),
+            });
+        }
+
+        if collecting {
+            if !set.errors.is_empty() {
+                let reason = format!(
+                    "{} manifest file(s) could not be read; their objects would look orphaned",
+                    set.errors.len()
+                );
+                tracing::warn!(%reason, "garbage collection skipped");
+                report.gc_skipped = Some(reason);
+            } else if !list_failures.is_empty() {
+                let reason = format!(
+                    "could not list marked objects: {}",
+                    list_failures.join("; ")
+                );
+                tracing::warn!(%reason, "garbage collection skipped");
+                report.gc_skipped = Some(reason);
+            } else {
+                self.collect_garbage(&live, &input_ids, options, &mut report)
+                    .await;
+            }
+        }
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_into<'m>(
+        &self,
+        manifest: &'m Manifest,
+        catalog: &Catalog,
+        options: &SyncOptions,
+        planned: &mut Vec<Planned>,
+        unserved: &mut Vec<&'m Manifest>,
+        sources: &mut HashMap<ResourceId, String>,
+        report: &mut SyncReport,
+    ) {
+        match self.plan(manifest, catalog, options) {
+            Ok(plan) => {
+                if let Some(first) = sources.get(&plan.id) {
+                    report.errors.push(SyncError {
+                        id: Some(plan.id.clone()),
+                        source: manifest.source.clone(),
+                        message: format!("duplicate of the resource in {first}"),
+                    });
+                    return;
+                }
+                sources.insert(plan.id.clone(), manifest.source.clone());
+                planned.push(plan);
+            }
+            Err(PlanProblem::Unserved) => unserved.push(manifest),
+            Err(PlanProblem::Refused(message)) => report.errors.push(SyncError {
+                id: Some(manifest.id.clone()),
+                source: manifest.source.clone(),
+                message,
+            }),
+        }
+    }
+
+    /// Resolves the manifest's type and namespace and builds the object to apply:
+    /// nulls and status dropped, GC mark label and checksum annotation added.
+    fn plan(
+        &self,
+        manifest: &Manifest,
+        catalog: &Catalog,
+        options: &SyncOptions,
+    ) -> Result<Planned, PlanProblem> {
+        let api_version = manifest.object["apiVersion"].as_str().unwrap_or_default();
+        let kind = manifest.object["kind"].as_str().unwrap_or_default();
+        let served = catalog
+            .resolve(api_version, kind)
+            .ok_or(PlanProblem::Unserved)?;
+        let namespace = served.namespaced.then(|| {
+            manifest
+                .id
+                .namespace()
+                .unwrap_or(&self.scope.default_namespace)
+                .to_string()
+        });
+        let allowed = &self.scope.allowed_namespaces;
+        let checked = match (&namespace, kind) {
+            (Some(ns), _) => Some(ns.as_str()),
+            (None, "Namespace") => Some(manifest.id.name()),
+            (None, _) => None,
+        };
+        if let Some(ns) =
+            checked.filter(|ns| !allowed.is_empty() && !allowed.iter().any(|a| a == ns))
+        {
+            return Err(PlanProblem::Refused(format!(
+                "namespace {ns} is not among the allowed namespaces ({})",
+                allowed.join(", ")
+            )));
+        }
+        let id = manifest.id.with_namespace(namespace.as_deref());
+        let mark = gc_mark(&options.set_name, &id);
+        let mut object = drop_nulls(&manifest.object);
+        let map = object.as_object_mut().expect("manifests are mappings");
+        map.remove("status");
+        let metadata = map.entry("metadata").or_insert_with(|| json!({}));
+        match &namespace {
+            Some(ns) => metadata["namespace"] = json!(ns),
+            None => {
+                metadata.as_object_mut().map(|m| m.remove("namespace"));
+            }
+        }
+        if !metadata["labels"].is_object() {
+            metadata["labels"] = json!({});
+        }
+        metadata["labels"][GC_MARK_LABEL] = json!(mark);
+        let sum = checksum(&object);
+        let metadata = &mut object["metadata"];
+        if !metadata["annotations"].is_object() {
+            metadata["annotations"] = json!({});
+        }
+        metadata["annotations"][CHECKSUM_ANNOTATION] = json!(sum);
+        Ok(Planned {
+            id,
+            source: manifest.source.clone(),
+            rank: rank(&served.resource.kind),
+            served,
+            object,
+            checksum: sum,
+            mark,
+            ignore: manifest.ignore,
+        })
+    }
+
+    async fn apply_batch(
+        &self,
+        batch: Vec<Planned>,
+        live: &HashMap<ResourceId, Live>,
+        options: &SyncOptions,
+        report: &mut SyncReport,
+    ) {
+        let outcomes: Vec<(Planned, Outcome)> = stream::iter(batch)
+            .map(|plan| async move {
+                let outcome = self.apply_one(&plan, live.get(&plan.id), options).await;
+                (plan, outcome)
+            })
+            .buffer_unordered(options.parallelism.max(1))
+            .collect()
+            .await;
+        for (plan, outcome) in outcomes {
+            match outcome {
+                Outcome::Applied => report.applied.push(plan.id),
+                Outcome::Unchanged => report.unchanged.push(plan.id),
+                Outcome::Ignored => report.ignored.push(plan.id),
+                Outcome::Failed(message) => {
+                    tracing::warn!(resource = %plan.id, source = %plan.source, %message, "apply failed");
+                    report.errors.push(SyncError {
+                        id: Some(plan.id),
+                        source: plan.source,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn apply_one(
+        &self,
+        plan: &Planned,
+        live: Option<&Live>,
+        options: &SyncOptions,
+    ) -> Outcome {
+        if plan.ignore.skips_sync() {
+            return Outcome::Ignored;
+        }
+        if let Some(live) = live {
+            if IgnorePolicy::of(&live.object).skips_sync() {
+                return Outcome::Ignored;
+            }
+            let same = live.annotation(CHECKSUM_ANNOTATION) == Some(plan.checksum.as_str())
+                && live.mark() == Some(plan.mark.as_str());
+            if same {
+                return Outcome::Unchanged;
+            }
+        }
+        let api = self.api(&plan.served, plan.id.namespace());
+        let mut params = PatchParams::apply(&options.field_manager);
+        params.force = options.force;
+        params.dry_run = options.dry_run;
+        match api
+            .patch(plan.id.name(), &params, &Patch::Apply(&plan.object))
+            .await
+        {
+            Ok(_) => Outcome::Applied,
+            Err(error) => Outcome::Failed(describe(&error)),
+        }
+    }
+
+    /// Polls discovery until the kinds the set's CRDs define are served, or `wait` ends.
+    async fn wait_for_kinds(
+        &self,
+        unserved: &[&Manifest],
+        defined: &BTreeSet<(String, String)>,
+        wait: Duration,
+    ) -> Result<Catalog, ClusterError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let catalog = Catalog::discover(&self.client)
+                .await
+                .map_err(ClusterError::Api)?;
+            let pending = unserved.iter().any(|m| {
+                defined.contains(&group_kind(&m.object))
+                    && catalog
+                        .resolve(
+                            m.object["apiVersion"].as_str().unwrap_or_default(),
+                            m.object["kind"].as_str().unwrap_or_default(),
+                        )
+                        .is_none()
+            });
+            if !pending || Instant::now() >= deadline {
+                return Ok(catalog);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Every object carrying a GC mark, of the given types, in the allowed namespaces;
+    /// and the lists that failed.
+    async fn list_marked(
+        &self,
+        types: &[ServedType],
+        parallelism: usize,
+    ) -> (HashMap<ResourceId, Live>, Vec<String>) {
+        let allowed = &self.scope.allowed_namespaces;
+        let mut tasks: Vec<(ServedType, Option<String>)> = Vec::new();
+        for served in types {
+            if served.namespaced && !allowed.is_empty() {
+                tasks.extend(allowed.iter().map(|ns| (served.clone(), Some(ns.clone()))));
+            } else {
+                tasks.push((served.clone(), None));
+            }
+        }
+        let results: Vec<_> = stream::iter(tasks)
+            .map(|(served, namespace)| async move {
+                let listed = self.list_type(&served, namespace.as_deref()).await;
+                (served, namespace, listed)
+            })
+            .buffer_unordered(parallelism.max(1))
+            .collect()
+            .await;
+        let mut live = HashMap::new();
+        let mut failures = Vec::new();
+        for (served, namespace, listed) in results {
+            let objects = match listed {
+                Ok(objects) => objects,
+                Err(error) => {
+                    let place = namespace.map(|ns| format!(" in {ns}")).unwrap_or_default();
+                    failures.push(format!(
+                        "{}{place}: {}",
+                        served.resource.plural,
+                        describe(&error)
+                    ));
+                    continue;
+                }
+            };
+            for object in objects {
+                let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                let namespace = object["metadata"]["namespace"]
+                    .as_str()
+                    .filter(|_| served.namespaced);
+                let id = ResourceId::new(namespace, &served.resource.kind, name);
+                live.insert(
+                    id.clone(),
+                    Live {
+                        id,
+                        served: served.clone(),
+                        object,
+                    },
+                );
+            }
+        }
+        (live, failures)
+    }
+
+    async fn list_type(
+        &self,
+        served: &ServedType,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Value>, kube::Error> {
+        let api = self.api(served, namespace);
+        let mut params = ListParams::default().labels(GC_MARK_LABEL).limit(500);
+        let mut objects = Vec::new();
+        loop {
+            let page = api.list(&params).await?;
+            let next = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+            for item in page.items {
+                objects.push(serde_json::to_value(item).map_err(kube::Error::SerdeError)?);
+            }
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(objects),
+            }
+        }
+    }
+
+    /// Deletes, in reverse kind order, the objects of this sync set that are no longer
+    /// in the input; keeps those marked ignore and those changed since applied.
+    async fn collect_garbage(
+        &self,
+        live: &HashMap<ResourceId, Live>,
+        input: &BTreeSet<ResourceId>,
+        options: &SyncOptions,
+        report: &mut SyncReport,
+    ) {
+        let orphans: Vec<&Live> = live
+            .values()
+            .filter(|l| !input.contains(&l.id))
+            .filter(|l| l.mark() == Some(gc_mark(&options.set_name, &l.id).as_str()))
+            .collect();
+        for current in (0..RANKS).rev() {
+            let mut doomed: Vec<&Live> = Vec::new();
+            for orphan in orphans
+                .iter()
+                .filter(|l| rank(&l.served.resource.kind) == current)
+            {
+                if IgnorePolicy::of(&orphan.object).skips_sync() {
+                    report.kept.push(Kept {
+                        id: orphan.id.clone(),
+                        reason: KeepReason::Ignored,
+                    });
+                } else if !unchanged_since_applied(&orphan.object, &options.field_manager) {
+                    tracing::warn!(resource = %orphan.id, "not in the input but changed since applied; keeping it");
+                    report.kept.push(Kept {
+                        id: orphan.id.clone(),
+                        reason: KeepReason::Changed,
+                    });
+                } else {
+                    doomed.push(orphan);
+                }
+            }
+            if options.garbage_collection == GarbageCollection::DryRun {
+                for orphan in doomed {
+                    tracing::info!(resource = %orphan.id, "garbage collection (dry run) would delete");
+                    report.would_delete.push(orphan.id.clone());
+                }
+                continue;
+            }
+            let results: Vec<(ResourceId, Result<(), kube::Error>)> = stream::iter(doomed)
+                .map(|orphan| async move {
+                    let api = self.api(&orphan.served, orphan.id.namespace());
+                    let mut params = DeleteParams::background();
+                    params.dry_run = options.dry_run;
+                    let result = api.delete(orphan.id.name(), &params).await.map(|_| ());
+                    (orphan.id.clone(), result)
+                })
+                .buffer_unordered(options.parallelism.max(1))
+                .collect()
+                .await;
+            for (id, result) in results {
+                match result {
+                    Ok(()) => {
+                        tracing::info!(resource = %id, "garbage collection deleted");
+                        report.deleted.push(id);
+                    }
+                    Err(error) => report.errors.push(SyncError {
+                        source: format!("cluster object {id}"),
+                        id: Some(id),
+                        message: describe(&error),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// (group, kind) of a manifest.
+fn group_kind(object: &Value) -> (String, String) {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let group = api_version
+        .split_once('/')
+        .map(|(g, _)| g)
+        .unwrap_or_default();
+    (
+        group.to_string(),
+        object["kind"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// (group, kind) of every CRD among the planned objects.
+fn crd_kinds(planned: &[Planned]) -> BTreeSet<(String, String)> {
+    planned
+        .iter()
+        .filter(|p| p.served.resource.kind == "CustomResourceDefinition")
+        .map(|p| {
+            let spec = &p.object["spec"];
+            let group = spec["group"].as_str().unwrap_or_default().to_string();
+            (
+                group,
+                spec["names"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn distinct_types(planned: &[Planned]) -> Vec<ServedType> {
+    let mut seen = BTreeSet::new();
+    planned
+        .iter()
+        .filter(|p| {
+            seen.insert((
+                p.served.resource.api_version.clone(),
+                p.served.resource.plural.clone(),
+            ))
+        })
+        .map(|p| p.served.clone())
+        .collect()
+}
