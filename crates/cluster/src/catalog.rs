@@ -1,8 +1,9 @@
 //! Which resource types the cluster serves (from discovery): how a manifest's
 //! apiVersion and kind map to a resource path, and whether it is namespaced.
 
+use std::collections::HashMap;
+
 use kube::Client;
-use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
 
 /// A served resource type.
@@ -15,24 +16,35 @@ pub(crate) struct ServedType {
 /// The discovered types of a cluster.
 pub(crate) struct Catalog {
     discovery: Discovery,
+    /// (apiVersion, kind) → type, for every served version.
+    by_kind: HashMap<(String, String), ServedType>,
 }
 
 impl Catalog {
     /// Runs discovery.
     pub async fn discover(client: &Client) -> Result<Catalog, kube::Error> {
         let discovery = Discovery::new(client.clone()).run().await?;
-        Ok(Catalog { discovery })
+        let mut by_kind = HashMap::new();
+        for group in discovery.groups() {
+            for version in group.versions() {
+                for (resource, capabilities) in group.versioned_resources(version) {
+                    let namespaced = capabilities.scope == Scope::Namespaced;
+                    let key = (resource.api_version.clone(), resource.kind.clone());
+                    by_kind.entry(key).or_insert(ServedType {
+                        resource,
+                        namespaced,
+                    });
+                }
+            }
+        }
+        Ok(Catalog { discovery, by_kind })
     }
 
     /// The type serving `apiVersion` + `kind`, if any.
     pub fn resolve(&self, api_version: &str, kind: &str) -> Option<ServedType> {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, capabilities) = self.discovery.resolve_gvk(&gvk)?;
-        Some(ServedType {
-            resource,
-            namespaced: capabilities.scope == Scope::Namespaced,
-        })
+        self.by_kind
+            .get(&(api_version.to_string(), kind.to_string()))
+            .cloned()
     }
 
     /// Types whose objects a sync may have applied and may delete: listable,

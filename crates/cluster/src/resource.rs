@@ -226,26 +226,47 @@ impl ManifestSet {
             })
             .collect();
         files.sort();
-        for file in files {
-            let source = file.display().to_string();
-            let text = match std::fs::read_to_string(&file) {
-                Ok(text) => text,
-                Err(error) => {
-                    set.errors.push(ManifestError {
+        for (source, read) in read_all(&files) {
+            match read {
+                Ok(manifests) => set.manifests.extend(manifests),
+                Err(error) => set
+                    .errors
+                    .push(error.unwrap_or_else(|message| ManifestError {
                         file: source,
                         line: None,
-                        message: error.to_string(),
-                    });
-                    continue;
-                }
-            };
-            match Manifest::from_yaml(&source, &text) {
-                Ok(manifests) => set.manifests.extend(manifests),
-                Err(error) => set.errors.push(error),
+                        message,
+                    })),
             }
         }
         set
     }
+}
+
+type FileResult = Result<Vec<Manifest>, Result<ManifestError, String>>;
+
+/// Reads and parses files on every core, keeping their order.
+fn read_all(files: &[std::path::PathBuf]) -> Vec<(String, FileResult)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|f| read_one(f)).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("parsing a manifest does not panic"))
+            .collect()
+    })
+}
+
+fn read_one(file: &Path) -> (String, FileResult) {
+    let source = file.display().to_string();
+    let result = match std::fs::read_to_string(file) {
+        Ok(text) => Manifest::from_yaml(&source, &text).map_err(Ok),
+        Err(error) => Err(Err(error.to_string())),
+    };
+    (source, result)
 }
 
 #[cfg(test)]

@@ -453,14 +453,22 @@ impl Cluster {
                 return Outcome::Unchanged;
             }
         }
-        let api = self.api(&plan.served, plan.id.namespace());
         let mut params = PatchParams::apply(&options.field_manager);
         params.force = options.force;
         params.dry_run = options.dry_run;
-        match api
+        // The response (the whole object) is not needed: skip decoding it.
+        let url = self
+            .api(&plan.served, plan.id.namespace())
+            .resource_url()
+            .to_string();
+        let request = kube::core::Request::new(url)
             .patch(plan.id.name(), &params, &Patch::Apply(&plan.object))
-            .await
-        {
+            .map_err(kube::Error::BuildRequest);
+        let sent = match request {
+            Ok(request) => self.client.request_text(request).await,
+            Err(error) => Err(error),
+        };
+        match sent {
             Ok(_) => Outcome::Applied,
             Err(error) => Outcome::Failed(describe(&error)),
         }
@@ -557,16 +565,17 @@ impl Cluster {
         served: &ServedType,
         namespace: Option<&str>,
     ) -> Result<Vec<Value>, kube::Error> {
-        let api = self.api(served, namespace);
+        let url = self.api(served, namespace).resource_url().to_string();
         let mut params = ListParams::default().labels(GC_MARK_LABEL).limit(500);
         let mut objects = Vec::new();
         loop {
-            let page = api.list(&params).await?;
-            let next = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-            for item in page.items {
-                objects.push(serde_json::to_value(item).map_err(kube::Error::SerdeError)?);
-            }
-            match next {
+            let request = kube::core::Request::new(url.clone())
+                .list(&params)
+                .map_err(kube::Error::BuildRequest)?;
+            // Items decoded straight into JSON values: no typed detour.
+            let page: Page = self.client.request(request).await?;
+            objects.extend(page.items);
+            match page.metadata.next.filter(|t| !t.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(objects),
             }
@@ -641,6 +650,21 @@ impl Cluster {
             }
         }
     }
+}
+
+/// One page of a list response, as much of it as a sync reads.
+#[derive(serde::Deserialize)]
+struct Page {
+    #[serde(default)]
+    metadata: PageMetadata,
+    #[serde(default)]
+    items: Vec<Value>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PageMetadata {
+    #[serde(rename = "continue", default)]
+    next: Option<String>,
 }
 
 /// (group, kind) of a manifest.

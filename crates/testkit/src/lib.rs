@@ -2,8 +2,8 @@
 //!
 //! It owns what the test suites start and generate: fixtures (the sock-shop
 //! manifests, copied so tests may edit them) and the Kubernetes API server double
-//! ([`kube::ApiServer`]). Later: a real registry launcher,
-//! git fixtures and fixture generators.
+//! ([`kube::ApiServer`]), and generated manifests for benchmarks ([`generate`]).
+//! Later: a real registry launcher and git fixtures.
 //!
 //! ```
 //! let dir = flux_testkit::sock_shop_manifests();
@@ -35,4 +35,5 @@ pub fn sock_shop_manifests() -> PathBuf {
     if above.exists() { above } else { beside }
 }
 
+pub mod generate;
 pub mod kube;
