@@ -498,3 +498,39 @@ async fn namespace_is_applied_before_what_it_holds_whatever_the_file_order() {
     assert_eq!(report.applied.len(), 3);
     assert!(server.object("Deployment", Some("late"), "web").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_picks_the_named_context_and_refuses_an_unknown_one() {
+    let server = ApiServer::start();
+    let named = Connection {
+        kubeconfig: Some(server.kubeconfig()),
+        context: Some("double".into()),
+    };
+    let cluster = Cluster::connect(&named, Scope::default())
+        .await
+        .expect("the context exists");
+    assert!(cluster.workloads().await.expect("reachable").is_empty());
+
+    let unknown = Connection {
+        kubeconfig: Some(server.kubeconfig()),
+        context: Some("elsewhere".into()),
+    };
+    let error = Cluster::connect(&unknown, Scope::default())
+        .await
+        .err()
+        .expect("no such context");
+    assert!(error.to_string().contains("elsewhere"), "{error}");
+
+    let missing = Connection {
+        kubeconfig: Some("/nonexistent/kubeconfig".into()),
+        context: None,
+    };
+    let error = Cluster::connect(&missing, Scope::default())
+        .await
+        .err()
+        .expect("no such file");
+    assert!(
+        error.to_string().contains("/nonexistent/kubeconfig"),
+        "{error}"
+    );
+}

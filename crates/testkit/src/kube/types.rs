@@ -305,6 +305,21 @@ pub(crate) fn resource_list(types: &[ResourceType], group: &str, version: &str) 
         if !t.short_names.is_empty() {
             entry["shortNames"] = json!(t.short_names);
         }
+        // `kubectl get all` expands the category `all` as the real server defines it.
+        let in_all = matches!(
+            t.kind.as_str(),
+            "Pod"
+                | "Service"
+                | "Deployment"
+                | "DaemonSet"
+                | "StatefulSet"
+                | "ReplicaSet"
+                | "Job"
+                | "CronJob"
+        );
+        if in_all {
+            entry["categories"] = json!(["all"]);
+        }
         resources.push(entry);
         if t.has_status {
             resources.push(json!({
