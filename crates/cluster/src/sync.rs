@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, ValidationDirective};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -456,6 +456,8 @@ impl Cluster {
         let mut params = PatchParams::apply(&options.field_manager);
         params.force = options.force;
         params.dry_run = options.dry_run;
+        // Unknown fields (typos) fail the resource instead of being dropped silently.
+        params.field_validation = Some(ValidationDirective::Strict);
         // The response (the whole object) is not needed: skip decoding it.
         let url = self
             .api(&plan.served, plan.id.namespace())

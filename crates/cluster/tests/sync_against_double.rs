@@ -258,9 +258,23 @@ async fn bad_manifests_fail_alone_and_stop_collection() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_Valid\n  namespace: sock-shop\ndata: {a: b}\n",
     )
     .expect("write");
+    let front_end = dir.join("09-front-end-dep.yaml");
+    let text = std::fs::read_to_string(&front_end).expect("read");
+    std::fs::write(&front_end, text.replace("  replicas: 1", "  replicsa: 1")).expect("write");
     let report = sync(&cluster, &dir, &gc()).await;
-    assert_eq!(report.applied.len(), 29);
-    assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+    assert_eq!(report.applied.len(), 28);
+    assert_eq!(report.errors.len(), 3, "{:?}", report.errors);
+    let typo = report
+        .errors
+        .iter()
+        .find(|e| e.id == Some(id("sock-shop:deployment/front-end")));
+    let typo = typo.expect("the misspelt field fails its resource");
+    assert!(
+        typo.message
+            .contains(".spec.replicsa: field not declared in schema"),
+        "{}",
+        typo.message
+    );
     let broken = report
         .errors
         .iter()

@@ -162,6 +162,28 @@ fn kubectl_sees_conflicts_with_another_field_manager() {
 }
 
 #[test]
+fn kubectl_gets_unknown_fields_refused() {
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cm.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndatta:\n  a: b\n",
+    )
+    .expect("write");
+    let output = server
+        .kubectl()
+        .args(["apply", "--server-side", "-f"])
+        .arg(&file)
+        .output()
+        .expect("kubectl runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("datta"), "{stderr}");
+    assert!(server.object("ConfigMap", Some("default"), "c").is_none());
+}
+
+#[test]
 fn kubectl_label_selector_and_dry_run_are_honoured() {
     let server = ApiServer::start();
     run(&server, &["apply", "--server-side", "-f", &sock_shop()]);

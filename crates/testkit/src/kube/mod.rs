@@ -466,6 +466,7 @@ fn objects(
         dry_run: query_value(query, "dryRun") == Some("All"),
         field_manager: query_value(query, "fieldManager").map(str::to_string),
         force: query_value(query, "force") == Some("true"),
+        strict: query_value(query, "fieldValidation") == Some("Strict"),
     };
     if options.field_manager.is_none() && *method != Method::PATCH {
         let agent = headers

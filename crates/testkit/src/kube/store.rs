@@ -141,6 +141,8 @@ pub(crate) struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
     pub force: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error, not dropped.
+    pub strict: bool,
 }
 
 /// Query parameters of lists.
@@ -351,6 +353,7 @@ impl Store {
         options: &WriteOptions,
     ) -> Result<(u16, Value), ApiError> {
         let name = check_identity(target, &object)?;
+        check_fields(target, &object, options.strict, false)?;
         let key = key_of(&target.rt, &Self::namespace_key(target), &name);
         if self.objects.contains_key(&key) {
             return Err(ApiError::already_exists(&target.rt, &name));
@@ -385,6 +388,7 @@ impl Store {
         options: &WriteOptions,
     ) -> Result<(u16, Value), ApiError> {
         let name = check_identity(target, &object)?;
+        check_fields(target, &object, options.strict, false)?;
         let key = key_of(&target.rt, &Self::namespace_key(target), &name);
         let live = self
             .objects
@@ -420,6 +424,7 @@ impl Store {
         merge_patch(&mut object, &patch);
         strip_server_fields(&mut object, &target.rt);
         check_identity(target, &object)?;
+        check_fields(target, &object, options.strict, false)?;
         self.finish_update(target, key, live, object, options)
     }
 
@@ -495,6 +500,7 @@ impl Store {
             .clone()
             .ok_or_else(|| ApiError::bad_request("PATCH /apply requests require fieldManager"))?;
         let name = check_identity(target, &config)?;
+        check_fields(target, &config, options.strict, true)?;
         strip_server_fields(&mut config, &target.rt);
         if let Some(metadata) = config["metadata"].as_object_mut() {
             metadata.remove("resourceVersion");
@@ -822,6 +828,131 @@ fn check_identity(target: &Target, object: &Value) -> Result<String, ApiError> {
         ));
     }
     Ok(name)
+}
+
+/// Fields the double knows for built-in kinds: top level, metadata, and a
+/// Deployment's spec. Custom resources may hold anything.
+fn known_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "ConfigMap" => &["data", "binaryData", "immutable"],
+        "Secret" => &["data", "stringData", "type", "immutable"],
+        "ServiceAccount" => &[
+            "secrets",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+        ],
+        "Role" => &["rules"],
+        "ClusterRole" => &["rules", "aggregationRule"],
+        "RoleBinding" | "ClusterRoleBinding" => &["subjects", "roleRef"],
+        "Namespace"
+        | "Service"
+        | "Pod"
+        | "PersistentVolumeClaim"
+        | "PersistentVolume"
+        | "ResourceQuota"
+        | "LimitRange"
+        | "Deployment"
+        | "DaemonSet"
+        | "StatefulSet"
+        | "ReplicaSet"
+        | "Job"
+        | "CronJob"
+        | "Ingress"
+        | "CustomResourceDefinition" => &["spec", "status"],
+        _ => return None,
+    })
+}
+
+const METADATA_FIELDS: [&str; 14] = [
+    "name",
+    "generateName",
+    "namespace",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+];
+
+const DEPLOYMENT_SPEC_FIELDS: [&str; 8] = [
+    "replicas",
+    "selector",
+    "template",
+    "strategy",
+    "minReadySeconds",
+    "revisionHistoryLimit",
+    "paused",
+    "progressDeadlineSeconds",
+];
+
+/// Under `fieldValidation=Strict`, refuses fields the kind does not have, with the
+/// real server's wording (apply and the other verbs word it differently).
+fn check_fields(
+    target: &Target,
+    object: &Value,
+    strict: bool,
+    apply: bool,
+) -> Result<(), ApiError> {
+    let Some(allowed) = known_fields(&target.rt.kind).filter(|_| strict) else {
+        return Ok(());
+    };
+    let mut unknown: Vec<String> = Vec::new();
+    let keys = |value: &Value| {
+        value
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    for key in keys(object) {
+        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
+            && !allowed.contains(&key.as_str())
+        {
+            unknown.push(key);
+        }
+    }
+    for key in keys(&object["metadata"]) {
+        if !METADATA_FIELDS.contains(&key.as_str()) {
+            unknown.push(format!("metadata.{key}"));
+        }
+    }
+    if target.rt.kind == "Deployment" {
+        for key in keys(&object["spec"]) {
+            if !DEPLOYMENT_SPEC_FIELDS.contains(&key.as_str()) {
+                unknown.push(format!("spec.{key}"));
+            }
+        }
+    }
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let message = if apply {
+        format!(
+            "failed to create typed patch object ({}/{name}; {}, Kind={}): .{first}: field not declared in schema",
+            target.namespace.as_deref().unwrap_or_default(),
+            target.rt.api_version(),
+            target.rt.kind
+        )
+    } else {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            target.rt.kind,
+            target.rt.version,
+            target.rt.kind,
+            fields.join(", ")
+        )
+    };
+    Err(ApiError::bad_request(message))
 }
 
 fn is_dns_label(text: &str) -> bool {
@@ -1205,6 +1336,7 @@ mod tests {
             field_manager: Some(manager.into()),
             force,
             dry_run: false,
+            strict: true,
         };
         store.apply(&target(Some("web")), object, &options)
     }
@@ -1288,12 +1420,34 @@ mod tests {
     }
 
     #[test]
+    fn strict_validation_refuses_unknown_fields() {
+        let mut store = Store::new();
+        let mut typo = deployment(1, "nginx:1");
+        typo["spec"]["replicsa"] = json!(2);
+        let error = apply(&mut store, "fluxd", typo.clone(), false).unwrap_err();
+        assert_eq!((error.code, error.reason), (400, "BadRequest"));
+        assert!(
+            error
+                .message
+                .contains(".spec.replicsa: field not declared in schema"),
+            "{}",
+            error.message
+        );
+        let lenient = WriteOptions {
+            field_manager: Some("x".into()),
+            ..WriteOptions::default()
+        };
+        assert!(store.apply(&target(Some("web")), typo, &lenient).is_ok());
+    }
+
+    #[test]
     fn dry_run_stores_nothing() {
         let mut store = Store::new();
         let options = WriteOptions {
             field_manager: Some("fluxd".into()),
             force: false,
             dry_run: true,
+            strict: true,
         };
         store
             .apply(&target(Some("web")), deployment(1, "nginx:1"), &options)
