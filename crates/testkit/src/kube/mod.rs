@@ -10,9 +10,13 @@
 //! Test hooks set a workload's status as a controller would and count write requests per
 //! object (`<namespace>:<Kind>/<name>`).
 //!
-//! ```no_run
+//! ```
 //! let server = flux_testkit::kube::ApiServer::start();
-//! let out = server.kubectl().args(["get", "namespaces", "-o", "name"]).output().unwrap();
+//! let out = server
+//!     .kubectl()
+//!     .args(["get", "namespaces", "-o", "name"])
+//!     .output()
+//!     .expect("kubectl runs");
 //! assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
 //! ```
 
