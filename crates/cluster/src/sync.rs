@@ -14,7 +14,9 @@ use crate::checksum::{
     CHECKSUM_ANNOTATION, GC_MARK_LABEL, checksum, drop_nulls, gc_mark, unchanged_since_applied,
 };
 use crate::order::{RANKS, rank};
-use crate::resource::{IgnorePolicy, Manifest, ManifestSet, ResourceId};
+use crate::resource::{
+    IGNORE_ANNOTATION, IgnorePolicy, LEGACY_IGNORE_ANNOTATION, Manifest, ManifestSet, ResourceId,
+};
 use crate::{Cluster, ClusterError, describe};
 
 /// Whether a sync deletes what it applied before and is no longer in the input.
@@ -453,6 +455,16 @@ impl Cluster {
                 return Outcome::Unchanged;
             }
         }
+        // An object sync has not marked yet is only seen by asking for it. Without
+        // force, server-side apply refuses to change another manager's fields anyway;
+        // with force, read it first so that its `fluxcd.io/ignore` is honoured.
+        if live.is_none() && options.force {
+            match self.ignored_in_cluster(plan).await {
+                Ok(true) => return Outcome::Ignored,
+                Ok(false) => {}
+                Err(error) => return Outcome::Failed(describe(&error)),
+            }
+        }
         let mut params = PatchParams::apply(&options.field_manager);
         params.force = options.force;
         params.dry_run = options.dry_run;
@@ -474,6 +486,20 @@ impl Cluster {
             Ok(_) => Outcome::Applied,
             Err(error) => Outcome::Failed(describe(&error)),
         }
+    }
+
+    /// Whether the live object (if any) carries `fluxcd.io/ignore`.
+    async fn ignored_in_cluster(&self, plan: &Planned) -> Result<bool, kube::Error> {
+        let api = self.api(&plan.served, plan.id.namespace());
+        let live = api.get_opt(plan.id.name()).await?;
+        let annotations = live.as_ref().and_then(|o| o.metadata.annotations.as_ref());
+        let ignored = annotations.is_some_and(|a| {
+            let value = a
+                .get(IGNORE_ANNOTATION)
+                .or_else(|| a.get(LEGACY_IGNORE_ANNOTATION));
+            matches!(value.map(String::as_str), Some("true" | "sync_only"))
+        });
+        Ok(ignored)
     }
 
     /// Polls discovery until the kinds the set's CRDs define are served, or `wait` ends.

@@ -419,6 +419,46 @@ async fn fields_of_another_manager_are_taken_only_with_force() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn forced_sync_leaves_an_ignored_object_it_never_applied_alone() {
+    let server = ApiServer::start();
+    let cluster = cluster_for(&server, Scope::default()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cm.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  annotations:\n    fluxcd.io/ignore: \"true\"\ndata: {a: hand-made}\n",
+    )
+    .expect("write");
+    kubectl(
+        &server,
+        &["apply", "--server-side", "-f", &file.display().to_string()],
+    );
+    let repo = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        repo.path().join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata: {a: from-git}\n",
+    )
+    .expect("write");
+    let forced = SyncOptions {
+        force: true,
+        ..SyncOptions::default()
+    };
+    let report = sync(&cluster, repo.path(), &forced).await;
+    assert_eq!(report.ignored, vec![id("default:configmap/c")]);
+    let live = server
+        .object("ConfigMap", Some("default"), "c")
+        .expect("exists");
+    assert_eq!(live["data"]["a"], "hand-made");
+
+    let plain = sync(&cluster, repo.path(), &SyncOptions::default()).await;
+    assert_eq!(
+        plain.errors.len(),
+        1,
+        "another manager's field is not taken without force"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn workloads_carry_images_rollout_status_and_pull_secrets() {
     let server = ApiServer::start();
     let cluster = cluster_for(&server, Scope::default()).await;
