@@ -2,6 +2,12 @@
 //! a context) or, inside a pod, the in-cluster service account.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::client::ClientBuilder;
+use kube::client::retry::RetryPolicy;
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
 
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
@@ -50,9 +56,21 @@ impl Connection {
             .map_err(|e| ClusterError::NoConfig(e.to_string()))
     }
 
-    /// A client for the cluster.
+    /// A client for the cluster. Requests answered 429, 503 or 504 are retried three
+    /// times within a few seconds (honouring `Retry-After`), not kube's default of
+    /// fifteen times over minutes: an aggregated API that is down must not stall
+    /// every sync's discovery.
     pub async fn client(&self) -> Result<kube::Client, ClusterError> {
-        let config = self.config().await?;
-        kube::Client::try_from(config).map_err(ClusterError::Api)
+        let mut config = self.config().await?;
+        config.default_retry = false;
+        let policy = RetryPolicy::new(Duration::from_millis(100), Duration::from_secs(2), 3, true)
+            .expect("the retry delays are in order");
+        let builder = ClientBuilder::try_from(config).map_err(ClusterError::Api)?;
+        // Retrying needs a service it can clone: a buffer in front of the stack.
+        let client = builder
+            .with_layer(&BufferLayer::new(1024))
+            .with_layer(&RetryLayer::new(policy))
+            .build();
+        Ok(client)
     }
 }

@@ -219,6 +219,7 @@ impl Cluster {
         };
         let (mut live, mut list_failures) =
             self.list_marked(&list_types, options.parallelism).await;
+        list_failures.extend(catalog.failed().iter().map(|f| format!("discovery of {f}")));
 
         for current in 0..RANKS {
             let batch: Vec<Planned> = planned

@@ -297,6 +297,18 @@ async fn bad_manifests_fail_alone_and_stop_collection() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn unavailable_api_group_costs_only_collection() {
+    let server = ApiServer::start();
+    server.add_unavailable_group("metrics.k8s.io", "v1beta1");
+    let cluster = cluster_for(&server, Scope::default()).await;
+    let report = sync(&cluster, &flux_testkit::sock_shop_manifests(), &gc()).await;
+    assert!(report.is_success(), "{:?}", report.errors);
+    assert_eq!(report.applied.len(), 29);
+    let skipped = report.gc_skipped.expect("collection needs every kind");
+    assert!(skipped.contains("metrics.k8s.io/v1beta1"), "{skipped}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn crd_and_its_custom_resource_sync_together() {
     let server = ApiServer::start();
     let cluster = cluster_for(&server, Scope::default()).await;

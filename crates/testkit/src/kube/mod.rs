@@ -53,6 +53,9 @@ pub enum WorkloadState {
 struct Shared {
     store: Mutex<Store>,
     address: SocketAddr,
+    /// Group versions listed in `/apis` whose discovery answers 503, as an aggregated
+    /// API whose backend is down does.
+    unavailable: Mutex<Vec<(String, String)>>,
 }
 
 impl Shared {
@@ -60,6 +63,13 @@ impl Shared {
         self.store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn unavailable(&self) -> Vec<(String, String)> {
+        self.unavailable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -91,6 +101,7 @@ impl ApiServer {
             .expect("a bound listener has an address");
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new()),
+            unavailable: Mutex::new(Vec::new()),
             address,
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
@@ -154,6 +165,17 @@ impl ApiServer {
     /// Forgets the write counts.
     pub fn reset_writes(&self) {
         self.shared.store().reset_writes();
+    }
+
+    /// Lists `group/version` in `/apis` and answers its discovery with 503, as when
+    /// an aggregated API (metrics, say) is down.
+    pub fn add_unavailable_group(&self, group: &str, version: &str) {
+        let mut unavailable = self
+            .shared
+            .unavailable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        unavailable.push((group.to_string(), version.to_string()));
     }
 
     /// The current global resourceVersion.
@@ -397,7 +419,31 @@ async fn handle(
         Route::CoreVersions if read_only => {
             respond(200, &types::core_versions(&shared.address.to_string()))
         }
-        Route::Groups if read_only => respond(200, &types::group_list(&types)),
+        Route::Groups if read_only => {
+            let mut groups = types::group_list(&types);
+            for (group, version) in shared.unavailable() {
+                let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+                let entry =
+                    json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv});
+                if let Some(list) = groups["groups"].as_array_mut() {
+                    list.push(entry);
+                }
+            }
+            respond(200, &groups)
+        }
+        Route::Resources(group, version)
+            if read_only
+                && shared
+                    .unavailable()
+                    .contains(&(group.clone(), version.clone())) =>
+        {
+            fail(&ApiError {
+                code: 503,
+                reason: "ServiceUnavailable",
+                message: "the server is currently unable to handle the request".into(),
+                details: Value::Null,
+            })
+        }
         Route::Resources(group, version) if read_only => {
             match types::resource_list(&types, &group, &version) {
                 Some(list) => respond(200, &list),
