@@ -154,6 +154,26 @@ impl Live {
     }
 }
 
+/// The state of one sync as it goes.
+#[derive(Default)]
+struct Run<'m> {
+    /// Manifests ready to apply.
+    planned: Vec<Planned>,
+    /// Manifests whose kind the API server does not serve (yet).
+    unserved: Vec<&'m Manifest>,
+    /// Where each planned resource came from (to name duplicates).
+    sources: HashMap<ResourceId, String>,
+    /// Every id the input names, in every form (collection spares them).
+    input_ids: BTreeSet<ResourceId>,
+    /// The types listed for marked objects.
+    listed: Vec<ServedType>,
+    /// Marked live objects.
+    live: HashMap<ResourceId, Live>,
+    /// Lists (and discoveries) that failed.
+    list_failures: Vec<String>,
+    report: SyncReport,
+}
+
 enum PlanProblem {
     /// The API server serves no such kind (yet).
     Unserved,
@@ -177,102 +197,53 @@ impl Cluster {
         set: &ManifestSet,
         options: &SyncOptions,
     ) -> Result<SyncReport, ClusterError> {
-        let mut report = SyncReport::default();
+        let mut run = Run::default();
         for error in &set.errors {
-            report.errors.push(SyncError {
+            run.report.errors.push(SyncError {
                 id: None,
                 source: error.file.clone(),
                 message: error.to_string(),
             });
         }
-        let mut catalog = Catalog::discover(&self.client)
+        let catalog = Catalog::discover(&self.client)
             .await
             .map_err(ClusterError::Api)?;
-        let mut input_ids: BTreeSet<ResourceId> = BTreeSet::new();
-        let mut sources: HashMap<ResourceId, String> = HashMap::new();
-        let mut planned: Vec<Planned> = Vec::new();
-        let mut unserved: Vec<&Manifest> = Vec::new();
         for manifest in &set.manifests {
-            input_ids.insert(manifest.id.clone());
-            input_ids.insert(
-                manifest
-                    .id
-                    .with_namespace(Some(&self.scope.default_namespace)),
-            );
-            self.plan_into(
-                manifest,
-                &catalog,
-                options,
-                &mut planned,
-                &mut unserved,
-                &mut sources,
-                &mut report,
-            );
+            run.input_ids.insert(manifest.id.clone());
+            let defaulted = manifest
+                .id
+                .with_namespace(Some(&self.scope.default_namespace));
+            run.input_ids.insert(defaulted);
+            self.plan_into(manifest, &catalog, options, &mut run);
         }
-        input_ids.extend(planned.iter().map(|p| p.id.clone()));
-
-        let collecting = options.garbage_collection != GarbageCollection::Off;
-        let list_types = if collecting {
-            catalog.collectable()
+        run.listed = if options.garbage_collection == GarbageCollection::Off {
+            distinct_types(&run.planned)
         } else {
-            distinct_types(&planned)
+            catalog.collectable()
         };
-        let (mut live, mut list_failures) =
-            self.list_marked(&list_types, options.parallelism).await;
-        list_failures.extend(catalog.failed().iter().map(|f| format!("discovery of {f}")));
+        let (live, failures) = self.list_marked(&run.listed, options.parallelism).await;
+        run.live = live;
+        run.list_failures = failures;
+        run.list_failures
+            .extend(catalog.failed().iter().map(|f| format!("discovery of {f}")));
 
         for current in 0..RANKS {
-            let batch: Vec<Planned> = planned
+            let batch: Vec<Planned> = run
+                .planned
                 .iter()
                 .filter(|p| p.rank == current)
                 .cloned()
                 .collect();
-            self.apply_batch(batch, &live, options, &mut report).await;
-            if current != 0 || unserved.is_empty() {
-                continue;
+            self.apply_batch(batch, &run.live, options, &mut run.report)
+                .await;
+            if current == 0 {
+                self.plan_after_crds(options, &mut run).await?;
             }
-            let defined = crd_kinds(&planned);
-            let waiting = unserved
-                .iter()
-                .any(|m| defined.contains(&group_kind(&m.object)));
-            if !waiting || options.dry_run {
-                continue;
-            }
-            catalog = self
-                .wait_for_kinds(&unserved, &defined, options.crd_wait)
-                .await?;
-            let before = planned.len();
-            let retry = std::mem::take(&mut unserved);
-            for manifest in retry {
-                self.plan_into(
-                    manifest,
-                    &catalog,
-                    options,
-                    &mut planned,
-                    &mut unserved,
-                    &mut sources,
-                    &mut report,
-                );
-            }
-            input_ids.extend(planned[before..].iter().map(|p| p.id.clone()));
-            let known: BTreeSet<String> = list_types
-                .iter()
-                .map(|t| t.resource.api_version.clone() + "/" + &t.resource.plural)
-                .collect();
-            let fresh: Vec<ServedType> = distinct_types(&planned[before..])
-                .into_iter()
-                .filter(|t| {
-                    !known.contains(&(t.resource.api_version.clone() + "/" + &t.resource.plural))
-                })
-                .collect();
-            let (more, failures) = self.list_marked(&fresh, options.parallelism).await;
-            live.extend(more);
-            list_failures.extend(failures);
         }
-        for manifest in unserved {
+        for manifest in std::mem::take(&mut run.unserved) {
             let api_version = manifest.object["apiVersion"].as_str().unwrap_or_default();
             let kind = manifest.object["kind"].as_str().unwrap_or_default();
-            report.errors.push(SyncError {
+            run.report.errors.push(SyncError {
                 id: Some(manifest.id.clone()),
                 source: manifest.source.clone(),
                 message: format!(
@@ -280,56 +251,100 @@ impl Cluster {
                 ),
             });
         }
-
-        if collecting {
-            if !set.errors.is_empty() {
-                let reason = format!(
-                    "{} manifest file(s) could not be read; their objects would look orphaned",
-                    set.errors.len()
-                );
-                tracing::warn!(%reason, "garbage collection skipped");
-                report.gc_skipped = Some(reason);
-            } else if !list_failures.is_empty() {
-                let reason = format!(
-                    "could not list marked objects: {}",
-                    list_failures.join("; ")
-                );
-                tracing::warn!(%reason, "garbage collection skipped");
-                report.gc_skipped = Some(reason);
-            } else {
-                self.collect_garbage(&live, &input_ids, options, &mut report)
-                    .await;
-            }
+        if options.garbage_collection != GarbageCollection::Off {
+            self.collect_if_safe(set, options, &mut run).await;
         }
-        Ok(report)
+        Ok(run.report)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Once the CRDs of the set are applied, waits for their kinds to be served, plans
+    /// the manifests of those kinds and reads their live objects.
+    async fn plan_after_crds<'m>(
+        &self,
+        options: &SyncOptions,
+        run: &mut Run<'m>,
+    ) -> Result<(), ClusterError> {
+        let defined = crd_kinds(&run.planned);
+        let waiting = run
+            .unserved
+            .iter()
+            .any(|m| defined.contains(&group_kind(&m.object)));
+        if !waiting || options.dry_run {
+            return Ok(());
+        }
+        let catalog = self
+            .wait_for_kinds(&run.unserved, &defined, options.crd_wait)
+            .await?;
+        let before = run.planned.len();
+        for manifest in std::mem::take(&mut run.unserved) {
+            self.plan_into(manifest, &catalog, options, run);
+        }
+        let key = |t: &ServedType| format!("{}/{}", t.resource.api_version, t.resource.plural);
+        let known: BTreeSet<String> = run.listed.iter().map(key).collect();
+        let fresh: Vec<ServedType> = distinct_types(&run.planned[before..])
+            .into_iter()
+            .filter(|t| !known.contains(&key(t)))
+            .collect();
+        let (more, failures) = self.list_marked(&fresh, options.parallelism).await;
+        run.live.extend(more);
+        run.list_failures.extend(failures);
+        run.listed.extend(fresh);
+        Ok(())
+    }
+
+    /// Collects garbage unless what the sync saw is incomplete: unreadable files or
+    /// failed lists would make live objects look orphaned.
+    async fn collect_if_safe(&self, set: &ManifestSet, options: &SyncOptions, run: &mut Run<'_>) {
+        let reason = if !set.errors.is_empty() {
+            Some(format!(
+                "{} manifest file(s) could not be read; their objects would look orphaned",
+                set.errors.len()
+            ))
+        } else if !run.list_failures.is_empty() {
+            Some(format!(
+                "could not list marked objects: {}",
+                run.list_failures.join("; ")
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                tracing::warn!(%reason, "garbage collection skipped");
+                run.report.gc_skipped = Some(reason);
+            }
+            None => {
+                self.collect_garbage(&run.live, &run.input_ids, options, &mut run.report)
+                    .await
+            }
+        }
+    }
+
+    /// Plans one manifest into the run: ready to apply, waiting for its kind to be
+    /// served, or refused (duplicates, namespaces not allowed).
     fn plan_into<'m>(
         &self,
         manifest: &'m Manifest,
         catalog: &Catalog,
         options: &SyncOptions,
-        planned: &mut Vec<Planned>,
-        unserved: &mut Vec<&'m Manifest>,
-        sources: &mut HashMap<ResourceId, String>,
-        report: &mut SyncReport,
+        run: &mut Run<'m>,
     ) {
         match self.plan(manifest, catalog, options) {
             Ok(plan) => {
-                if let Some(first) = sources.get(&plan.id) {
-                    report.errors.push(SyncError {
+                if let Some(first) = run.sources.get(&plan.id) {
+                    run.report.errors.push(SyncError {
                         id: Some(plan.id.clone()),
                         source: manifest.source.clone(),
                         message: format!("duplicate of the resource in {first}"),
                     });
                     return;
                 }
-                sources.insert(plan.id.clone(), manifest.source.clone());
-                planned.push(plan);
+                run.sources.insert(plan.id.clone(), manifest.source.clone());
+                run.input_ids.insert(plan.id.clone());
+                run.planned.push(plan);
             }
-            Err(PlanProblem::Unserved) => unserved.push(manifest),
-            Err(PlanProblem::Refused(message)) => report.errors.push(SyncError {
+            Err(PlanProblem::Unserved) => run.unserved.push(manifest),
+            Err(PlanProblem::Refused(message)) => run.report.errors.push(SyncError {
                 id: Some(manifest.id.clone()),
                 source: manifest.source.clone(),
                 message,
