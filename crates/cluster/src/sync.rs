@@ -604,26 +604,87 @@ impl Cluster {
         (live, failures)
     }
 
+    /// The metadata of the marked objects of one type: labels, annotations and
+    /// managed fields are all a sync decides on, so the rest is not transferred.
     async fn list_type(
         &self,
         served: &ServedType,
         namespace: Option<&str>,
     ) -> Result<Vec<Value>, kube::Error> {
-        let url = self.api(served, namespace).resource_url().to_string();
+        let api = self.api(served, namespace);
         let mut params = ListParams::default().labels(GC_MARK_LABEL).limit(500);
         let mut objects = Vec::new();
         loop {
-            let request = kube::core::Request::new(url.clone())
-                .list(&params)
-                .map_err(kube::Error::BuildRequest)?;
-            // Items decoded straight into JSON values: no typed detour.
-            let page: Page = self.client.request(request).await?;
-            objects.extend(page.items);
-            match page.metadata.next.filter(|t| !t.is_empty()) {
+            let page = api.list_metadata(&params).await?;
+            for item in page.items {
+                let metadata =
+                    serde_json::to_value(item.metadata).map_err(kube::Error::SerdeError)?;
+                objects.push(json!({ "metadata": metadata }));
+            }
+            match page.metadata.continue_.filter(|t| !t.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(objects),
             }
         }
+    }
+
+    /// The whole live object (a list gave only its metadata); `None` once it is gone.
+    async fn full_object(&self, live: &Live) -> Result<Option<Value>, kube::Error> {
+        let api = self.api(&live.served, live.id.namespace());
+        match api.get_opt(live.id.name()).await? {
+            Some(object) => serde_json::to_value(object)
+                .map(Some)
+                .map_err(kube::Error::SerdeError),
+            None => Ok(None),
+        }
+    }
+
+    /// Of the orphans of one rank, those to delete: not ignored, and unchanged since
+    /// applied (which needs their whole object).
+    async fn doomed<'l>(
+        &self,
+        orphans: Vec<&'l Live>,
+        options: &SyncOptions,
+        report: &mut SyncReport,
+    ) -> Vec<&'l Live> {
+        let mut candidates = Vec::new();
+        for orphan in orphans {
+            if IgnorePolicy::of(&orphan.object).skips_sync() {
+                report.kept.push(Kept {
+                    id: orphan.id.clone(),
+                    reason: KeepReason::Ignored,
+                });
+            } else {
+                candidates.push(orphan);
+            }
+        }
+        let fetched: Vec<(&Live, Result<Option<Value>, kube::Error>)> = stream::iter(candidates)
+            .map(|orphan| async move { (orphan, self.full_object(orphan).await) })
+            .buffer_unordered(options.parallelism.max(1))
+            .collect()
+            .await;
+        let mut doomed = Vec::new();
+        for (orphan, object) in fetched {
+            match object {
+                Ok(Some(object)) if unchanged_since_applied(&object, &options.field_manager) => {
+                    doomed.push(orphan)
+                }
+                Ok(Some(_)) => {
+                    tracing::warn!(resource = %orphan.id, "not in the input but changed since applied; keeping it");
+                    report.kept.push(Kept {
+                        id: orphan.id.clone(),
+                        reason: KeepReason::Changed,
+                    });
+                }
+                Ok(None) => {}
+                Err(error) => report.errors.push(SyncError {
+                    source: format!("cluster object {}", orphan.id),
+                    id: Some(orphan.id.clone()),
+                    message: describe(&error),
+                }),
+            }
+        }
+        doomed
     }
 
     /// Deletes, in reverse kind order, the objects of this sync set that are no longer
@@ -641,26 +702,12 @@ impl Cluster {
             .filter(|l| l.mark() == Some(gc_mark(&options.set_name, &l.id).as_str()))
             .collect();
         for current in (0..RANKS).rev() {
-            let mut doomed: Vec<&Live> = Vec::new();
-            for orphan in orphans
+            let in_rank: Vec<&Live> = orphans
                 .iter()
                 .filter(|l| rank(&l.served.resource.kind) == current)
-            {
-                if IgnorePolicy::of(&orphan.object).skips_sync() {
-                    report.kept.push(Kept {
-                        id: orphan.id.clone(),
-                        reason: KeepReason::Ignored,
-                    });
-                } else if !unchanged_since_applied(&orphan.object, &options.field_manager) {
-                    tracing::warn!(resource = %orphan.id, "not in the input but changed since applied; keeping it");
-                    report.kept.push(Kept {
-                        id: orphan.id.clone(),
-                        reason: KeepReason::Changed,
-                    });
-                } else {
-                    doomed.push(orphan);
-                }
-            }
+                .copied()
+                .collect();
+            let doomed = self.doomed(in_rank, options, report).await;
             if options.garbage_collection == GarbageCollection::DryRun {
                 for orphan in doomed {
                     tracing::info!(resource = %orphan.id, "garbage collection (dry run) would delete");
@@ -694,21 +741,6 @@ impl Cluster {
             }
         }
     }
-}
-
-/// One page of a list response, as much of it as a sync reads.
-#[derive(serde::Deserialize)]
-struct Page {
-    #[serde(default)]
-    metadata: PageMetadata,
-    #[serde(default)]
-    items: Vec<Value>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct PageMetadata {
-    #[serde(rename = "continue", default)]
-    next: Option<String>,
 }
 
 /// (group, kind) of a manifest.
