@@ -228,9 +228,14 @@ impl Store {
     /// Built-in types and those added by stored CRDs.
     pub fn types(&self) -> Vec<ResourceType> {
         let mut types = builtin_types();
-        let crds = self.objects.iter().filter(|((g, p, _, _), _)| {
-            g == "apiextensions.k8s.io" && p == "customresourcedefinitions"
-        });
+        let group = "apiextensions.k8s.io".to_string();
+        let plural = "customresourcedefinitions".to_string();
+        let first = (group.clone(), plural.clone(), String::new(), String::new());
+        // Keys sort by type first: the CRDs are one contiguous range.
+        let crds = self
+            .objects
+            .range(first..)
+            .take_while(|((g, p, _, _), _)| *g == group && *p == plural);
         for (_, stored) in crds {
             types.extend(types_of_crd(&stored.object));
         }
@@ -306,10 +311,17 @@ impl Store {
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = 0usize;
-        for ((group, plural, namespace, name), stored) in &self.objects {
-            if *group != rt.group || *plural != rt.plural {
-                continue;
-            }
+        let first = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            String::new(),
+            String::new(),
+        );
+        let of_type = self
+            .objects
+            .range(first..)
+            .take_while(|((g, p, _, _), _)| *g == rt.group && *p == rt.plural);
+        for ((_, _, namespace, name), stored) in of_type {
             if target.namespace.as_ref().is_some_and(|ns| ns != namespace) {
                 continue;
             }
