@@ -152,6 +152,8 @@ pub(crate) struct ListOptions {
     pub field_selector: Option<String>,
     pub limit: Option<usize>,
     pub continue_token: Option<String>,
+    /// Items as `PartialObjectMetadata`.
+    pub metadata_only: bool,
 }
 
 type Path = Vec<String>;
@@ -270,6 +272,22 @@ impl Store {
 
     fn render(stored: &Stored) -> Value {
         let mut object = stored.object.clone();
+        if let Some(managed) = Self::managed_fields(stored) {
+            object["metadata"]["managedFields"] = managed;
+        }
+        object
+    }
+
+    /// Only the metadata, as `PartialObjectMetadata` (no copy of the rest).
+    fn render_metadata(stored: &Stored) -> Value {
+        let mut metadata = stored.object["metadata"].clone();
+        if let Some(managed) = Self::managed_fields(stored) {
+            metadata["managedFields"] = managed;
+        }
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": metadata})
+    }
+
+    fn managed_fields(stored: &Stored) -> Option<Value> {
         let managed: Vec<Value> = stored
             .owners
             .iter()
@@ -284,10 +302,7 @@ impl Store {
                 })
             })
             .collect();
-        if !managed.is_empty() {
-            object["metadata"]["managedFields"] = Value::Array(managed);
-        }
-        object
+        (!managed.is_empty()).then_some(Value::Array(managed))
     }
 
     pub fn get(&self, target: &Target) -> Result<Value, ApiError> {
@@ -338,9 +353,13 @@ impl Store {
                 remaining += 1;
                 continue;
             }
-            let mut item = Self::render(&stored.object_with_version(rt));
-            item["apiVersion"] = json!(rt.api_version());
-            items.push(item);
+            if options.metadata_only {
+                items.push(Self::render_metadata(stored));
+            } else {
+                let mut item = Self::render(stored);
+                item["apiVersion"] = json!(rt.api_version());
+                items.push(item);
+            }
             next = Some((namespace.clone(), name.clone()));
         }
         let mut metadata = json!({"resourceVersion": self.revision.to_string()});
@@ -350,12 +369,15 @@ impl Store {
             metadata["continue"] = json!(encode_continue(&namespace, &name));
             metadata["remainingItemCount"] = json!(remaining);
         }
-        Ok(json!({
-            "kind": format!("{}List", rt.kind),
-            "apiVersion": rt.api_version(),
-            "metadata": metadata,
-            "items": items,
-        }))
+        let (kind, api_version) = if options.metadata_only {
+            (
+                "PartialObjectMetadataList".to_string(),
+                "meta.k8s.io/v1".to_string(),
+            )
+        } else {
+            (format!("{}List", rt.kind), rt.api_version())
+        };
+        Ok(json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items}))
     }
 
     pub fn create(
@@ -751,14 +773,6 @@ impl Store {
         let rendered = Self::render(&stored);
         self.objects.insert(key, stored);
         Ok(rendered)
-    }
-}
-
-impl Stored {
-    fn object_with_version(&self, rt: &ResourceType) -> Stored {
-        let mut copy = self.clone();
-        copy.object["apiVersion"] = json!(rt.api_version());
-        copy
     }
 }
 
@@ -1491,6 +1505,15 @@ mod tests {
         let second = store.list(&target(None), &rest).unwrap();
         assert_eq!(second["items"][0]["metadata"]["name"], "c");
         assert!(second["metadata"].get("continue").is_none());
+        let metadata = ListOptions {
+            metadata_only: true,
+            ..ListOptions::default()
+        };
+        let partial = store.list(&target(None), &metadata).unwrap();
+        assert_eq!(partial["kind"], "PartialObjectMetadataList");
+        assert_eq!(partial["items"][0]["kind"], "PartialObjectMetadata");
+        assert!(partial["items"][0].get("spec").is_none());
+        assert_eq!(partial["items"][0]["metadata"]["name"], "a");
     }
 
     #[test]
