@@ -17,7 +17,7 @@ pub const LEGACY_IGNORE_ANNOTATION: &str = "flux.weave.works/ignore";
 
 /// `<namespace>:<kind>/<name>` as in Flux (`sock-shop:deployment/carts`); the kind is
 /// lower-case and cluster-scoped objects have the namespace `<cluster>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceId {
     namespace: Option<String>,
     kind: String,
@@ -61,6 +61,13 @@ impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let namespace = self.namespace.as_deref().unwrap_or(CLUSTER_SCOPE);
         write!(f, "{namespace}:{}/{}", self.kind, self.name)
+    }
+}
+
+/// Serialised as its text form, `<namespace>:<kind>/<name>`.
+impl serde::Serialize for ResourceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -281,6 +288,10 @@ mod tests {
         assert_eq!(cluster.namespace(), None);
         assert_eq!(cluster.to_string(), "<cluster>:namespace/sock-shop");
         assert!("carts".parse::<ResourceId>().is_err());
+        assert_eq!(
+            serde_json::to_value(&id).unwrap(),
+            "sock-shop:deployment/carts"
+        );
     }
 
     #[test]
