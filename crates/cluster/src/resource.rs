@@ -71,6 +71,14 @@ impl serde::Serialize for ResourceId {
     }
 }
 
+/// Read from its text form.
+impl<'de> serde::Deserialize<'de> for ResourceId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for ResourceId {
     type Err = String;
 
