@@ -1,10 +1,10 @@
 //! `flux-testkit`: real parts for tests and benchmarks, never a product feature.
 //!
 //! It owns what the test suites start and generate: fixtures (the sock-shop
-//! manifests, copied so tests may edit them), generated manifests in
-//! mixed styles ([`generate`]) and a real OCI registry
-//! ([`registry::Registry`]) with synthetic images pushed through its API.
-//! Later: git fixtures and a Kubernetes API server double.
+//! manifests, copied so tests may edit them), generated manifests ([`generate`]),
+//! a real OCI registry ([`registry::Registry`]) with synthetic images pushed
+//! through its API, and the Kubernetes API server double ([`kube::ApiServer`]).
+//! Later: git fixtures.
 //!
 //! ```
 //! let dir = flux_testkit::sock_shop_manifests();
@@ -12,6 +12,7 @@
 //! ```
 
 pub mod generate;
+pub mod kube;
 pub mod registry;
 
 use std::path::{Path, PathBuf};

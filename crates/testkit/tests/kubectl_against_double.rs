@@ -1,0 +1,286 @@
+//! kubectl is the judge of the API server double: what it does against a real cluster
+//! it must be able to do against the double.
+
+use std::process::Output;
+
+use flux_testkit::kube::{ApiServer, WorkloadState};
+use serde_json::Value;
+
+fn run(server: &ApiServer, args: &[&str]) -> Output {
+    let output = server.kubectl().args(args).output().expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).expect("kubectl printed JSON")
+}
+
+fn sock_shop() -> String {
+    flux_testkit::sock_shop_manifests().display().to_string()
+}
+
+#[test]
+fn kubectl_applies_sock_shop_server_side_and_reads_it_back() {
+    let server = ApiServer::start();
+    let applied = run(&server, &["apply", "--server-side", "-f", &sock_shop()]);
+    let text = String::from_utf8_lossy(&applied.stdout);
+    assert!(
+        text.contains("namespace/sock-shop serverside-applied"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deployment.apps/front-end serverside-applied"),
+        "{text}"
+    );
+
+    let listed = json_of(&run(
+        &server,
+        &[
+            "get",
+            "deploy",
+            "-n",
+            "sock-shop",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
+    let items = listed["items"].as_array().expect("a list");
+    let mut names: Vec<&str> = items
+        .iter()
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 14, "{names:?}");
+    let front_end = items
+        .iter()
+        .find(|d| d["metadata"]["name"] == "front-end")
+        .expect("front-end");
+    assert_eq!(
+        front_end["spec"]["template"]["spec"]["containers"][0]["image"],
+        "weaveworksdemos/front-end:0.3.12"
+    );
+    assert_eq!(
+        front_end["metadata"]["managedFields"][0]["manager"],
+        "kubectl"
+    );
+
+    let services = json_of(&run(
+        &server,
+        &["get", "svc", "-n", "sock-shop", "-o", "json"],
+    ));
+    assert_eq!(services["items"].as_array().map(Vec::len), Some(14));
+}
+
+#[test]
+fn kubectl_reapply_changes_nothing_and_delete_removes_the_object() {
+    let server = ApiServer::start();
+    run(&server, &["apply", "--server-side", "-f", &sock_shop()]);
+    let revision = server.revision();
+    let again = run(&server, &["apply", "--server-side", "-f", &sock_shop()]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("serverside-applied"));
+    assert_eq!(
+        server.revision(),
+        revision,
+        "an identical apply changes no object"
+    );
+
+    let deleted = run(
+        &server,
+        &["delete", "deployment", "carts", "-n", "sock-shop"],
+    );
+    assert!(String::from_utf8_lossy(&deleted.stdout).contains("\"carts\" deleted"));
+    assert!(
+        server
+            .object("Deployment", Some("sock-shop"), "carts")
+            .is_none()
+    );
+    let missing = server
+        .kubectl()
+        .args(["get", "deployment", "carts", "-n", "sock-shop"])
+        .output()
+        .expect("kubectl runs");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+}
+
+#[test]
+fn kubectl_sees_conflicts_with_another_field_manager() {
+    let server = ApiServer::start();
+    run(&server, &["apply", "--server-side", "-f", &sock_shop()]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let original =
+        std::fs::read_to_string(flux_testkit::sock_shop_manifests().join("09-front-end-dep.yaml"))
+            .expect("fixture");
+    let changed = original.replace("front-end:0.3.12", "front-end:0.3.13");
+    let file = dir.path().join("front-end.yaml");
+    std::fs::write(&file, changed).expect("write");
+    let file = file.display().to_string();
+
+    let conflicted = server
+        .kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "-f",
+            &file,
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(!conflicted.status.success());
+    let stderr = String::from_utf8_lossy(&conflicted.stderr);
+    assert!(stderr.contains("conflict"), "{stderr}");
+
+    run(
+        &server,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "--force-conflicts",
+            "-f",
+            &file,
+        ],
+    );
+    let front_end = server
+        .object("Deployment", Some("sock-shop"), "front-end")
+        .expect("exists");
+    assert_eq!(
+        front_end["spec"]["template"]["spec"]["containers"][0]["image"],
+        "weaveworksdemos/front-end:0.3.13"
+    );
+    assert_eq!(front_end["metadata"]["generation"], 2);
+}
+
+#[test]
+fn kubectl_gets_unknown_fields_refused() {
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cm.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndatta:\n  a: b\n",
+    )
+    .expect("write");
+    let output = server
+        .kubectl()
+        .args(["apply", "--server-side", "-f"])
+        .arg(&file)
+        .output()
+        .expect("kubectl runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("datta"), "{stderr}");
+    assert!(server.object("ConfigMap", Some("default"), "c").is_none());
+}
+
+#[test]
+fn kubectl_label_selector_and_dry_run_are_honoured() {
+    let server = ApiServer::start();
+    run(&server, &["apply", "--server-side", "-f", &sock_shop()]);
+    run(
+        &server,
+        &[
+            "label",
+            "deployment",
+            "carts",
+            "-n",
+            "sock-shop",
+            "tier=backend",
+        ],
+    );
+    let selected = json_of(&run(
+        &server,
+        &[
+            "get",
+            "deploy",
+            "-n",
+            "sock-shop",
+            "-l",
+            "tier=backend",
+            "-o",
+            "json",
+        ],
+    ));
+    assert_eq!(selected["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(selected["items"][0]["metadata"]["name"], "carts");
+
+    let before = server.total_writes();
+    run(
+        &server,
+        &[
+            "delete",
+            "deployment",
+            "carts",
+            "-n",
+            "sock-shop",
+            "--dry-run=server",
+        ],
+    );
+    assert!(
+        server
+            .object("Deployment", Some("sock-shop"), "carts")
+            .is_some()
+    );
+    assert_eq!(server.total_writes(), before);
+}
+
+#[test]
+fn created_crd_is_served_through_discovery() {
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let crd = dir.path().join("crd.yaml");
+    std::fs::write(
+        &crd,
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\n\
+         spec:\n  group: example.com\n  scope: Namespaced\n  names:\n    plural: widgets\n    singular: widget\n    kind: Widget\n\
+         \x20   shortNames: [wg]\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
+    )
+    .expect("write");
+    run(
+        &server,
+        &["apply", "--server-side", "-f", &crd.display().to_string()],
+    );
+    let widget = dir.path().join("widget.yaml");
+    std::fs::write(&widget, "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: default\nspec:\n  size: 3\n")
+        .expect("write");
+    run(
+        &server,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            &widget.display().to_string(),
+        ],
+    );
+    let got = json_of(&run(&server, &["get", "wg", "w1", "-o", "json"]));
+    assert_eq!(got["spec"]["size"], 3);
+}
+
+#[test]
+fn workload_state_hook_is_what_kubectl_reads() {
+    let server = ApiServer::start();
+    run(&server, &["apply", "--server-side", "-f", &sock_shop()]);
+    assert!(server.set_workload_state("Deployment", "sock-shop", "carts", WorkloadState::Failed));
+    let carts = json_of(&run(
+        &server,
+        &["get", "deploy", "carts", "-n", "sock-shop", "-o", "json"],
+    ));
+    let conditions = carts["status"]["conditions"]
+        .as_array()
+        .expect("conditions");
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["reason"] == "ProgressDeadlineExceeded")
+    );
+}
