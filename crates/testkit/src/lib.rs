@@ -1,13 +1,17 @@
 //! `flux-testkit`: real parts for tests and benchmarks, never a product feature.
 //!
 //! It owns what the test suites start and generate: fixtures (the sock-shop
-//! manifests, copied so tests may edit them). Later: a real registry launcher,
-//! git fixtures, a Kubernetes API server double and fixture generators.
+//! manifests, copied so tests may edit them) and git fixtures ([`git`]: seeded
+//! bare repositories, an isolated git environment, a real `sshd` on loopback).
+//! Later: a real registry launcher, a Kubernetes API server double and
+//! fixture generators.
 //!
 //! ```
 //! let dir = flux_testkit::sock_shop_manifests();
 //! assert!(dir.join("09-front-end-dep.yaml").exists());
 //! ```
+
+pub mod git;
 
 use std::path::{Path, PathBuf};
 

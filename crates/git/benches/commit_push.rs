@@ -1,0 +1,159 @@
+//! Commit and push of a one-line change in a repository of 10,000 files:
+//! `flux-git` next to the same sequence of plain git commands (fetch,
+//! worktree, edit, add, commit, push, remove the worktree).
+//!
+//! Run with `cargo bench -p flux-git --bench commit_push` (optionally
+//! `-- <iterations>`). Prints both figures and the ratio.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use flux_git::{CommitMessage, CommitSpec, Repo, RepoConfig};
+use flux_testkit::git::{BRANCH, BareRepo, IsolatedEnv, fill_many_files};
+
+const FILES: usize = 10_000;
+const EDITED: &str = "ns-000/app-00000.yaml";
+
+fn main() {
+    let iterations: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(15);
+    let remote = BareRepo::seeded_with(|dir| fill_many_files(dir, FILES));
+    let env = IsolatedEnv::new();
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let mut config = RepoConfig::new(remote.url(), BRANCH, data.path().join("flux"));
+    config.env = env.vars();
+    let repo = Repo::new(config);
+    runtime.block_on(repo.fetch()).expect("mirror");
+    let plain = PlainGit::clone(&env, &remote.url(), &data.path().join("plain"));
+
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    // The first round of each warms the caches and is not counted.
+    for round in 0..=iterations {
+        let started = Instant::now();
+        runtime
+            .block_on(repo.commit_and_push(|dir| {
+                append_line(&dir.join(EDITED), &format!("# flux {round}"))?;
+                let message =
+                    CommitMessage::release(format!("app:{round}"), &["ns:deployment/app"]);
+                Ok::<_, std::io::Error>(Some(CommitSpec::new(message)))
+            }))
+            .expect("flux-git commit and push");
+        let flux = started.elapsed();
+
+        let started = Instant::now();
+        plain.commit_and_push(round);
+        let git = started.elapsed();
+        if round > 0 {
+            ours.push(flux);
+            theirs.push(git);
+        }
+    }
+    let commits = remote.git(&["rev-list", "--count", BRANCH]);
+    assert_eq!(commits.trim(), (2 * (iterations + 1) + 1).to_string());
+
+    let (ours_median, theirs_median) = (median(&mut ours), median(&mut theirs));
+    println!("commit + push of a one-line change, {FILES} files, {iterations} rounds each");
+    println!(
+        "  flux-git        median {:>8.1} ms   mean {:>8.1} ms",
+        ms(ours_median),
+        ms(mean(&ours))
+    );
+    println!(
+        "  plain git CLI   median {:>8.1} ms   mean {:>8.1} ms",
+        ms(theirs_median),
+        ms(mean(&theirs))
+    );
+    println!(
+        "  ratio flux-git / plain git: {:.2}x (median), {:.2}x (mean)",
+        ms(ours_median) / ms(theirs_median),
+        ms(mean(&ours)) / ms(mean(&theirs))
+    );
+}
+
+/// The plain git sequence a person or a shell script would run.
+struct PlainGit<'a> {
+    env: &'a IsolatedEnv,
+    url: String,
+    mirror: std::path::PathBuf,
+    work: std::path::PathBuf,
+}
+
+impl<'a> PlainGit<'a> {
+    fn clone(env: &'a IsolatedEnv, url: &str, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("folder");
+        let mirror = dir.join("mirror.git");
+        env.run(dir, &["clone", "-q", "--bare", url, "mirror.git"]);
+        env.run(
+            &mirror,
+            &[
+                "config",
+                "remote.origin.fetch",
+                "+refs/heads/*:refs/heads/*",
+            ],
+        );
+        Self {
+            env,
+            url: url.to_string(),
+            work: dir.join("work"),
+            mirror,
+        }
+    }
+
+    fn commit_and_push(&self, round: usize) {
+        let (env, mirror, work) = (self.env, &self.mirror, &self.work);
+        let work_str = work.to_str().expect("UTF-8 path");
+        env.run(mirror, &["fetch", "-q", "--prune", "origin"]);
+        env.run(
+            mirror,
+            &["worktree", "add", "-q", "--detach", work_str, BRANCH],
+        );
+        append_line(&work.join(EDITED), &format!("# plain {round}")).expect("edit");
+        env.run(work, &["add", "-A"]);
+        let message = format!("Release app:{round} to ns:deployment/app");
+        run(env.git(work).args(["commit", "-q", "-m", &message]));
+        env.run(
+            work,
+            &[
+                "push",
+                "-q",
+                &self.url,
+                &format!("HEAD:refs/heads/{BRANCH}"),
+            ],
+        );
+        env.run(mirror, &["worktree", "remove", "--force", work_str]);
+    }
+}
+
+fn run(command: &mut Command) {
+    let status = command.status().expect("git runs");
+    assert!(status.success(), "{command:?} failed");
+}
+
+fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    let mut text = std::fs::read_to_string(path)?;
+    text.push_str(line);
+    text.push('\n');
+    std::fs::write(path, text)
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn mean(samples: &[Duration]) -> Duration {
+    samples.iter().sum::<Duration>() / samples.len() as u32
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
