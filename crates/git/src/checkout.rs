@@ -11,7 +11,7 @@ use crate::error::GitError;
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A working tree at one revision of the branch. Removed by [`Checkout::remove`]
-/// or, failing that, when dropped (the mirror forgets it at its next fetch).
+/// or, failing that, when dropped (the mirror forgets it at its next refresh).
 #[derive(Debug)]
 pub struct Checkout {
     dir: PathBuf,
@@ -73,6 +73,16 @@ impl Checkout {
         &self.git
     }
 
+    /// Makes the checkout the tree at `revision` again: edits and commits
+    /// are dropped (files an edit created were staged, so they go too).
+    pub async fn reset_to(&mut self, revision: &str) -> Result<(), GitError> {
+        self.git
+            .ok(&self.dir, ["reset", "-q", "--hard", revision])
+            .await?;
+        self.revision = revision.to_string();
+        Ok(())
+    }
+
     /// Removes the files and the mirror's record of this worktree.
     pub async fn remove(mut self) -> Result<(), GitError> {
         self.removed = true;
@@ -96,7 +106,7 @@ impl Drop for Checkout {
     fn drop(&mut self) {
         if !self.removed {
             // Drop cannot wait for git; the worktree record is pruned at the
-            // mirror's next fetch.
+            // mirror's next refresh.
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

@@ -15,7 +15,7 @@ pub(crate) enum PushOutcome {
 }
 
 /// Rejections that mean "another writer got there first".
-const RACES: [&str; 8] = [
+const RACES: [&str; 9] = [
     "non-fast-forward",
     "fetch first",
     "stale info",
@@ -24,6 +24,9 @@ const RACES: [&str; 8] = [
     "failed to update ref",
     "incorrect old value",
     "atomic push failed",
+    // The server's ref transaction found the branch moved under its lock
+    // ("cannot lock ref …: is at X but expected Y").
+    "atomic transaction failed",
 ];
 
 /// Reads the porcelain report of a failed push: `<flag>\t<from>:<to>\t<summary>`
@@ -60,11 +63,27 @@ pub(crate) fn read_push(stdout: &str, stderr: &str) -> Option<PushOutcome> {
     }
 }
 
-/// Full-jitter exponential backoff: a random wait up to 25 ms × 2^(attempt-1),
-/// at most one second, so two writers that collided do not collide again.
+/// Full-jitter backoff: a random wait up to 5 ms × 2^(attempt-1), at most
+/// 100 ms. The jitter keeps two writers that collided from colliding again;
+/// the ceiling stays low because the other writer may be busy for a long
+/// while, and a loser that sleeps longer than the other's commit cycle would
+/// lose every round.
 pub(crate) fn backoff(attempt: u32) -> Duration {
-    let ceiling_ms = (25u64 << attempt.saturating_sub(1).min(6)).min(1000);
-    Duration::from_millis(random() % (ceiling_ms + 1))
+    Duration::from_millis(random() % (backoff_ceiling_ms(attempt) + 1))
+}
+
+fn backoff_ceiling_ms(attempt: u32) -> u64 {
+    (5u64 << attempt.saturating_sub(1).min(5)).min(100)
+}
+
+/// How soon after our own push a next write counts as back-to-back.
+pub(crate) const POLITE_WINDOW: Duration = Duration::from_millis(250);
+
+/// A random pause of up to 100 ms between back-to-back writes: longer than it
+/// takes a writer that lost a race to notice and redo its change, on most
+/// draws.
+pub(crate) fn polite_pause() -> Duration {
+    Duration::from_millis(random() % 101)
 }
 
 /// A random token for names that must not collide (throwaway tags).
@@ -117,6 +136,17 @@ mod tests {
     }
 
     #[test]
+    fn ref_moved_under_the_servers_lock_is_a_race() {
+        let stdout = "To file:///r.git\n!\tabc:refs/heads/main\t[remote rejected] (atomic transaction failed)\nDone\n";
+        let stderr =
+            "remote: error: cannot lock ref 'refs/heads/main': is at e3c7 but expected 0b86";
+        assert!(matches!(
+            read_push(stdout, stderr),
+            Some(PushOutcome::Conflict { .. })
+        ));
+    }
+
+    #[test]
     fn no_report_means_the_push_never_reached_the_refs() {
         assert_eq!(read_push("", "fatal: Could not read from remote"), None);
         assert_eq!(
@@ -128,7 +158,9 @@ mod tests {
     #[test]
     fn backoff_grows_and_stays_bounded() {
         for attempt in 1..20 {
-            let ceiling = (25u64 << (attempt - 1).min(6)).min(1000);
+            let ceiling = backoff_ceiling_ms(attempt);
+            assert!(ceiling <= 100);
+            assert!(ceiling >= backoff_ceiling_ms(attempt.saturating_sub(1)));
             assert!(backoff(attempt) <= Duration::from_millis(ceiling));
         }
     }

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
@@ -15,7 +15,7 @@ use crate::command::{Git, RunError};
 use crate::deploy_key::SshOptions;
 use crate::error::{BoxError, GitError, classify_remote};
 use crate::message::CommitMessage;
-use crate::push::{PushOutcome, backoff, read_push};
+use crate::push::{POLITE_WINDOW, PushOutcome, backoff, polite_pause, read_push};
 
 /// A name and an email, as git records people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub struct RepoConfig {
 impl RepoConfig {
     /// A configuration with the original's defaults: committer
     /// `Weave Flux <support@weave.works>`, tag `flux-sync`, notes `flux`,
-    /// 10 push attempts.
+    /// 20 push attempts.
     pub fn new(
         url: impl Into<String>,
         branch: impl Into<String>,
@@ -94,7 +94,7 @@ impl RepoConfig {
             notes_ref: "flux".into(),
             readonly: false,
             ssh: None,
-            push_attempts: 10,
+            push_attempts: 20,
             env: Vec::new(),
         }
     }
@@ -202,6 +202,7 @@ struct Inner {
     checkouts: PathBuf,
     status: StdMutex<RepoStatus>,
     writable_checked: StdMutex<Option<bool>>,
+    last_push: StdMutex<Option<Instant>>,
     mirror_lock: Mutex<()>,
     writer: Mutex<()>,
     wake: Notify,
@@ -233,6 +234,7 @@ impl Repo {
                     head: None,
                 }),
                 writable_checked: StdMutex::new(None),
+                last_push: StdMutex::new(None),
                 mirror_lock: Mutex::new(()),
                 writer: Mutex::new(()),
                 wake: Notify::new(),
@@ -287,6 +289,15 @@ impl Repo {
             self.set_status(state, Some(error.to_string()), None);
             return Err(error);
         }
+        // Checkouts dropped without `remove` leave records behind.
+        if let Err(error) = self
+            .inner
+            .git
+            .ok(&self.inner.mirror, ["worktree", "prune"])
+            .await
+        {
+            tracing::warn!(%error, "pruning worktree records failed");
+        }
         let head = match self.verify().await {
             Ok(head) => head,
             Err(error) => {
@@ -340,13 +351,7 @@ impl Repo {
             }
             return Ok(());
         }
-        self.fetch_into(&self.inner.mirror).await?;
-        // Checkouts dropped without `remove` leave records behind.
-        self.inner
-            .git
-            .ok(&self.inner.mirror, ["worktree", "prune"])
-            .await?;
-        Ok(())
+        self.fetch_into(&self.inner.mirror).await
     }
 
     async fn clone_mirror(&self) -> Result<(), GitError> {
@@ -588,31 +593,71 @@ impl Repo {
             });
         }
         let _writer = self.inner.writer.lock().await;
+        self.yield_after_recent_push().await;
         let attempts = config.push_attempts.max(1);
+        self.fetch().await?;
+        let mut checkout = self.checkout().await?;
         for attempt in 1..=attempts {
-            self.fetch().await?;
-            let checkout = self.checkout().await?;
-            let outcome = self.attempt(&checkout, attempt, &mut edit).await;
-            let removed = checkout.remove().await;
-            match outcome? {
-                Some(revision) => {
-                    removed?;
+            if attempt > 1 {
+                let delay = backoff(attempt - 1);
+                tracing::debug!(attempt, ?delay, branch = %config.branch, "push lost a race; retrying");
+                tokio::time::sleep(delay).await;
+                // A fresh tree at the new head: reusing the worktree rewrites
+                // only the files that differ, so the retry's window is short
+                // and a writer that lost once is not starved by a busy one.
+                if let Err(error) = self.refetch_into(&mut checkout).await {
+                    let _ = checkout.remove().await;
+                    return Err(error);
+                }
+            }
+            match self.attempt(&checkout, attempt, &mut edit).await {
+                Ok(Some(revision)) => {
+                    *self
+                        .inner
+                        .last_push
+                        .lock()
+                        .expect("lock is never held across a panic") = Some(Instant::now());
+                    checkout.remove().await?;
                     return Ok(Pushed {
                         revision,
                         attempts: attempt,
                     });
                 }
-                None => {
-                    let delay = backoff(attempt);
-                    tracing::debug!(attempt, ?delay, branch = %config.branch, "push lost a race; retrying");
-                    tokio::time::sleep(delay).await;
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = checkout.remove().await;
+                    return Err(error);
                 }
             }
         }
+        checkout.remove().await?;
         Err(GitError::RetriesExhausted {
             url: config.url.clone(),
             attempts,
         })
+    }
+
+    /// A writer with back-to-back commits waits a short random time before
+    /// the next one, so a writer elsewhere that lost a race to it (and is
+    /// redoing its edit) gets its turn instead of losing every round.
+    async fn yield_after_recent_push(&self) {
+        let last = *self
+            .inner
+            .last_push
+            .lock()
+            .expect("lock is never held across a panic");
+        if last.is_some_and(|at| at.elapsed() < POLITE_WINDOW) {
+            tokio::time::sleep(polite_pause()).await;
+        }
+    }
+
+    async fn refetch_into(&self, checkout: &mut Checkout) -> Result<(), GitError> {
+        {
+            let _mirror = self.inner.mirror_lock.lock().await;
+            self.fetch_into(&self.inner.mirror).await?;
+        }
+        let head = self.head().await?;
+        checkout.reset_to(&head).await
     }
 
     /// One edit-commit-push round; `Ok(None)` when the push lost a race.

@@ -548,7 +548,9 @@ async fn checkouts_are_removed_when_done_or_dropped() {
     drop(dropped);
     assert!(!kept_dir.exists());
     assert!(!dropped_dir.exists());
-    repo.fetch().await.expect("fetch prunes worktree records");
+    repo.refresh()
+        .await
+        .expect("refresh prunes worktree records");
     let list = flux_testkit::git::IsolatedEnv::new()
         .run(repo.mirror_dir(), &["worktree", "list", "--porcelain"]);
     assert_eq!(
