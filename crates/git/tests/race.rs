@@ -96,3 +96,37 @@ async fn two_writers_racing_lose_no_commit_and_make_no_merge() {
         2 * COMMITS_EACH
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_one_repo_are_queued_and_never_race_each_other() {
+    let remote = BareRepo::seeded(&[("releases.log", "")]);
+    let env = IsolatedEnv::new();
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let repo = writer(&remote, &env, data.path(), "fluxd");
+    let jobs: Vec<_> = (0..8)
+        .map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.commit_and_push(move |dir| {
+                    let path = dir.join("releases.log");
+                    let mut text = std::fs::read_to_string(&path)?;
+                    text.push_str(&format!("job {i}\n"));
+                    std::fs::write(&path, text)?;
+                    Ok::<_, std::io::Error>(Some(CommitSpec::new(CommitMessage::plain(format!(
+                        "job {i}"
+                    )))))
+                })
+                .await
+            })
+        })
+        .collect();
+    for job in jobs {
+        let pushed = job.await.expect("job ran").expect("pushed");
+        assert_eq!(
+            pushed.attempts, 1,
+            "a job of the same repo never loses a race"
+        );
+    }
+    let log = remote.git(&["show", &format!("{BRANCH}:releases.log")]);
+    assert_eq!(log.lines().count(), 8);
+}

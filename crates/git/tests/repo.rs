@@ -615,3 +615,55 @@ async fn wait_for_head(repo: &Repo, head: &str) {
     }
     panic!("head never became {head}: {:?}", repo.status());
 }
+
+#[tokio::test]
+async fn commits_are_signed_with_a_gpg_key() {
+    let setup = Setup::new();
+    let gnupg = setup.env.home().join(".gnupg");
+    std::fs::create_dir_all(&gnupg).expect("gnupg home");
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let generated = std::process::Command::new("gpg")
+        .envs(setup.env.vars())
+        .args(["--batch", "--passphrase", "", "--quick-gen-key"])
+        .args([
+            "Flux Signer <signer@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ])
+        .output()
+        .expect("gpg runs (Debian package gnupg)");
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let repo = Repo::new(RepoConfig {
+        signing: Some(SigningKey::Gpg("signer@example.com".into())),
+        ..setup.config()
+    });
+    let pushed = repo
+        .commit_and_push(|dir| set_image(dir, "app:gpg"))
+        .await
+        .expect("pushed");
+    let raw = setup.remote.git(&["cat-file", "commit", &pushed.revision]);
+    assert!(
+        raw.contains("gpgsig -----BEGIN PGP SIGNATURE-----"),
+        "{raw}"
+    );
+    let verified = setup
+        .env
+        .git(&setup.remote.path())
+        .args(["verify-commit", "--raw", &pushed.revision])
+        .output()
+        .expect("git");
+    let status = String::from_utf8_lossy(&verified.stderr);
+    // gpg started an agent for this home; stop it rather than leave it.
+    let _ = std::process::Command::new("gpgconf")
+        .envs(setup.env.vars())
+        .args(["--kill", "gpg-agent"])
+        .status();
+    assert!(verified.status.success(), "{status}");
+    assert!(status.contains("GOODSIG"), "{status}");
+}
