@@ -27,16 +27,13 @@ impl Checkout {
         git: &Git,
         mirror: &Path,
         parent: &Path,
+        owner: &str,
         revision: &str,
     ) -> Result<Self, GitError> {
         tokio::fs::create_dir_all(parent)
             .await
             .map_err(|e| GitError::io(parent, e))?;
-        let name = format!(
-            "job-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("job-{owner}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
         let dir = parent.join(name);
         git.ok(
             mirror,
@@ -73,12 +70,13 @@ impl Checkout {
         &self.git
     }
 
-    /// Makes the checkout the tree at `revision` again: edits and commits
-    /// are dropped (files an edit created were staged, so they go too).
+    /// Makes the checkout the tree at `revision` again, as a new one would
+    /// be: edits, commits, untracked and ignored files are dropped.
     pub async fn reset_to(&mut self, revision: &str) -> Result<(), GitError> {
         self.git
             .ok(&self.dir, ["reset", "-q", "--hard", revision])
             .await?;
+        self.git.ok(&self.dir, ["clean", "-q", "-ffdx"]).await?;
         self.revision = revision.to_string();
         Ok(())
     }

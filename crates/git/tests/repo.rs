@@ -234,13 +234,13 @@ async fn edit_that_changes_nothing_is_reported_and_nothing_is_pushed() {
     assert!(matches!(failed, GitError::Edit(_)), "{failed:?}");
     assert!(failed.to_string().contains("No such file"), "{failed}");
     assert_eq!(setup.remote.head(BRANCH), before);
-    // Every checkout was removed.
+    // One checkout is kept for the next write, no more.
     let checkouts = setup.data.path().join("git/checkouts");
     assert_eq!(
         std::fs::read_dir(&checkouts)
             .map(|d| d.count())
             .unwrap_or(0),
-        0
+        1
     );
 }
 
@@ -666,4 +666,68 @@ async fn commits_are_signed_with_a_gpg_key() {
         .status();
     assert!(verified.status.success(), "{status}");
     assert!(status.contains("GOODSIG"), "{status}");
+}
+
+#[tokio::test]
+async fn nothing_an_edit_left_behind_reaches_the_next_write() {
+    let setup = Setup::new();
+    let repo = setup.repo();
+    let failed = repo
+        .commit_and_push(|dir| -> std::io::Result<Option<CommitSpec>> {
+            std::fs::write(dir.join("manifests/app.yaml"), "half-written")?;
+            std::fs::write(dir.join("scratch.txt"), "untracked")?;
+            std::fs::write(dir.join(".gitignore"), "*.tmp\n")?;
+            std::fs::write(dir.join("cache.tmp"), "ignored")?;
+            Err(std::io::Error::other("gave up halfway"))
+        })
+        .await
+        .expect_err("edit failed");
+    assert!(matches!(failed, GitError::Edit(_)), "{failed:?}");
+    let pushed = repo
+        .commit_and_push(|dir| {
+            for leftover in ["scratch.txt", ".gitignore", "cache.tmp"] {
+                assert!(!dir.join(leftover).exists(), "{leftover} leaked");
+            }
+            let text = std::fs::read_to_string(dir.join("manifests/app.yaml"))?;
+            assert_eq!(text, "image: app:1.0.0\n");
+            set_image(dir, "app:1.0.1")
+        })
+        .await
+        .expect("pushed");
+    let files = setup
+        .remote
+        .git(&["ls-tree", "-r", "--name-only", &pushed.revision]);
+    assert_eq!(files, "README.md\nmanifests/app.yaml\nmanifests/db.yaml\n");
+}
+
+#[tokio::test]
+async fn checkouts_left_by_an_earlier_run_are_swept() {
+    let setup = Setup::new();
+    let checkouts = setup.data.path().join("git/checkouts");
+    let first = setup.repo();
+    first
+        .commit_and_push(|dir| set_image(dir, "app:1.0.1"))
+        .await
+        .expect("pushed");
+    assert_eq!(std::fs::read_dir(&checkouts).expect("checkouts").count(), 1);
+    // A crashed process runs no destructor.
+    std::mem::forget(first);
+    let second = setup.repo();
+    second
+        .commit_and_push(|dir| set_image(dir, "app:1.0.2"))
+        .await
+        .expect("pushed");
+    let names: Vec<String> = std::fs::read_dir(&checkouts)
+        .expect("checkouts")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "only the new run's checkout: {names:?}");
+    let list = setup
+        .env
+        .run(second.mirror_dir(), &["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        list.matches("worktree ").count(),
+        2,
+        "mirror and one checkout: {list}"
+    );
 }
