@@ -201,7 +201,9 @@ struct Inner {
     mirror: PathBuf,
     checkouts: PathBuf,
     status: StdMutex<RepoStatus>,
-    writable_checked: StdMutex<Option<bool>>,
+    /// Set once a probe push succeeded; until then every refresh probes, so
+    /// access granted later is noticed without a restart.
+    writable: std::sync::atomic::AtomicBool,
     last_push: StdMutex<Option<Instant>>,
     mirror_lock: Mutex<()>,
     /// The writer queue; it also keeps the write checkout between writes.
@@ -237,7 +239,7 @@ impl Repo {
                     last_error: None,
                     head: None,
                 }),
-                writable_checked: StdMutex::new(None),
+                writable: std::sync::atomic::AtomicBool::new(false),
                 last_push: StdMutex::new(None),
                 mirror_lock: Mutex::new(()),
                 writer: Mutex::new(None),
@@ -281,11 +283,11 @@ impl Repo {
     }
 
     /// Fetches (cloning the mirror first if needed), checks the branch and
-    /// the paths, and once per process probes write access. Records the
+    /// the paths, and probes write access (until it is found). Records the
     /// resulting state, and returns it, or the error that set it.
     pub async fn refresh(&self) -> Result<RepoStatus, GitError> {
         if let Err(error) = self.fetch().await {
-            let state = if is_network(&error) {
+            let state = if is_remote_failure(&error) {
                 RepoState::Unreachable
             } else if self.inner.mirror.exists() {
                 RepoState::Cloned
@@ -313,7 +315,7 @@ impl Repo {
         };
         let (state, error) = self.write_access(&head).await;
         match error {
-            Some(error) if is_network(&error) => {
+            Some(error) if is_remote_failure(&error) => {
                 self.set_status(RepoState::Unreachable, Some(error.to_string()), Some(head));
                 Err(error)
             }
@@ -468,30 +470,16 @@ impl Repo {
         }
     }
 
-    /// Probes write access once per process by pushing a throwaway tag and
-    /// deleting it again.
+    /// Probes write access by pushing a throwaway tag and deleting it
+    /// again, until one probe succeeds.
     async fn write_access(&self, head: &str) -> (RepoState, Option<GitError>) {
+        use std::sync::atomic::Ordering;
         let config = &self.inner.config;
         if config.readonly {
             return (RepoState::ReadOnly, None);
         }
-        let checked = *self
-            .inner
-            .writable_checked
-            .lock()
-            .expect("lock is never held across a panic");
-        match checked {
-            Some(true) => return (RepoState::Ready, None),
-            Some(false) => {
-                return (
-                    RepoState::ReadOnly,
-                    self.status().last_error.map(|e| GitError::ReadOnly {
-                        url: config.url.clone(),
-                        reason: e,
-                    }),
-                );
-            }
-            None => {}
+        if self.inner.writable.load(Ordering::Relaxed) {
+            return (RepoState::Ready, None);
         }
         let _writer = self.inner.writer.lock().await;
         let tag = format!("refs/tags/flux-write-check-{}", crate::push::unique_token());
@@ -501,18 +489,14 @@ impl Repo {
             Ok(()) => self.push_refs(&self.inner.mirror, &[&delete]).await,
             Err(error) => Err(error),
         };
-        let writable = match &result {
-            Ok(()) => true,
-            Err(error) if is_network(error) => return (RepoState::Unreachable, result.err()),
-            Err(_) => false,
-        };
-        *self
-            .inner
-            .writable_checked
-            .lock()
-            .expect("lock is never held across a panic") = Some(writable);
         match result {
-            Ok(()) => (RepoState::Ready, None),
+            Ok(()) => {
+                self.inner.writable.store(true, Ordering::Relaxed);
+                (RepoState::Ready, None)
+            }
+            // The fetch just worked, so a refused push (authentication
+            // included: a read-only key or token) means read-only.
+            Err(error @ GitError::Unreachable { .. }) => (RepoState::Unreachable, Some(error)),
             Err(error) => (
                 RepoState::ReadOnly,
                 Some(GitError::ReadOnly {
@@ -968,7 +952,7 @@ impl Repo {
     }
 }
 
-fn is_network(error: &GitError) -> bool {
+fn is_remote_failure(error: &GitError) -> bool {
     matches!(
         error,
         GitError::Unreachable { .. }

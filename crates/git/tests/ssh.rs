@@ -68,12 +68,17 @@ struct SshSetup {
 /// Starts sshd for a fresh deploy key; `None` (after saying so loudly) when
 /// this machine cannot run sshd.
 async fn ssh_setup(test: &str) -> Option<SshSetup> {
+    ssh_setup_with(test, "").await
+}
+
+/// As [`ssh_setup`], with `authorized_keys` options before the key.
+async fn ssh_setup_with(test: &str, key_options: &str) -> Option<SshSetup> {
     let data = tempfile::TempDir::new().expect("temp dir");
     let key = DeployKey::ensure(&data.path().join("keys"), "flux")
         .await
         .expect("deploy key");
     let public = key.identity().await.expect("identity").public_key;
-    let server = match SshServer::start(&public) {
+    let server = match SshServer::start(&format!("{key_options}{public}\n")) {
         Ok(server) => server,
         Err(why) => {
             eprintln!("SKIPPED: {test}: sshd cannot start on this machine: {why}");
@@ -192,4 +197,26 @@ async fn unknown_key_and_unknown_host_key_are_told_apart() {
         error.to_string().contains("Host key verification failed"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn read_only_deploy_key_makes_the_repository_read_only() {
+    // What a git host does for a deploy key without write access: fetches
+    // are served, pushes are refused.
+    let options = r#"command="case \"$SSH_ORIGINAL_COMMAND\" in git-upload-pack*) eval \"$SSH_ORIGINAL_COMMAND\";; *) echo 'ERROR: this deploy key is read-only' >&2; exit 1;; esac" "#;
+    let Some(setup) = ssh_setup_with(
+        "read_only_deploy_key_makes_the_repository_read_only",
+        options,
+    )
+    .await
+    else {
+        return;
+    };
+    let known_hosts = setup.data.path().join("known_hosts");
+    let repo = Repo::new(setup.config("read-only", setup.key.private_key(), &known_hosts));
+    let status = repo.refresh().await.expect("fetching works");
+    assert_eq!(status.state, RepoState::ReadOnly, "{status:?}");
+    let reason = status.last_error.expect("why");
+    assert!(reason.contains("this deploy key is read-only"), "{reason}");
+    assert!(repo.checkout().await.is_ok(), "reads still work");
 }
