@@ -2,7 +2,8 @@
 //!
 //! It owns the bare mirror in the data folder (fetched on demand and on an
 //! interval, with a state: new, cloned, ready, read-only, unreachable, and
-//! the last error), per-job checkouts made from it, commits in the original
+//! the last error), checkouts made from it as `git worktree`s (one per read
+//! job; writes reuse one, reset and cleaned first), commits in the original
 //! Flux's message forms with optional signing, job results as git notes,
 //! race-safe pushes (never forced; on a lost race the caller's edit is made
 //! again on the new head), the `flux-sync` marker tag and its status, and the
