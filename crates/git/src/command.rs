@@ -116,12 +116,16 @@ pub(crate) async fn execute(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Its own process group, so a run given up on (a timeout, a dropped
+    // job) takes git's children (ssh, credential helpers) down with it.
+    command.process_group(0);
     let mut child = command.spawn().map_err(|source| {
         RunError::Other(GitError::Spawn {
             program: program.to_string(),
             source,
         })
     })?;
+    let mut group = GroupGuard(child.id());
     if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin
             .write_all(bytes)
@@ -132,6 +136,7 @@ pub(crate) async fn execute(
         .wait_with_output()
         .await
         .map_err(|e| RunError::Other(GitError::io(program, e)))?;
+    group.0 = None;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr)
         .trim_end()
@@ -150,4 +155,20 @@ pub(crate) async fn execute(
         stdout,
         stderr,
     }))
+}
+
+/// Kills a process group unless the run finished.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            // `kill` the program: no unsafe signal call from here.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }

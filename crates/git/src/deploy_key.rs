@@ -68,6 +68,15 @@ impl DeployKey {
         PathBuf::from(name)
     }
 
+    /// SSH options that use this key and trust the hosts in `known_hosts`.
+    pub fn ssh_options(&self, known_hosts: impl Into<PathBuf>) -> SshOptions {
+        SshOptions {
+            key: self.private.clone(),
+            known_hosts: known_hosts.into(),
+            config_file: None,
+        }
+    }
+
     /// The public key and its fingerprint.
     pub async fn identity(&self) -> Result<Identity, GitError> {
         let public = self.public_key();

@@ -36,6 +36,15 @@ pub enum GitError {
         /// What git printed.
         stderr: String,
     },
+    /// A fetch or push took longer than the configured timeout; git was
+    /// stopped.
+    #[error("{url} did not answer within {after:?} (git was stopped; see --git-timeout)")]
+    TimedOut {
+        /// The repository URL.
+        url: String,
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// The host answered but has no repository at that path.
     #[error("no repository at {url}\n{stderr}")]
     NotFound {

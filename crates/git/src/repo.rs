@@ -65,6 +65,8 @@ pub struct RepoConfig {
     pub ssh: Option<SshOptions>,
     /// How many times a push that lost a race is tried again, in all.
     pub push_attempts: u32,
+    /// How long one fetch or push may take (`--git-timeout`).
+    pub timeout: Duration,
     /// Extra environment for every git run (tests isolate `HOME` here).
     pub env: Vec<(OsString, OsString)>,
 }
@@ -72,7 +74,7 @@ pub struct RepoConfig {
 impl RepoConfig {
     /// A configuration with the original's defaults: committer
     /// `Weave Flux <support@weave.works>`, tag `flux-sync`, notes `flux`,
-    /// 20 push attempts.
+    /// 20 push attempts, 20 s per fetch or push.
     pub fn new(
         url: impl Into<String>,
         branch: impl Into<String>,
@@ -95,6 +97,7 @@ impl RepoConfig {
             readonly: false,
             ssh: None,
             push_attempts: 20,
+            timeout: Duration::from_secs(20),
             env: Vec::new(),
         }
     }
@@ -404,15 +407,26 @@ impl Repo {
     }
 
     async fn fetch_into(&self, dir: &Path) -> Result<(), GitError> {
-        self.inner
-            .git
-            .run(
-                dir,
-                ["fetch", "-q", "--prune", "--no-write-fetch-head", "origin"],
-            )
-            .await
+        let args = ["fetch", "-q", "--prune", "--no-write-fetch-head", "origin"];
+        self.remote(self.inner.git.run(dir, args))
+            .await?
             .map_err(|e| self.remote_error(e))?;
         Ok(())
+    }
+
+    /// Bounds a run that talks to the remote by the configured timeout; the
+    /// git process is killed when it runs out.
+    async fn remote<T>(
+        &self,
+        run: impl std::future::Future<Output = Result<T, RunError>>,
+    ) -> Result<Result<T, RunError>, GitError> {
+        let after = self.inner.config.timeout;
+        tokio::time::timeout(after, run)
+            .await
+            .map_err(|_| GitError::TimedOut {
+                url: self.inner.config.url.clone(),
+                after,
+            })
     }
 
     fn remote_error(&self, error: RunError) -> GitError {
@@ -496,7 +510,9 @@ impl Repo {
             }
             // The fetch just worked, so a refused push (authentication
             // included: a read-only key or token) means read-only.
-            Err(error @ GitError::Unreachable { .. }) => (RepoState::Unreachable, Some(error)),
+            Err(error @ (GitError::Unreachable { .. } | GitError::TimedOut { .. })) => {
+                (RepoState::Unreachable, Some(error))
+            }
             Err(error) => (
                 RepoState::ReadOnly,
                 Some(GitError::ReadOnly {
@@ -528,7 +544,7 @@ impl Repo {
         }
         args.push(&self.inner.config.url);
         args.extend_from_slice(refspecs);
-        match self.inner.git.run(dir, &args).await {
+        match self.remote(self.inner.git.run(dir, &args)).await? {
             Ok(_) => Ok(PushOutcome::Pushed),
             Err(RunError::Failed(failure)) => match read_push(&failure.stdout, &failure.stderr) {
                 Some(outcome) => Ok(outcome),
@@ -956,6 +972,7 @@ fn is_remote_failure(error: &GitError) -> bool {
     matches!(
         error,
         GitError::Unreachable { .. }
+            | GitError::TimedOut { .. }
             | GitError::Authentication { .. }
             | GitError::HostKey { .. }
             | GitError::NotFound { .. }

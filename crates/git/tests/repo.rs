@@ -731,3 +731,36 @@ async fn checkouts_left_by_an_earlier_run_are_swept() {
         "mirror and one checkout: {list}"
     );
 }
+
+#[tokio::test]
+async fn a_host_that_never_answers_times_out() {
+    let setup = Setup::new();
+    // Accepts the connection and says nothing, as a stuck proxy would.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("address").port();
+    let repo = Repo::new(RepoConfig {
+        url: format!("ssh://git@127.0.0.1:{port}/config.git"),
+        timeout: std::time::Duration::from_millis(1500),
+        ssh: Some(flux_git::SshOptions {
+            key: setup.data.path().join("no-key"),
+            known_hosts: setup.data.path().join("known_hosts"),
+            config_file: Some("/dev/null".into()),
+        }),
+        ..setup.config()
+    });
+    let started = std::time::Instant::now();
+    let error = repo.refresh().await.expect_err("timed out");
+    assert!(matches!(error, GitError::TimedOut { .. }), "{error:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(repo.status().state, RepoState::Unreachable);
+    // git's ssh went down with it, though the listener is still open.
+    let needle = format!("-p\0{port}\0");
+    let lingering: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.starts_with("ssh\0") && c.contains(&needle))
+        .collect();
+    assert!(lingering.is_empty(), "left running: {lingering:?}");
+    drop(listener);
+}
