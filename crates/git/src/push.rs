@@ -64,26 +64,26 @@ pub(crate) fn read_push(stdout: &str, stderr: &str) -> Option<PushOutcome> {
 }
 
 /// Full-jitter backoff: a random wait up to 5 ms × 2^(attempt-1), at most
-/// 100 ms. The jitter keeps two writers that collided from colliding again;
-/// the ceiling stays low because the other writer may be busy for a long
-/// while, and a loser that sleeps longer than the other's commit cycle would
-/// lose every round.
+/// 20 ms. The jitter keeps two writers that collided from colliding again.
+/// The ceiling stays low on purpose: the writer we lost to may be busy with
+/// more commits, and its pause between them ([`polite_pause`]) is our turn;
+/// a loser that sleeps longer than that pause loses every round.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(random() % (backoff_ceiling_ms(attempt) + 1))
 }
 
 fn backoff_ceiling_ms(attempt: u32) -> u64 {
-    (5u64 << attempt.saturating_sub(1).min(5)).min(100)
+    (5u64 << attempt.saturating_sub(1).min(5)).min(20)
 }
 
 /// How soon after our own push a next write counts as back-to-back.
-pub(crate) const POLITE_WINDOW: Duration = Duration::from_millis(250);
+pub(crate) const POLITE_WINDOW: Duration = Duration::from_millis(500);
 
-/// A random pause of up to 100 ms between back-to-back writes: longer than it
+/// A random pause of up to 150 ms between back-to-back writes: longer than it
 /// takes a writer that lost a race to notice and redo its change, on most
 /// draws.
 pub(crate) fn polite_pause() -> Duration {
-    Duration::from_millis(random() % 101)
+    Duration::from_millis(random() % 151)
 }
 
 /// A random token for names that must not collide (throwaway tags).
@@ -159,7 +159,7 @@ mod tests {
     fn backoff_grows_and_stays_bounded() {
         for attempt in 1..20 {
             let ceiling = backoff_ceiling_ms(attempt);
-            assert!(ceiling <= 100);
+            assert!(ceiling <= 20);
             assert!(ceiling >= backoff_ceiling_ms(attempt.saturating_sub(1)));
             assert!(backoff(attempt) <= Duration::from_millis(ceiling));
         }
