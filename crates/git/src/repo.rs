@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -207,6 +208,8 @@ struct Inner {
     /// Set once a probe push succeeded; until then every refresh probes, so
     /// access granted later is noticed without a restart.
     writable: std::sync::atomic::AtomicBool,
+    /// Set when the server refused an atomic push.
+    no_atomic: std::sync::atomic::AtomicBool,
     last_push: StdMutex<Option<Instant>>,
     mirror_lock: Mutex<()>,
     /// The writer queue; it also keeps the write checkout between writes.
@@ -243,6 +246,7 @@ impl Repo {
                     head: None,
                 }),
                 writable: std::sync::atomic::AtomicBool::new(false),
+                no_atomic: std::sync::atomic::AtomicBool::new(false),
                 last_push: StdMutex::new(None),
                 mirror_lock: Mutex::new(()),
                 writer: Mutex::new(None),
@@ -487,7 +491,6 @@ impl Repo {
     /// Probes write access by pushing a throwaway tag and deleting it
     /// again, until one probe succeeds.
     async fn write_access(&self, head: &str) -> (RepoState, Option<GitError>) {
-        use std::sync::atomic::Ordering;
         let config = &self.inner.config;
         if config.readonly {
             return (RepoState::ReadOnly, None);
@@ -577,7 +580,6 @@ impl Repo {
     /// Removes checkouts that an earlier run (a crashed or killed fluxd)
     /// left in the data folder, once per `Repo` value.
     async fn sweep_leftovers(&self) {
-        use std::sync::atomic::Ordering;
         if self.inner.swept.swap(true, Ordering::Relaxed) {
             return;
         }
@@ -732,15 +734,12 @@ impl Repo {
         }
         let revision = self.commit(checkout, &spec).await?;
         let config = &self.inner.config;
-        let branch = format!("{revision}:{}", config.branch_ref());
-        let notes = config.notes();
-        let notes_spec = format!("{notes}:{notes}");
-        let mut refspecs = vec![branch.as_str()];
         if let Some(note) = &spec.note {
             self.add_note(checkout, &revision, note).await?;
-            refspecs.push(&notes_spec);
         }
-        match self.push(checkout.dir(), &refspecs).await? {
+        let atomic = spec.note.is_some() && !self.inner.no_atomic.load(Ordering::Relaxed);
+        let outcome = self.push_commit(checkout.dir(), &revision, atomic).await?;
+        match outcome {
             PushOutcome::Pushed => {
                 self.inner
                     .git
@@ -749,6 +748,10 @@ impl Repo {
                         ["update-ref", &config.branch_ref(), &revision],
                     )
                     .await?;
+                let note_pending = atomic && self.inner.no_atomic.load(Ordering::Relaxed);
+                if let (Some(note), true) = (&spec.note, note_pending || !atomic) {
+                    self.push_note_alone(checkout, &revision, note).await;
+                }
                 Ok(Some(revision))
             }
             PushOutcome::Conflict { .. } => Ok(None),
@@ -758,6 +761,69 @@ impl Repo {
                 stderr,
             }),
         }
+    }
+
+    /// Pushes the commit to the branch, with the notes ref in the same
+    /// atomic push when asked; a server without atomic pushes gets the
+    /// branch alone (and is remembered).
+    async fn push_commit(
+        &self,
+        dir: &Path,
+        revision: &str,
+        atomic: bool,
+    ) -> Result<PushOutcome, GitError> {
+        let config = &self.inner.config;
+        let branch = format!("{revision}:{}", config.branch_ref());
+        if !atomic {
+            return self.push(dir, &[&branch]).await;
+        }
+        let notes = config.notes();
+        let notes_spec = format!("{notes}:{notes}");
+        match self.push(dir, &[&branch, &notes_spec]).await {
+            Err(GitError::Command { stderr, .. })
+                if stderr.contains("does not support --atomic") =>
+            {
+                tracing::info!(url = %config.url, "server has no atomic push; pushing notes after the branch");
+                self.inner.no_atomic.store(true, Ordering::Relaxed);
+                self.push(dir, &[&branch]).await
+            }
+            other => other,
+        }
+    }
+
+    /// Pushes the note of a commit already on the branch, for servers
+    /// without atomic pushes. The commit is in either way, so a note that
+    /// cannot be pushed is logged, not an error.
+    async fn push_note_alone(&self, checkout: &Checkout, revision: &str, note: &str) {
+        let notes = self.inner.config.notes();
+        let notes_spec = format!("{notes}:{notes}");
+        for _ in 0..5 {
+            let outcome = match self.push(checkout.dir(), &[&notes_spec]).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::warn!(%error, revision, "pushing the job's note failed");
+                    return;
+                }
+            };
+            match outcome {
+                PushOutcome::Pushed => return,
+                PushOutcome::Rejected { reason, .. } => {
+                    tracing::warn!(%reason, revision, "the job's note was refused");
+                    return;
+                }
+                PushOutcome::Conflict { .. } => {}
+            }
+            // Someone else added notes: take theirs and add ours again.
+            let again = match self.fetch().await {
+                Ok(()) => self.add_note(checkout, revision, note).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = again {
+                tracing::warn!(%error, revision, "pushing the job's note failed");
+                return;
+            }
+        }
+        tracing::warn!(revision, "the job's note kept losing races; not pushed");
     }
 
     fn no_change(&self, attempt: u32, source: Option<BoxError>) -> GitError {

@@ -764,3 +764,23 @@ async fn a_host_that_never_answers_times_out() {
     assert!(lingering.is_empty(), "left running: {lingering:?}");
     drop(listener);
 }
+
+#[tokio::test]
+async fn notes_reach_a_server_without_atomic_pushes() {
+    let setup = Setup::new();
+    setup
+        .remote
+        .git(&["config", "receive.advertiseAtomic", "false"]);
+    let repo = setup.repo();
+    for (image, note) in [("app:1.1", "{\"n\":1}"), ("app:1.2", "{\"n\":2}")] {
+        let pushed = repo
+            .commit_and_push(|dir| set_image(dir, image).map(|s| s.map(|s| s.note(note))))
+            .await
+            .expect("pushed");
+        assert_eq!(setup.remote.head(BRANCH), pushed.revision);
+        let stored = setup
+            .remote
+            .git(&["notes", "--ref=flux", "show", &pushed.revision]);
+        assert_eq!(stored.trim_end(), note);
+    }
+}
