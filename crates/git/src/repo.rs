@@ -46,7 +46,8 @@ pub struct RepoConfig {
     /// Folders (or files) in the repository that hold manifests; empty means
     /// the whole repository.
     pub paths: Vec<String>,
-    /// Our folder: the mirror and the checkouts live below it.
+    /// Our folder: the mirror and the checkouts live below it. One `Repo`
+    /// per folder: a new one sweeps away checkouts it did not make.
     pub data_dir: PathBuf,
     /// Committer, and author unless `set_author` names the requesting user.
     pub committer: Person,
@@ -705,10 +706,7 @@ impl Repo {
     }
 
     async fn refetch_into(&self, checkout: &mut Checkout) -> Result<(), GitError> {
-        {
-            let _mirror = self.inner.mirror_lock.lock().await;
-            self.fetch_into(&self.inner.mirror).await?;
-        }
+        self.fetch().await?;
         let head = self.head().await?;
         checkout.reset_to(&head).await
     }
