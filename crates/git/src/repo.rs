@@ -321,6 +321,7 @@ impl Repo {
                 return Err(error);
             }
         };
+        self.collect_garbage().await;
         let (state, error) = self.write_access(&head).await;
         match error {
             Some(error) if is_remote_failure(&error) => {
@@ -486,6 +487,26 @@ impl Repo {
                 stderr: failure.stderr,
             }),
             Err(RunError::Other(error)) => Err(error),
+        }
+    }
+
+    /// Packs loose objects when git's usual threshold is passed. Automatic
+    /// gc is off in the mirror so that it never runs in the middle of a job;
+    /// here no write or fetch is running.
+    async fn collect_garbage(&self) {
+        let _writer = self.inner.writer.lock().await;
+        let _mirror = self.inner.mirror_lock.lock().await;
+        let args = [
+            "-c",
+            "gc.auto=6700",
+            "-c",
+            "gc.autoDetach=false",
+            "gc",
+            "--auto",
+            "--quiet",
+        ];
+        if let Err(error) = self.inner.git.ok(&self.inner.mirror, args).await {
+            tracing::warn!(%error, "git gc in the mirror failed");
         }
     }
 

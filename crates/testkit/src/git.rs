@@ -56,7 +56,14 @@ impl IsolatedEnv {
     /// A `git` command in `dir` with this environment and a fixed identity.
     pub fn git(&self, dir: &Path) -> Command {
         let mut command = Command::new("git");
-        command.current_dir(dir).envs(self.vars());
+        // No background gc or maintenance: a fixture folder must be
+        // removable as soon as the command returns.
+        command.current_dir(dir).envs(self.vars()).args([
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "maintenance.auto=false",
+        ]);
         command
             .env("GIT_AUTHOR_NAME", "Fixture")
             .env("GIT_AUTHOR_EMAIL", "fixture@example.com")
