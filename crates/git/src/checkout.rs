@@ -61,7 +61,7 @@ impl Checkout {
         &self.dir
     }
 
-    /// The commit the checkout was made at.
+    /// The revision (commit id, or ref) the checkout was made or last reset at.
     pub fn revision(&self) -> &str {
         &self.revision
     }

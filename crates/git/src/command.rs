@@ -119,6 +119,7 @@ pub(crate) async fn execute(
     // Its own process group, so a run given up on (a timeout, a dropped
     // job) takes git's children (ssh, credential helpers) down with it.
     command.process_group(0);
+    let started = std::time::Instant::now();
     let mut child = command.spawn().map_err(|source| {
         RunError::Other(GitError::Spawn {
             program: program.to_string(),
@@ -137,6 +138,7 @@ pub(crate) async fn execute(
         .await
         .map_err(|e| RunError::Other(GitError::io(program, e)))?;
     group.0 = None;
+    tracing::trace!(program, ?args, elapsed = ?started.elapsed(), status = %output.status, "ran");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr)
         .trim_end()

@@ -699,9 +699,10 @@ impl Repo {
     /// fresh tree at a fraction of the cost of writing every file again),
     /// or a new one.
     async fn write_checkout(&self, kept: Option<Checkout>) -> Result<Checkout, GitError> {
-        let head = self.head().await?;
         if let Some(mut checkout) = kept {
-            match checkout.reset_to(&head).await {
+            // By ref name: one git run fewer; a missing branch is reported
+            // by the fresh checkout below.
+            match checkout.reset_to(&self.inner.config.branch_ref()).await {
                 Ok(()) => return Ok(checkout),
                 Err(error) => {
                     tracing::warn!(%error, "write checkout unusable; making a new one");
@@ -709,6 +710,7 @@ impl Repo {
                 }
             }
         }
+        let head = self.head().await?;
         self.checkout_at(&head).await
     }
 
@@ -728,8 +730,7 @@ impl Repo {
 
     async fn refetch_into(&self, checkout: &mut Checkout) -> Result<(), GitError> {
         self.fetch().await?;
-        let head = self.head().await?;
-        checkout.reset_to(&head).await
+        checkout.reset_to(&self.inner.config.branch_ref()).await
     }
 
     /// One edit-commit-push round; `Ok(None)` when the push lost a race.
