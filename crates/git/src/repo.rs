@@ -749,10 +749,10 @@ impl Repo {
             Ok(None) => return Err(self.no_change(attempt, None)),
             Err(error) => return Err(self.edit_failed(attempt, error.into())),
         };
-        if !self.stage(checkout).await? {
+        checkout.git().ok(checkout.dir(), ["add", "-A"]).await?;
+        let Some(revision) = self.commit(checkout, &spec).await? else {
             return Err(self.no_change(attempt, None));
-        }
-        let revision = self.commit(checkout, &spec).await?;
+        };
         let config = &self.inner.config;
         if let Some(note) = &spec.note {
             self.add_note(checkout, &revision, note).await?;
@@ -871,12 +871,14 @@ impl Repo {
     }
 
     /// Stages everything; whether anything differs from the checkout's commit.
-    async fn stage(&self, checkout: &Checkout) -> Result<bool, GitError> {
-        let dir = checkout.dir();
-        checkout.git().ok(dir, ["add", "-A"]).await?;
+    /// Whether the index differs from the checkout's commit.
+    async fn has_staged_changes(&self, checkout: &Checkout) -> Result<bool, GitError> {
         match checkout
             .git()
-            .run(dir, ["diff", "--cached", "--quiet", "--no-ext-diff"])
+            .run(
+                checkout.dir(),
+                ["diff", "--cached", "--quiet", "--no-ext-diff"],
+            )
             .await
         {
             Ok(_) => Ok(false),
@@ -885,7 +887,14 @@ impl Repo {
         }
     }
 
-    async fn commit(&self, checkout: &Checkout, spec: &CommitSpec) -> Result<String, GitError> {
+    /// Commits what is staged; `None` when nothing is. The commit is tried
+    /// first and the index only looked at when it fails, which saves a git
+    /// run on every change that does change something.
+    async fn commit(
+        &self,
+        checkout: &Checkout,
+        spec: &CommitSpec,
+    ) -> Result<Option<String>, GitError> {
         let config = &self.inner.config;
         let mut args = identity_args(&config.committer);
         args.extend(signing_args(config.signing.as_ref()));
@@ -896,15 +905,21 @@ impl Repo {
         args.extend(commit_sign_flag(config.signing.as_ref()));
         args.extend(["-F", "-"].map(OsString::from));
         let message = spec.message.render(config.ci_skip.as_deref());
-        checkout
+        let committed = checkout
             .git()
             .run_with_input(checkout.dir(), &args, Some(message.as_bytes()))
-            .await?;
+            .await;
+        if let Err(error) = committed {
+            if !self.has_staged_changes(checkout).await? {
+                return Ok(None);
+            }
+            return Err(error.into());
+        }
         let printed = checkout
             .git()
             .ok(checkout.dir(), ["rev-parse", "HEAD"])
             .await?;
-        Ok(printed.stdout.trim().to_string())
+        Ok(Some(printed.stdout.trim().to_string()))
     }
 
     fn author(&self, spec: &CommitSpec) -> Option<String> {

@@ -753,14 +753,25 @@ async fn a_host_that_never_answers_times_out() {
     assert!(matches!(error, GitError::TimedOut { .. }), "{error:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(repo.status().state, RepoState::Unreachable);
-    // git's ssh went down with it, though the listener is still open.
+    // git's ssh goes down with it (teardown takes a moment), though the
+    // listener is still open.
     let needle = format!("-p\0{port}\0");
-    let lingering: Vec<String> = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).into_owned())
-        .filter(|c| c.starts_with("ssh\0") && c.contains(&needle))
-        .collect();
+    let ssh_running = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .filter(|c| c.starts_with("ssh\0") && c.contains(&needle))
+            .collect()
+    };
+    let mut lingering = ssh_running();
+    for _ in 0..40 {
+        if lingering.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        lingering = ssh_running();
+    }
     assert!(lingering.is_empty(), "left running: {lingering:?}");
     drop(listener);
 }
