@@ -5,7 +5,7 @@
 //! add, commit, push, worktree remove).
 //!
 //! Run with `cargo bench -p flux-git --bench commit_push` (optionally
-//! `-- <rounds>`). Prints the figures and the ratios.
+//! `-- <rounds>`, default 20). Prints the figures and the ratios.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,7 +21,7 @@ fn main() {
     let rounds: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(20);
     let remote = BareRepo::seeded_with(|dir| fill_many_files(dir, FILES));
     let env = IsolatedEnv::new();
     let data = tempfile::TempDir::new().expect("temp dir");
@@ -37,50 +37,59 @@ fn main() {
     let plain = PlainGit::clone(&env, &remote.url(), &data.path().join("plain"));
     let kept = KeptTree::clone(&env, &remote.url(), &data.path().join("kept"));
 
-    let (mut ours, mut fresh, mut same) = (Vec::new(), Vec::new(), Vec::new());
-    // The first round of each warms the caches and is not counted.
+    let (mut ours, mut same, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
+    // flux-git and the same sequence alternate, each going first every
+    // other round; the first round warms the caches and is not counted.
     for round in 0..=rounds {
-        // Rotate the order so no contender always follows the heavy one.
-        let (mut flux, mut kept_time, mut fresh_time) = Default::default();
-        for turn in 0..3 {
+        let flux = || {
             let started = Instant::now();
-            match (round + turn) % 3 {
-                0 => {
-                    runtime
-                        .block_on(repo.commit_and_push(|dir| {
-                            append_line(&dir.join(EDITED), &format!("# flux {round}"))?;
-                            let message = CommitMessage::release(
-                                format!("app:{round}"),
-                                &["ns:deployment/app"],
-                            );
-                            Ok::<_, std::io::Error>(Some(CommitSpec::new(message)))
-                        }))
-                        .expect("flux-git commit and push");
-                    flux = started.elapsed();
-                }
-                1 => {
-                    kept.commit_and_push(round);
-                    kept_time = started.elapsed();
-                }
-                _ => {
-                    plain.commit_and_push(round);
-                    fresh_time = started.elapsed();
-                }
-            }
-        }
+            runtime
+                .block_on(repo.commit_and_push(|dir| {
+                    append_line(&dir.join(EDITED), &format!("# flux {round}"))?;
+                    let message =
+                        CommitMessage::release(format!("app:{round}"), &["ns:deployment/app"]);
+                    Ok::<_, std::io::Error>(Some(CommitSpec::new(message)))
+                }))
+                .expect("flux-git commit and push");
+            started.elapsed()
+        };
+        let git = || {
+            let started = Instant::now();
+            kept.commit_and_push(round);
+            started.elapsed()
+        };
+        let (flux_time, git_time) = if round % 2 == 0 {
+            (flux(), git())
+        } else {
+            let git_time = git();
+            (flux(), git_time)
+        };
         if round > 0 {
-            ours.push(flux);
-            same.push(kept_time);
-            fresh.push(fresh_time);
+            ours.push(flux_time);
+            same.push(git_time);
         }
     }
+    // A fresh worktree writes and deletes every file: far slower, so fewer
+    // rounds, after the others so its disk traffic does not disturb them.
+    let fresh_rounds = rounds.clamp(1, 5);
+    for round in 0..fresh_rounds {
+        let started = Instant::now();
+        plain.commit_and_push(round);
+        fresh.push(started.elapsed());
+    }
     let commits = remote.git(&["rev-list", "--count", BRANCH]);
-    assert_eq!(commits.trim(), (3 * (rounds + 1) + 1).to_string());
+    assert_eq!(
+        commits.trim(),
+        (2 * (rounds + 1) + fresh_rounds + 1).to_string()
+    );
 
-    println!("commit + push of a one-line change, {FILES} files, {rounds} rounds each");
+    println!("commit + push of a one-line change, {FILES} files, {rounds} rounds");
     report("flux-git", &mut ours);
     report("git, same sequence in a kept tree", &mut same);
-    report("git, fresh worktree per change", &mut fresh);
+    report(
+        &format!("git, fresh worktree ({fresh_rounds} rounds)"),
+        &mut fresh,
+    );
     println!(
         "  ratio flux-git / git same sequence: {:.2}x (median)",
         ms(median(&mut ours)) / ms(median(&mut same))

@@ -76,8 +76,9 @@ fn backoff_ceiling_ms(attempt: u32) -> u64 {
     (5u64 << attempt.saturating_sub(1).min(5)).min(20)
 }
 
-/// How soon after our own push a next write counts as back-to-back.
-pub(crate) const POLITE_WINDOW: Duration = Duration::from_millis(500);
+/// How soon after our own push a next write counts as back-to-back (the
+/// next job of a queue starts within milliseconds).
+pub(crate) const POLITE_WINDOW: Duration = Duration::from_millis(100);
 
 /// A random pause of up to 150 ms between back-to-back writes: longer than it
 /// takes a writer that lost a race to notice and redo its change, on most
