@@ -41,7 +41,11 @@ fn main() {
     // flux-git and the same sequence alternate, each going first every
     // other round; the first round warms the caches and is not counted.
     for round in 0..=rounds {
+        // Each run is one change on its own: a write right after our own
+        // push would take the short pause that lets other writers in.
+        let settle = || std::thread::sleep(Duration::from_millis(200));
         let flux = || {
+            settle();
             let started = Instant::now();
             runtime
                 .block_on(repo.commit_and_push(|dir| {
@@ -54,6 +58,7 @@ fn main() {
             started.elapsed()
         };
         let git = || {
+            settle();
             let started = Instant::now();
             kept.commit_and_push(round);
             started.elapsed()

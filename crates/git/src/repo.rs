@@ -406,6 +406,10 @@ impl Repo {
         // Worktrees of this mirror run `git gc` on their own schedule; never
         // let an automatic one race a job.
         git.ok(&partial, ["config", "gc.auto", "0"]).await?;
+        // Config repositories can hold many files: a smaller, unhashed index
+        // and the untracked cache make every reset, add and commit cheaper.
+        git.ok(&partial, ["config", "feature.manyFiles", "true"])
+            .await?;
         self.fetch_into(&partial).await?;
         tokio::fs::rename(&partial, &self.inner.mirror)
             .await
