@@ -2,9 +2,10 @@
 //!
 //! It owns what the test suites start and generate: fixtures (the sock-shop
 //! manifests, copied so tests may edit them), generated manifests ([`generate`]),
-//! a real OCI registry ([`registry::Registry`]) with synthetic images pushed
-//! through its API, and the Kubernetes API server double ([`kube::ApiServer`]).
-//! Later: git fixtures.
+//! git fixtures ([`git`]: seeded bare repositories, an isolated git environment,
+//! a real `sshd` on loopback), a real OCI registry ([`registry::Registry`]) with
+//! synthetic images pushed through its API, and the Kubernetes API server double
+//! ([`kube::ApiServer`]).
 //!
 //! ```
 //! let dir = flux_testkit::sock_shop_manifests();
@@ -12,6 +13,7 @@
 //! ```
 
 pub mod generate;
+pub mod git;
 pub mod kube;
 pub mod registry;
 
