@@ -230,26 +230,28 @@ async fn a_glob_policy_never_picks_a_tag_without_a_creation_time() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tag_whose_index_lacks_the_wanted_platform_is_never_chosen() {
     let fixture = fixture().await;
-    let (code, stdout, stderr) = fixture.release(&["-w", "team:deployment/web", "-c", "web"]);
+    let web = ["-w", "team:deployment/web", "-c", "web"];
+    let (code, stdout, stderr) = fixture.release(&web);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("-> 2.0.0"),
         "3.0.0 is newer but has no linux/amd64 image: {stdout}"
     );
 
-    std::fs::write(
-        fixture.path().join("web.yaml"),
-        fixture.original("web.yaml"),
-    )
-    .unwrap();
-    let (code, stdout, stderr) = fixture.release(&[
-        "-w",
-        "team:deployment/web",
-        "-c",
-        "web",
-        "--registry-platform",
-        "linux/arm64",
-    ]);
+    // A semver range admitting 3.0.0 needs no creation time to rank it
+    // first; only its missing platform keeps it out.
+    let semver = fixture.original("web.yaml").replace(
+        "  namespace: team\r\n",
+        "  namespace: team\r\n  annotations:\r\n    fluxcd.io/tag.web: semver:>=1\r\n",
+    );
+    std::fs::write(fixture.path().join("web.yaml"), &semver).unwrap();
+    let (code, stdout, stderr) = fixture.release(&web);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("-> 2.0.0"), "{stdout}");
+
+    std::fs::write(fixture.path().join("web.yaml"), &semver).unwrap();
+    let on_arm = [&web[..], &["--registry-platform", "linux/arm64"]].concat();
+    let (code, stdout, stderr) = fixture.release(&on_arm);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("-> 3.0.0"),
