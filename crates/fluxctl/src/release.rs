@@ -176,11 +176,16 @@ fn newest_targets(
         }));
     }
     let repositories = registry.scan(containers.iter().map(|c| c.image.name().clone()))?;
+    let id_of = |workload: &str| {
+        ids.get(workload)
+            .cloned()
+            .expect("every planned container belongs to a candidate workload")
+    };
     let mut targets = ContainerTargets::new();
     for container in &containers {
         if let Some(reason) = unreadable(container.image.name(), &repositories) {
             targets
-                .entry(ids[&container.workload].clone())
+                .entry(id_of(&container.workload))
                 .or_default()
                 .insert(
                     container.container.clone(),
@@ -190,7 +195,7 @@ fn newest_targets(
     }
     for update in plan_update_all(&containers, &repositories) {
         targets
-            .entry(ids[&update.workload].clone())
+            .entry(id_of(&update.workload))
             .or_default()
             .insert(update.container, ContainerTarget::Image(update.to));
     }
