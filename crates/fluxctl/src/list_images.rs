@@ -1,25 +1,25 @@
 //! `fluxctl list-images`: for each workload container, the image it runs
 //! and the tags its repository offers, newest first by the container's
-//! policy. Offline: reads a folder of manifests and asks the registries.
+//! policy. Offline: reads the workloads of a checkout (what
+//! `list-workloads` reads) and asks the registries.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use flux_image::{ImageRef, Name, Policy};
+use flux_manifests::{ResourceId, Workload};
 use flux_registry::{RepositoryInfo, TagInfo};
 use serde::Serialize;
 
-use crate::offline_workloads::{self, Workload};
+use crate::offline::{Manifests, Output, parse_id};
 use crate::registry_options::RegistryArgs;
 
 /// Arguments of `list-images`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folder of Kubernetes manifests to read workloads from (offline mode).
-    #[arg(long, value_name = "DIR")]
-    manifests: Option<PathBuf>,
+    #[command(flatten)]
+    manifests: Manifests,
     /// Show only this workload (`namespace:kind/name`); repeatable.
     #[arg(short, long = "workload", value_name = "ID")]
     workloads: Vec<String>,
@@ -34,12 +34,6 @@ pub struct Args {
     output: Output,
     #[command(flatten)]
     registry: RegistryArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    Text,
-    Json,
 }
 
 /// One workload's containers and what their repositories offer.
@@ -100,45 +94,33 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(dir) = &args.manifests else {
-        anyhow::bail!(
-            "list-images needs --manifests <DIR> (asking a running fluxd is not available yet)"
-        );
-    };
-    if !dir.is_dir() {
-        anyhow::bail!("--manifests {}: not a folder", dir.display());
-    }
-    let (workloads, problems) = offline_workloads::load(dir);
-    for problem in &problems {
-        eprintln!("fluxctl: skipped {problem}");
-    }
-    let workloads: Vec<Workload> = workloads
-        .into_iter()
-        .filter(|w| args.workloads.is_empty() || args.workloads.contains(&w.id))
-        .filter(|w| args.namespace.as_ref().is_none_or(|ns| &w.namespace == ns))
+    let wanted: Vec<ResourceId> = args
+        .workloads
+        .iter()
+        .map(|w| parse_id(w))
+        .collect::<Result<_, _>>()?;
+    let (checkout, load_failed) = args.manifests.load();
+    let mut workloads: Vec<&Workload> = checkout
+        .workloads
+        .iter()
+        .filter(|w| wanted.is_empty() || wanted.contains(&w.id))
+        .filter(|w| {
+            args.namespace
+                .as_deref()
+                .is_none_or(|ns| w.id.namespace() == ns)
+        })
         .collect();
-    for wanted in &args.workloads {
-        if !workloads.iter().any(|w| &w.id == wanted) {
-            eprintln!("fluxctl: workload {wanted} not found in {}", dir.display());
+    workloads.sort_by(|a, b| a.id.cmp(&b.id));
+    for id in &wanted {
+        if checkout.workload(id).is_none() {
+            eprintln!("fluxctl: workload {id} not found in the manifests");
         }
     }
-    let scanner = args.registry.scanner()?;
-    let names: BTreeSet<Name> = workloads
+    let names = workloads
         .iter()
         .flat_map(|w| &w.containers)
-        .filter_map(|c| ImageRef::parse(&c.image).ok())
-        .map(|i| i.name().clone())
-        .collect();
-    let names: Vec<Name> = names.into_iter().collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let repositories: HashMap<Name, RepositoryInfo> = runtime
-        .block_on(scanner.poll(&names))
-        .into_iter()
-        .map(|r| (r.info.name.clone(), r.info))
-        .collect();
+        .map(|c| c.image.name().clone());
+    let repositories = args.registry.scan(names)?;
     let platforms = args.registry.platforms_text();
     let statuses: Vec<ImageStatus> = workloads
         .iter()
@@ -155,7 +137,7 @@ fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
         ),
         Output::Text => print!("{}", render_table(&statuses, args.limit)),
     }
-    Ok(if all_read && problems.is_empty() {
+    Ok(if all_read && !load_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -171,29 +153,26 @@ fn image_status(
         .containers
         .iter()
         .map(|container| {
-            let policy: Policy = container
-                .policy
-                .as_deref()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(Policy::all);
             container_status(
                 &container.name,
                 &container.image,
-                &policy,
+                &container.spelling,
+                &workload.policies.tag_policy(&container.name),
                 repositories,
                 platforms,
             )
         })
         .collect();
     ImageStatus {
-        id: workload.id.clone(),
+        id: workload.id.to_string(),
         containers,
     }
 }
 
 fn container_status(
     name: &str,
-    image: &str,
+    image: &ImageRef,
+    spelling: &str,
     policy: &Policy,
     repositories: &HashMap<Name, RepositoryInfo>,
     platforms: &str,
@@ -201,27 +180,18 @@ fn container_status(
     let mut status = ContainerStatus {
         name: name.to_string(),
         current: ImageDescription {
-            id: image.to_string(),
-            digest: String::new(),
+            id: spelling.to_string(),
+            digest: image.digest().unwrap_or_default().to_string(),
             created_at: None,
             tag: String::new(),
             note: None,
         },
         available: Vec::new(),
         available_error: String::new(),
-        repository: image.to_string(),
-        current_tag: None,
+        repository: image.name().familiar(),
+        current_tag: image.tag().map(str::to_string),
     };
-    let reference = match ImageRef::parse(image) {
-        Ok(reference) => reference,
-        Err(error) => {
-            status.available_error = error.to_string();
-            return status;
-        }
-    };
-    status.repository = reference.name().familiar();
-    status.current_tag = reference.tag().map(str::to_string);
-    let Some(info) = repositories.get(reference.name()) else {
+    let Some(info) = repositories.get(image.name()) else {
         status.available_error = "repository not scanned".into();
         return status;
     };
@@ -233,7 +203,7 @@ fn container_status(
     tags.sort_by(|a, b| policy.newer_first(&a.candidate(), &b.candidate()));
     status.available = tags
         .iter()
-        .map(|t| describe(reference.name(), t, platforms))
+        .map(|t| describe(image.name(), t, platforms))
         .collect();
     if let Some(current) = status
         .current_tag

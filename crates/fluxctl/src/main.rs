@@ -7,7 +7,6 @@ mod check_policy;
 mod list_images;
 mod list_workloads;
 mod offline;
-mod offline_workloads;
 mod policy;
 mod registry_options;
 mod release;
@@ -34,7 +33,7 @@ enum Command {
     ListImages(list_images::Args),
     /// List the workloads, containers and images in a checkout, with their policies.
     ListWorkloads(list_workloads::Args),
-    /// Release an image to workloads by editing their manifests.
+    /// Release images to workloads by editing their manifests.
     Release(release::Args),
     /// Turn on automated releases of new images for a workload.
     Automate(policy::Target),
@@ -57,7 +56,10 @@ fn main() -> ExitCode {
             list_images::run(args)
         }
         Command::ListWorkloads(args) => list_workloads::run(args),
-        Command::Release(args) => release::run(args),
+        Command::Release(args) => {
+            init_logging();
+            release::run(args)
+        }
         Command::Automate(target) => policy::run_verb(policy::Verb::Automate, target),
         Command::Deautomate(target) => policy::run_verb(policy::Verb::Deautomate, target),
         Command::Lock(target) => policy::run_verb(policy::Verb::Lock, target),

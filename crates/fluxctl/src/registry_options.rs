@@ -1,14 +1,17 @@
-//! Registry flags shared by the offline verbs that scan registries, and the
-//! scanner they configure.
+//! Registry flags shared by the offline verbs that scan registries
+//! (`list-images`, `release --update-all-images`), the scanner they
+//! configure, and one scan of the repositories a verb needs.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use flux_image::Glob;
+use flux_image::{Glob, Name};
 use flux_registry::{
-    Cache, Client, ClientConfig, Credentials, HostLimits, Platform, ScanConfig, Scanner,
+    Cache, Client, ClientConfig, Credentials, HostLimits, Platform, RepositoryInfo, ScanConfig,
+    Scanner,
 };
 
 /// How to reach registries.
@@ -86,6 +89,29 @@ impl RegistryArgs {
             Arc::new(cache),
             scan,
         ))
+    }
+
+    /// Polls each repository once (several at a time) and returns what is
+    /// known of each; a repository that can't be read carries its error.
+    pub fn scan(
+        &self,
+        names: impl IntoIterator<Item = Name>,
+    ) -> anyhow::Result<HashMap<Name, RepositoryInfo>> {
+        let names: Vec<Name> = names
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let scanner = self.scanner()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(runtime
+            .block_on(scanner.poll(&names))
+            .into_iter()
+            .map(|r| (r.info.name.clone(), r.info))
+            .collect())
     }
 
     /// The wanted platforms as a user reads them: `linux/amd64 or linux/arm64`.

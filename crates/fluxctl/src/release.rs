@@ -1,26 +1,38 @@
-//! `fluxctl release --manifests DIR`: put an image into workloads by
-//! editing their manifests in place.
+//! `fluxctl release --manifests DIR`: put images into workloads by editing
+//! their manifests in place — one image given on the command line
+//! (`--update-image`), or for each container the newest tag its policy
+//! admits, found by scanning the registries (`--update-all-images`).
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use flux_image::ImageRef;
-use flux_manifests::Transaction;
-use flux_manifests::release::{self, ReleaseSpec, Status, Targets};
+use flux_image::{ImageRef, Name};
+use flux_manifests::release::{
+    self, ContainerTarget, ContainerTargets, ReleaseSpec, Status, Targets, Update,
+};
+use flux_manifests::{Checkout, ResourceId, Transaction};
+use flux_registry::{ContainerImage, RepositoryInfo, plan_update_all};
 
 use crate::offline::{Manifests, Output, parse_id};
+use crate::registry_options::RegistryArgs;
 use crate::results;
 
 /// Arguments of `release`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["workload", "all"])))]
+#[command(group(
+    clap::ArgGroup::new("update")
+        .required(true)
+        .args(["update_image", "update_all_images"])
+))]
 pub struct Args {
     #[command(flatten)]
     manifests: Manifests,
     /// A workload to release to (`<namespace>:<kind>/<name>`); may be repeated.
     #[arg(short, long = "workload", value_name = "ID")]
     workload: Vec<String>,
-    /// Release to every workload that uses the image's repository.
+    /// Release to every workload (with --update-image: every one running its repository).
     #[arg(long)]
     all: bool,
     /// A workload to leave alone; may be repeated.
@@ -28,7 +40,10 @@ pub struct Args {
     exclude: Vec<String>,
     /// The image to release, with its tag or digest.
     #[arg(short = 'i', long, value_name = "IMG:TAG")]
-    update_image: String,
+    update_image: Option<String>,
+    /// Release to each container the newest tag its policy admits (asks the registries).
+    #[arg(long)]
+    update_all_images: bool,
     /// Only this container of the named workloads; may be repeated.
     #[arg(short, long, value_name = "NAME")]
     container: Vec<String>,
@@ -44,14 +59,17 @@ pub struct Args {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     output: Output,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
+/// The spec as the flags give it; with `--update-all-images` its targets
+/// are still empty (decided after scanning).
 fn spec(args: &Args) -> anyhow::Result<ReleaseSpec> {
-    let image = ImageRef::parse(&args.update_image)
-        .with_context(|| format!("--update-image {}", args.update_image))?;
-    if image.tag().is_none() && image.digest().is_none() {
-        bail!("--update-image {}: name a tag or digest", args.update_image);
-    }
+    let update = match &args.update_image {
+        Some(text) => Update::Image(image_to_release(text)?),
+        None => Update::PerContainer(ContainerTargets::new()),
+    };
     let targets = if args.all {
         Targets::All
     } else {
@@ -70,16 +88,24 @@ fn spec(args: &Args) -> anyhow::Result<ReleaseSpec> {
     Ok(ReleaseSpec {
         targets,
         excludes,
-        image,
+        update,
         containers: args.container.clone(),
         force: args.force,
     })
 }
 
+fn image_to_release(text: &str) -> anyhow::Result<ImageRef> {
+    let image = ImageRef::parse(text).with_context(|| format!("--update-image {text}"))?;
+    if image.tag().is_none() && image.digest().is_none() {
+        bail!("--update-image {text}: name a tag or digest");
+    }
+    Ok(image)
+}
+
 /// Edits, verifies and writes; exits 1 when a workload failed or a file
 /// could not be read, 2 on bad arguments.
 pub fn run(args: Args) -> ExitCode {
-    let spec = match spec(&args) {
+    let mut spec = match spec(&args) {
         Ok(spec) => spec,
         Err(error) => {
             eprintln!("fluxctl: {error:#}");
@@ -87,6 +113,15 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let (checkout, mut failed) = args.manifests.load();
+    if args.update_all_images {
+        match newest_targets(&checkout, &spec, &args.registry) {
+            Ok(targets) => spec.update = Update::PerContainer(targets),
+            Err(error) => {
+                eprintln!("fluxctl: {error:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut transaction = Transaction::new(&checkout);
     let results = release::execute(&mut transaction, &spec);
     failed |= results.iter().any(|r| r.status == Status::Failed);
@@ -116,5 +151,61 @@ pub fn run(args: Args) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// For the containers the release looks at, the newest tag each one's
+/// policy admits (when newer than what it runs), from one scan of their
+/// repositories. A container whose repository can't be read gets an
+/// unknown target, which fails its workload only.
+fn newest_targets(
+    checkout: &Checkout,
+    spec: &ReleaseSpec,
+    registry: &RegistryArgs,
+) -> anyhow::Result<ContainerTargets> {
+    let mut containers = Vec::new();
+    let mut ids: HashMap<String, ResourceId> = HashMap::new();
+    for (workload, considered) in release::candidates(checkout, spec) {
+        let id = workload.id.to_string();
+        ids.insert(id.clone(), workload.id.clone());
+        containers.extend(considered.into_iter().map(|c| ContainerImage {
+            workload: id.clone(),
+            container: c.name.clone(),
+            image: c.image.clone(),
+            policy: workload.policies.tag_policy(&c.name),
+        }));
+    }
+    let repositories = registry.scan(containers.iter().map(|c| c.image.name().clone()))?;
+    let id_of = |workload: &str| {
+        ids.get(workload)
+            .cloned()
+            .expect("every planned container belongs to a candidate workload")
+    };
+    let mut targets = ContainerTargets::new();
+    for container in &containers {
+        if let Some(reason) = unreadable(container.image.name(), &repositories) {
+            targets
+                .entry(id_of(&container.workload))
+                .or_default()
+                .insert(
+                    container.container.clone(),
+                    ContainerTarget::Unknown(reason),
+                );
+        }
+    }
+    for update in plan_update_all(&containers, &repositories) {
+        targets
+            .entry(id_of(&update.workload))
+            .or_default()
+            .insert(update.container, ContainerTarget::Image(update.to));
+    }
+    Ok(targets)
+}
+
+/// Why a repository's tags are not known, if they are not.
+fn unreadable(name: &Name, repositories: &HashMap<Name, RepositoryInfo>) -> Option<String> {
+    match repositories.get(name) {
+        None => Some(format!("{}: not scanned", name.familiar())),
+        Some(info) => info.error.clone(),
     }
 }

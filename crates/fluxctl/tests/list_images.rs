@@ -230,8 +230,78 @@ async fn cache_file_is_used_across_runs_and_rebuilt_when_corrupt() {
 }
 
 #[test]
-fn missing_manifests_folder_is_refused() {
-    let (code, _, stderr) = fluxctl(&["list-images", "--manifests", "/nonexistent/manifests"]);
-    assert_eq!(code, 2);
+fn a_missing_manifests_folder_is_reported_like_the_other_verbs_do() {
+    let (code, stdout, stderr) = fluxctl(&[
+        "list-images",
+        "--manifests",
+        "/nonexistent/manifests",
+        "--no-registry-cache",
+    ]);
+    assert_eq!(code, 1);
     assert!(stderr.contains("/nonexistent/manifests"), "{stderr}");
+    assert_eq!(stdout, "WORKLOAD  CONTAINER  IMAGE  CREATED\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_release_and_kustomization_containers_are_listed_and_load_errors_reported() {
+    let registry = Registry::start();
+    populate(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = registry.host();
+    let helm = format!(
+        "apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: web
+  namespace: team
+spec:
+  values:
+    image: {host}/team/web
+    tag: 1.1.0
+"
+    );
+    std::fs::write(dir.path().join("helm.yaml"), helm).unwrap();
+    let overlay = dir.path().join("overlays/prod");
+    std::fs::create_dir_all(&overlay).unwrap();
+    let kustomization = format!("images:\n- name: {host}/team/worker\n  newTag: c\n");
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
+    std::fs::write(dir.path().join("broken.yaml"), "kind: [unclosed\n").unwrap();
+    let manifests = dir.path().to_str().unwrap();
+
+    let (code, stdout, stderr) = fluxctl(&[
+        "list-images",
+        "--manifests",
+        manifests,
+        "-l",
+        "1",
+        "--no-registry-cache",
+    ]);
+    assert_eq!(code, 1, "the broken file fails the run: {stderr}");
+    assert!(stderr.contains("broken.yaml:1:"), "{stderr}");
+    let cells: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let worker = format!("{host}/team/worker");
+    let web = format!("{host}/team/web");
+    assert_eq!(
+        cells,
+        [
+            vec!["WORKLOAD", "CONTAINER", "IMAGE", "CREATED"],
+            vec!["<cluster>:kustomization/overlays/prod", &worker, &worker],
+            vec!["'-> c", "03 Jan 17 00:00 UTC"],
+            vec![": (3 image(s) omitted)"],
+            vec!["team:helmrelease/web", "chart-image", &web],
+            // `|` and its tag are three spaces apart, so they read as two cells.
+            vec!["|", "2.0.0", "21 Nov 16 16:00 UTC"],
+            vec![": (1 image(s) omitted)"],
+            vec!["'-> 1.1.0", "19 Nov 16 16:00 UTC"],
+            vec![": (1 image(s) omitted)"],
+        ]
+    );
 }

@@ -11,7 +11,9 @@
 //! policy annotations ([`Checkout::update_policies`]), changing only the
 //! bytes of the edited value, verifying the result by reading it again, and
 //! writing atomically ([`Transaction::write`]); and the planning of
-//! releases ([`release`]). It does not talk to registries, git or clusters.
+//! releases ([`release`]): one image for every container running its
+//! repository, or a target per container decided elsewhere (the newest tag
+//! a registry scan admits). It does not talk to registries, git or clusters.
 //!
 //! ```
 //! use flux_manifests::{Checkout, LoadOptions, ResourceId};

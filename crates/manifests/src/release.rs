@@ -1,6 +1,13 @@
 //! Releases: which workloads and containers get an image, and why the
 //! others do not, in the original's statuses and reasons.
+//!
+//! A release either puts one image into every container running its
+//! repository ([`Update::Image`], `--update-image`) or gives each container
+//! a target decided elsewhere ([`Update::PerContainer`], e.g. the newest
+//! tag its policy admits for `--update-all-images`). Either way the same
+//! rules say which workloads are looked at and why the others are not.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use flux_image::ImageRef;
@@ -8,7 +15,7 @@ use flux_image::ImageRef;
 use crate::checkout::{Checkout, Transaction};
 use crate::id::ResourceId;
 use crate::policy::Ignore;
-use crate::workload::Workload;
+use crate::workload::{Container, Workload};
 
 /// Reason: the workload is locked.
 pub const LOCKED: &str = "locked";
@@ -24,6 +31,28 @@ pub const DIFFERENT_IMAGE: &str = "does not use image(s)";
 pub const IGNORED: &str = "ignored";
 /// Reason: a named workload is not in the manifests.
 pub const NOT_FOUND: &str = "not found";
+
+/// What a release changes images to.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// Every considered container running this image's repository gets it.
+    Image(ImageRef),
+    /// Each container listed gets its own target; the others stay as they are.
+    PerContainer(ContainerTargets),
+}
+
+/// Per workload, per container name, what the container should run.
+pub type ContainerTargets = BTreeMap<ResourceId, BTreeMap<String, ContainerTarget>>;
+
+/// What one container should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerTarget {
+    /// This image.
+    Image(ImageRef),
+    /// No target could be decided, for this reason (say, its repository
+    /// could not be read). The workload fails and keeps its text.
+    Unknown(String),
+}
 
 /// Which workloads a release looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +70,9 @@ pub struct ReleaseSpec {
     pub targets: Targets,
     /// Workloads to leave alone.
     pub excludes: Vec<ResourceId>,
-    /// The image to release (repository plus tag or digest).
-    pub image: ImageRef,
-    /// Only these containers (empty: every container running the image's repository).
+    /// The images to release.
+    pub update: Update,
+    /// Only these containers (empty: every container the update concerns).
     pub containers: Vec<String>,
     /// Release locked workloads too.
     pub force: bool,
@@ -126,22 +155,54 @@ pub fn plan(checkout: &Checkout, spec: &ReleaseSpec) -> Vec<WorkloadResult> {
     results
 }
 
+/// The workloads a release would look at, each with the containers it
+/// would consider (before asking what they should run): included, not
+/// excluded, not locked unless forced, not ignored. With
+/// [`Update::PerContainer`] the update's targets are not consulted, so the
+/// caller can ask this first and decide the targets of these containers only.
+pub fn candidates<'c>(
+    checkout: &'c Checkout,
+    spec: &ReleaseSpec,
+) -> Vec<(&'c Workload, Vec<&'c Container>)> {
+    checkout
+        .workloads
+        .iter()
+        .filter_map(|w| consider(w, spec).ok().map(|containers| (w, containers)))
+        .collect()
+}
+
 fn judge(workload: &Workload, spec: &ReleaseSpec) -> WorkloadResult {
+    match consider(workload, spec) {
+        Ok(containers) => decide(workload, &containers, spec),
+        Err((status, reason)) => WorkloadResult::with(&workload.id, status, reason),
+    }
+}
+
+/// The containers of a workload the release looks at, or the status and
+/// reason saying why it looks at none.
+fn consider<'w>(
+    workload: &'w Workload,
+    spec: &ReleaseSpec,
+) -> Result<Vec<&'w Container>, (Status, String)> {
     let id = &workload.id;
     if let Targets::Only(ids) = &spec.targets
         && !ids.contains(id)
     {
-        return WorkloadResult::with(id, Status::Ignored, NOT_INCLUDED);
+        return Err((Status::Ignored, NOT_INCLUDED.into()));
     }
     if spec.excludes.contains(id) {
-        return WorkloadResult::with(id, Status::Ignored, EXCLUDED);
+        return Err((Status::Ignored, EXCLUDED.into()));
     }
     let wanted =
         |name: &str| spec.containers.is_empty() || spec.containers.iter().any(|c| c == name);
-    let using: Vec<_> = workload
+    let concerned = |container: &Container| match &spec.update {
+        Update::Image(image) => container.image.name() == image.name(),
+        Update::PerContainer(_) => true,
+    };
+    let using: Vec<&Container> = workload
         .containers
         .iter()
-        .filter(|c| wanted(&c.name) && c.image.name() == spec.image.name())
+        .filter(|c| wanted(&c.name) && concerned(c))
         .collect();
     let missing: Vec<&str> = spec
         .containers
@@ -151,26 +212,51 @@ fn judge(workload: &Workload, spec: &ReleaseSpec) -> WorkloadResult {
         .collect();
     if !missing.is_empty() && matches!(spec.targets, Targets::Only(_)) {
         let reason = format!("container(s) not found: {}", missing.join(", "));
-        return WorkloadResult::with(id, Status::Failed, reason);
+        return Err((Status::Failed, reason));
     }
     if using.is_empty() {
-        return WorkloadResult::with(id, Status::Ignored, DIFFERENT_IMAGE);
+        return Err((Status::Ignored, DIFFERENT_IMAGE.into()));
     }
     if workload.policies.locked && !spec.force {
-        return WorkloadResult::with(id, Status::Skipped, LOCKED);
+        return Err((Status::Skipped, LOCKED.into()));
     }
     if workload.policies.ignore == Some(Ignore::All) {
-        return WorkloadResult::with(id, Status::Skipped, IGNORED);
+        return Err((Status::Skipped, IGNORED.into()));
     }
-    let updates: Vec<ContainerUpdate> = using
-        .iter()
-        .filter(|c| c.image != spec.image)
-        .map(|c| ContainerUpdate {
-            container: c.name.clone(),
-            current: c.spelling.clone(),
-            target: spec.image.clone(),
-        })
-        .collect();
+    Ok(using)
+}
+
+/// What the considered containers of a workload should run, and so the
+/// workload's result.
+fn decide(workload: &Workload, using: &[&Container], spec: &ReleaseSpec) -> WorkloadResult {
+    let id = &workload.id;
+    let mut updates = Vec::new();
+    let mut unknown = Vec::new();
+    for container in using {
+        let target = match &spec.update {
+            Update::Image(image) => image,
+            Update::PerContainer(targets) => {
+                match targets.get(id).and_then(|t| t.get(&container.name)) {
+                    None => continue,
+                    Some(ContainerTarget::Unknown(reason)) => {
+                        unknown.push(format!("{}: {reason}", container.name));
+                        continue;
+                    }
+                    Some(ContainerTarget::Image(image)) => image,
+                }
+            }
+        };
+        if container.image != *target {
+            updates.push(ContainerUpdate {
+                container: container.name.clone(),
+                current: container.spelling.clone(),
+                target: target.clone(),
+            });
+        }
+    }
+    if !unknown.is_empty() {
+        return WorkloadResult::with(id, Status::Failed, unknown.join("; "));
+    }
     if updates.is_empty() {
         return WorkloadResult::with(id, Status::Skipped, UP_TO_DATE);
     }

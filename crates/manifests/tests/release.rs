@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use flux_image::ImageRef;
-use flux_manifests::release::{self, ReleaseSpec, Status, Targets};
+use std::collections::BTreeMap;
+
+use flux_manifests::release::{self, ContainerTarget, ReleaseSpec, Status, Targets, Update};
 use flux_manifests::{Checkout, LoadOptions, ResourceId, Transaction};
 
 const MANIFESTS: &str = "\
@@ -64,7 +66,7 @@ fn spec(targets: Targets, image: &str) -> ReleaseSpec {
     ReleaseSpec {
         targets,
         excludes: Vec::new(),
-        image: ImageRef::parse(image).unwrap(),
+        update: Update::Image(ImageRef::parse(image).unwrap()),
         containers: Vec::new(),
         force: false,
     }
@@ -207,5 +209,145 @@ fn executing_a_release_edits_only_the_planned_containers() {
             "{name: web, image: 'ghcr.io/acme/web:1.1'}",
             1
         )
+    );
+}
+
+fn per_container(targets: &[(&str, &str, ContainerTarget)]) -> Update {
+    let mut map: release::ContainerTargets = BTreeMap::new();
+    for (workload, container, target) in targets {
+        map.entry(id(workload))
+            .or_default()
+            .insert(container.to_string(), target.clone());
+    }
+    Update::PerContainer(map)
+}
+
+fn image(text: &str) -> ContainerTarget {
+    ContainerTarget::Image(ImageRef::parse(text).unwrap())
+}
+
+#[test]
+fn per_container_targets_keep_the_statuses_and_reasons_of_an_image_release() {
+    let mut spec = spec(Targets::All, "ghcr.io/acme/web:1.1");
+    spec.update = per_container(&[
+        (
+            "shop:deployment/web",
+            "proxy",
+            image("envoyproxy/envoy:v1.30.1"),
+        ),
+        (
+            "shop:deployment/admin",
+            "admin",
+            image("ghcr.io/acme/web:2.0"),
+        ),
+        ("shop:deployment/old", "old", image("ghcr.io/acme/web:2.0")),
+        (
+            "shop:cronjob/report",
+            "report",
+            image("ghcr.io/acme/web:1.1"),
+        ),
+    ]);
+    let results = release::plan(&checkout(), &spec);
+    assert_eq!(
+        outcome(&results),
+        [
+            (
+                "shop:cronjob/report".to_string(),
+                Status::Skipped,
+                "image(s) up to date".to_string()
+            ),
+            (
+                "shop:daemonset/agent".into(),
+                Status::Skipped,
+                "image(s) up to date".into()
+            ),
+            (
+                "shop:deployment/admin".into(),
+                Status::Skipped,
+                "locked".into()
+            ),
+            (
+                "shop:deployment/old".into(),
+                Status::Skipped,
+                "ignored".into()
+            ),
+            ("shop:deployment/web".into(), Status::Success, String::new()),
+        ]
+    );
+    let web = results
+        .iter()
+        .find(|r| r.status == Status::Success)
+        .unwrap();
+    assert_eq!(
+        web.updates.len(),
+        1,
+        "web has no target, so only the proxy moves"
+    );
+    assert_eq!(web.updates[0].container, "proxy");
+    assert_eq!(web.updates[0].current, "envoyproxy/envoy:v1.29.0");
+}
+
+#[test]
+fn an_unknown_target_fails_its_workload_only() {
+    let mut spec = spec(Targets::All, "ghcr.io/acme/web:1.1");
+    spec.update = per_container(&[
+        (
+            "shop:deployment/web",
+            "web",
+            ContainerTarget::Unknown("ghcr.io: 500".into()),
+        ),
+        (
+            "shop:deployment/web",
+            "proxy",
+            image("envoyproxy/envoy:v1.30.1"),
+        ),
+        ("shop:daemonset/agent", "agent", image("datadog/agent:7.50")),
+    ]);
+    let results = release::plan(&checkout(), &spec);
+    let web = results
+        .iter()
+        .find(|r| r.id == id("shop:deployment/web"))
+        .unwrap();
+    assert_eq!(web.status, Status::Failed);
+    assert_eq!(web.reason.as_deref(), Some("web: ghcr.io: 500"));
+    assert!(web.updates.is_empty(), "a failed workload keeps its text");
+    let agent = results
+        .iter()
+        .find(|r| r.id == id("shop:daemonset/agent"))
+        .unwrap();
+    assert_eq!(agent.status, Status::Success);
+}
+
+#[test]
+fn candidates_are_the_workloads_a_release_would_look_at() {
+    let checkout = checkout();
+    let mut spec = spec(Targets::All, "ghcr.io/acme/web:1.1");
+    spec.update = Update::PerContainer(BTreeMap::new());
+    spec.excludes = vec![id("shop:daemonset/agent")];
+    let names = |spec: &ReleaseSpec| {
+        release::candidates(&checkout, spec)
+            .iter()
+            .map(|(w, containers)| {
+                let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+                format!("{} {}", w.id, names.join(","))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&spec),
+        [
+            "shop:deployment/web web,proxy",
+            "shop:cronjob/report report"
+        ]
+    );
+    spec.force = true;
+    spec.update = Update::Image(ImageRef::parse("ghcr.io/acme/web:2.0").unwrap());
+    assert_eq!(
+        names(&spec),
+        [
+            "shop:deployment/web web",
+            "shop:deployment/admin admin",
+            "shop:cronjob/report report"
+        ]
     );
 }
