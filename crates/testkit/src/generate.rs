@@ -312,30 +312,14 @@ fn workload(
     (text, GeneratedWorkload { id, containers })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workloads_are_spread_over_the_files() {
-        let files = files(10, 3, 7);
-        assert_eq!(files.len(), 3);
-        let total: usize = files.iter().map(|f| f.workloads.len()).sum();
-        assert_eq!(total, 10);
-    }
-
-    #[test]
-    fn the_same_seed_gives_the_same_files() {
-        let a: Vec<String> = files(5, 2, 42).into_iter().map(|f| f.text).collect();
-        let b: Vec<String> = files(5, 2, 42).into_iter().map(|f| f.text).collect();
-        assert_eq!(a, b);
-    }
-}
-
-/// For sync benchmarks: writes `resources` manifests into `dir`, one file each,, spread over `namespaces` namespaces
-/// (`bench-0`, `bench-1`, …; one Namespace file each, not counted): alternately a
-/// ConfigMap and a Deployment. Returns the number of files written.
-pub fn sync_set(dir: &std::path::Path, resources: usize, namespaces: usize) -> std::io::Result<usize> {
+/// For sync benchmarks: writes `resources` manifests into `dir`, one file
+/// each, spread over `namespaces` namespaces (`bench-0`, `bench-1`, …; one
+/// Namespace file each, not counted): alternately a ConfigMap and a Deployment. Returns the number of files written.
+pub fn sync_set(
+    dir: &std::path::Path,
+    resources: usize,
+    namespaces: usize,
+) -> std::io::Result<usize> {
     let namespaces = namespaces.max(1);
     for n in 0..namespaces {
         let text = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench-{n}\n");
@@ -370,4 +354,24 @@ fn deployment(i: usize, namespace: &str) -> String {
          - containerPort: 8080\n        env:\n        - name: MODE\n          value: production\n        \
          resources:\n          requests:\n            cpu: 100m\n            memory: 128Mi\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_are_spread_over_the_files() {
+        let files = files(10, 3, 7);
+        assert_eq!(files.len(), 3);
+        let total: usize = files.iter().map(|f| f.workloads.len()).sum();
+        assert_eq!(total, 10);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_files() {
+        let a: Vec<String> = files(5, 2, 42).into_iter().map(|f| f.text).collect();
+        let b: Vec<String> = files(5, 2, 42).into_iter().map(|f| f.text).collect();
+        assert_eq!(a, b);
+    }
 }
