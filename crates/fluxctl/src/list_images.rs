@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::offline::{Manifests, Output, parse_id};
 use crate::registry_options::RegistryArgs;
+use crate::table;
 
 /// Arguments of `list-images`.
 #[derive(Debug, clap::Args)]
@@ -268,7 +269,7 @@ fn render_table(statuses: &[ImageStatus], limit: usize) -> String {
             rows.extend(tag_rows(container, limit));
         }
     }
-    align(&rows)
+    table::render(&rows.iter().map(|row| row.to_vec()).collect::<Vec<_>>())
 }
 
 /// One row per tag, newest first: `'->` on the running tag, `|` on the
@@ -326,31 +327,6 @@ fn omission(count: usize) -> [String; 4] {
         format!(": ({count} image(s) omitted)"),
         String::new(),
     ]
-}
-
-/// Columns separated by at least two spaces, like Go's tabwriter with
-/// padding 2; trailing spaces trimmed.
-fn align(rows: &[[String; 4]]) -> String {
-    let mut widths = [0usize; 3];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row.iter()) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if i < 3 {
-                let pad = widths[i] - cell.chars().count() + 2;
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use flux_manifests::{Checkout, LoadOptions, ResourceId};
+use flux_manifests::{Checkout, LoadOptions, ResourceId, Transaction};
 
 /// Where the manifests are.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,4 +50,21 @@ pub enum Output {
     Text,
     /// JSON.
     Json,
+}
+
+/// Writes the transaction's files, naming each on standard error; false
+/// when writing failed.
+pub fn write(transaction: Transaction<'_>) -> bool {
+    match transaction.write() {
+        Ok(written) => {
+            for path in written {
+                eprintln!("fluxctl: wrote {}", path.display());
+            }
+            true
+        }
+        Err(error) => {
+            eprintln!("fluxctl: writing: {error}");
+            false
+        }
+    }
 }

@@ -149,18 +149,8 @@ fn apply(
         Ok(false) => outcome(&id, Status::Skipped, Some("no changes".into())),
         Err(error) => outcome(&id, Status::Failed, Some(error.to_string())),
     };
-    let mut failed = load_failed || result.status == Status::Failed;
-    match transaction.write() {
-        Ok(written) => {
-            for path in written {
-                eprintln!("fluxctl: wrote {}", path.display());
-            }
-        }
-        Err(error) => {
-            eprintln!("fluxctl: writing: {error}");
-            failed = true;
-        }
-    }
+    let failed =
+        load_failed || result.status == Status::Failed || !crate::offline::write(transaction);
     print!("{}", results::render(&[result], 1));
     if failed {
         ExitCode::FAILURE

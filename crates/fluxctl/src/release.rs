@@ -128,17 +128,7 @@ pub fn run(args: Args) -> ExitCode {
     if args.dry_run {
         eprintln!("fluxctl: dry run, nothing written");
     } else {
-        match transaction.write() {
-            Ok(written) => {
-                for path in written {
-                    eprintln!("fluxctl: wrote {}", path.display());
-                }
-            }
-            Err(error) => {
-                eprintln!("fluxctl: writing: {error}");
-                failed = true;
-            }
-        }
+        failed |= !crate::offline::write(transaction);
     }
     match args.output {
         Output::Json => {
