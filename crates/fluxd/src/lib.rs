@@ -10,8 +10,9 @@
 //! let body = br#"{"image": "weaveworksdemos/front-end:0.3.13"}"#;
 //! let signature = format!("sha256={}", sign("s3cret", body));
 //! let delivery = Delivery { headers: vec![("X-Signature", &signature)], url_secret: None };
-//! let changes = receive(Sender::Generic, "s3cret", &delivery, body).unwrap();
+//! let changes = receive(Sender::Generic, "s3cret", &delivery, body)?;
 //! assert_eq!(changes.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod config;

@@ -12,12 +12,13 @@
 //! ```
 //! use flux_image::{ImageRef, Policy};
 //!
-//! let image = ImageRef::parse("weaveworksdemos/front-end:0.3.12").unwrap();
+//! let image = ImageRef::parse("weaveworksdemos/front-end:0.3.12")?;
 //! assert_eq!(image.canonical(), "docker.io/weaveworksdemos/front-end:0.3.12");
 //!
-//! let policy: Policy = "semver:~0.3".parse().unwrap();
-//! assert!(policy.admits(image.tag().unwrap()));
+//! let policy: Policy = "semver:~0.3".parse()?;
+//! assert!(policy.admits(image.tag().expect("the reference has a tag")));
 //! assert!(!policy.admits("latest"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod policy;

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use flux_image::{Candidate, Policy};
-//! let policy: Policy = "semver:~1.2".parse().unwrap();
+//! let policy: Policy = "semver:~1.2".parse()?;
 //! let tags = ["1.2.0", "1.2.9", "v1.2.3", "1.3.0", "1.2.0-rc.1"];
 //! let mut admitted: Vec<Candidate> = tags
 //!     .iter()
@@ -17,6 +17,7 @@
 //! policy.sort_newest_first(&mut admitted);
 //! let names: Vec<&str> = admitted.iter().map(|c| c.tag.as_str()).collect();
 //! assert_eq!(names, ["1.2.9", "v1.2.3", "1.2.0"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::cmp::Ordering;

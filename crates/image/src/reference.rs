@@ -159,10 +159,11 @@ impl ImageRef {
     ///
     /// ```
     /// use flux_image::ImageRef;
-    /// let r = ImageRef::parse("nginx:1.25").unwrap();
+    /// let r = ImageRef::parse("nginx:1.25")?;
     /// assert_eq!(r.to_string(), "docker.io/library/nginx:1.25");
     /// assert_eq!(r.familiar(), "nginx:1.25");
     /// assert_eq!(r.name().api_host(), "registry-1.docker.io");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn parse(s: &str) -> Result<ImageRef, RefError> {
         Parser { input: s }.reference()

@@ -6,9 +6,10 @@
 //!
 //! ```
 //! use flux_image::semver::{Range, Version};
-//! let range: Range = "~1.2".parse().unwrap();
-//! assert!(range.admits(&"v1.2.9".parse::<Version>().unwrap()));
-//! assert!(!range.admits(&"1.3.0".parse::<Version>().unwrap()));
+//! let range: Range = "~1.2".parse()?;
+//! assert!(range.admits(&"v1.2.9".parse::<Version>()?));
+//! assert!(!range.admits(&"1.3.0".parse::<Version>()?));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::cmp::Ordering;

@@ -22,13 +22,13 @@
 //! let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web # the site\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: 'docker.io/library/nginx:1.25' # pinned\n";
 //! let path = std::path::Path::new("web.yaml");
 //! let checkout = Checkout::from_text(path, text, LoadOptions::default());
-//! let id: ResourceId = "default:deployment/web".parse().unwrap();
-//! assert_eq!(checkout.workload(&id).unwrap().containers[0].image.familiar(), "nginx:1.25");
+//! let id: ResourceId = "default:deployment/web".parse()?;
+//! assert_eq!(checkout.workload(&id).expect("the workload is loaded").containers[0].image.familiar(), "nginx:1.25");
 //!
 //! let edited = checkout
-//!     .set_image(text, &id, "web", &ImageRef::parse("nginx:1.27").unwrap())
-//!     .unwrap();
+//!     .set_image(text, &id, "web", &ImageRef::parse("nginx:1.27")?)?;
 //! assert_eq!(edited, text.replace("nginx:1.25'", "nginx:1.27'"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod checkout;

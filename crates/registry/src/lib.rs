@@ -12,15 +12,16 @@
 //! use std::sync::Arc;
 //! use flux_registry::{Cache, Client, ClientConfig, Credentials, ScanConfig, Scanner};
 //!
-//! # async fn example() {
+//! # async fn example() -> Result<(), flux_image::RefError> {
 //! let client = Arc::new(Client::new(ClientConfig::default(), Credentials::none()));
 //! let cache = Arc::new(Cache::open(std::path::Path::new("/var/lib/flux/registry.redb")));
 //! let scanner = Scanner::new(client, cache, ScanConfig::default());
-//! let name = "weaveworksdemos/front-end".parse().unwrap();
+//! let name = "weaveworksdemos/front-end".parse()?;
 //! let result = scanner.poll_repository(&name).await;
 //! for tag in &result.info.tags {
 //!     println!("{} {:?}", tag.tag, tag.created);
 //! }
+//! # Ok(())
 //! # }
 //! ```
 
