@@ -3,16 +3,13 @@
 //! (`--update-image`), or for each container the newest tag its policy
 //! admits, found by scanning the registries (`--update-all-images`).
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use flux_image::{ImageRef, Name};
-use flux_manifests::release::{
-    self, ContainerTarget, ContainerTargets, ReleaseSpec, Status, Targets, Update,
-};
-use flux_manifests::{Checkout, ResourceId, Transaction};
-use flux_registry::{ContainerImage, RepositoryInfo, plan_update_all};
+use flux_image::ImageRef;
+use flux_manifests::release::{self, ContainerTargets, ReleaseSpec, Status, Targets, Update};
+use flux_manifests::{Checkout, Transaction};
+use flux_registry::newest_admitted;
 
 use crate::offline::{Manifests, Output, parse_id};
 use crate::registry_options::RegistryArgs;
@@ -153,49 +150,10 @@ fn newest_targets(
     spec: &ReleaseSpec,
     registry: &RegistryArgs,
 ) -> anyhow::Result<ContainerTargets> {
-    let mut containers = Vec::new();
-    let mut ids: HashMap<String, ResourceId> = HashMap::new();
-    for (workload, considered) in release::candidates(checkout, spec) {
-        let id = workload.id.to_string();
-        ids.insert(id.clone(), workload.id.clone());
-        containers.extend(considered.into_iter().map(|c| ContainerImage {
-            workload: id.clone(),
-            container: c.name.clone(),
-            image: c.image.clone(),
-            policy: workload.policies.tag_policy(&c.name),
-        }));
-    }
-    let repositories = registry.scan(containers.iter().map(|c| c.image.name().clone()))?;
-    let id_of = |workload: &str| {
-        ids.get(workload)
-            .cloned()
-            .expect("every planned container belongs to a candidate workload")
-    };
-    let mut targets = ContainerTargets::new();
-    for container in &containers {
-        if let Some(reason) = unreadable(container.image.name(), &repositories) {
-            targets
-                .entry(id_of(&container.workload))
-                .or_default()
-                .insert(
-                    container.container.clone(),
-                    ContainerTarget::Unknown(reason),
-                );
-        }
-    }
-    for update in plan_update_all(&containers, &repositories) {
-        targets
-            .entry(id_of(&update.workload))
-            .or_default()
-            .insert(update.container, ContainerTarget::Image(update.to));
-    }
-    Ok(targets)
-}
-
-/// Why a repository's tags are not known, if they are not.
-fn unreadable(name: &Name, repositories: &HashMap<Name, RepositoryInfo>) -> Option<String> {
-    match repositories.get(name) {
-        None => Some(format!("{}: not scanned", name.familiar())),
-        Some(info) => info.error.clone(),
-    }
+    let repositories = registry.scan(release::repositories(checkout, spec))?;
+    Ok(release::per_container_targets(
+        checkout,
+        spec,
+        |image, policy| newest_admitted(image, policy, &repositories),
+    ))
 }

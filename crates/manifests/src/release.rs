@@ -7,10 +7,10 @@
 //! tag its policy admits for `--update-all-images`). Either way the same
 //! rules say which workloads are looked at and why the others are not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use flux_image::ImageRef;
+use flux_image::{ImageRef, Name, Policy};
 
 use crate::checkout::{Checkout, Transaction};
 use crate::id::ResourceId;
@@ -169,6 +169,45 @@ pub fn candidates<'c>(
         .iter()
         .filter_map(|w| consider(w, spec).ok().map(|containers| (w, containers)))
         .collect()
+}
+
+/// The repositories of the containers a release would look at: what a
+/// registry scan must cover before [`per_container_targets`] is asked.
+pub fn repositories(checkout: &Checkout, spec: &ReleaseSpec) -> BTreeSet<Name> {
+    candidates(checkout, spec)
+        .into_iter()
+        .flat_map(|(_, containers)| containers)
+        .map(|c| c.image.name().clone())
+        .collect()
+}
+
+/// For each container a release would look at, the target `newest` gives
+/// for its image and tag policy: `Ok(Some(image))` to move it, `Ok(None)` to
+/// leave it, `Err(reason)` to fail its workload (its repository could not
+/// be read). This is `--update-all-images`, with the registry's answer
+/// (`flux_registry::newest_admitted`) passed in, since this crate reads no
+/// registry.
+pub fn per_container_targets(
+    checkout: &Checkout,
+    spec: &ReleaseSpec,
+    mut newest: impl FnMut(&ImageRef, &Policy) -> Result<Option<ImageRef>, String>,
+) -> ContainerTargets {
+    let mut targets = ContainerTargets::new();
+    for (workload, containers) in candidates(checkout, spec) {
+        for container in containers {
+            let policy = workload.policies.tag_policy(&container.name);
+            let target = match newest(&container.image, &policy) {
+                Ok(None) => continue,
+                Ok(Some(image)) => ContainerTarget::Image(image),
+                Err(reason) => ContainerTarget::Unknown(reason),
+            };
+            targets
+                .entry(workload.id.clone())
+                .or_default()
+                .insert(container.name.clone(), target);
+        }
+    }
+    targets
 }
 
 fn judge(workload: &Workload, spec: &ReleaseSpec) -> WorkloadResult {

@@ -40,5 +40,5 @@ pub use client::{Client, ClientConfig, RegistryError};
 pub use limit::HostLimits;
 pub use manifest::Platform;
 pub use metrics::{CacheCounters, RequestCounters};
-pub use plan::{ContainerImage, PlannedUpdate, plan_update_all};
+pub use plan::{ContainerImage, PlannedUpdate, newest_admitted, plan_update_all};
 pub use scan::{NewTag, PollResult, RepositoryInfo, ScanConfig, Scanner, TagInfo};

@@ -54,34 +54,53 @@ fn plan_container(
     container: &ContainerImage,
     repositories: &HashMap<Name, RepositoryInfo>,
 ) -> Option<PlannedUpdate> {
-    let current_tag = container.image.tag()?;
-    let info = repositories.get(container.image.name())?;
-    if info.error.is_some() {
-        return None;
-    }
-    let policy = &container.policy;
-    let candidates = info
-        .candidates()
-        .into_iter()
-        .filter(|c| policy.can_automate(c));
-    let newest = policy.judge(candidates).admitted.into_iter().next()?;
-    if newest.tag == current_tag {
-        return None;
-    }
-    let current = info
-        .tag(current_tag)
-        .map(|t| t.candidate())
-        .unwrap_or_else(|| flux_image::Candidate::new(current_tag));
-    if policy.admits(current_tag) && policy.newer_first(&current, &newest) != Ordering::Greater {
-        return None;
-    }
-    let to = container.image.name().with_tag(&newest.tag).ok()?;
+    let to = newest_admitted(&container.image, &container.policy, repositories).ok()??;
     Some(PlannedUpdate {
         workload: container.workload.clone(),
         container: container.container.clone(),
         from: container.image.clone(),
         to,
     })
+}
+
+/// The image one container running `image` under `policy` should move to:
+/// `Ok(Some(newer))`, `Ok(None)` when it runs the newest admitted tag (or
+/// is pinned by digest only, or nothing newer is admitted), and `Err` with
+/// the reason when its repository is not in `repositories` or could not be
+/// read. The same rules as [`plan_update_all`]; the release planners of
+/// `fluxctl` and `fluxd` call it for each container they consider.
+pub fn newest_admitted(
+    image: &ImageRef,
+    policy: &Policy,
+    repositories: &HashMap<Name, RepositoryInfo>,
+) -> Result<Option<ImageRef>, String> {
+    let info = repositories
+        .get(image.name())
+        .ok_or_else(|| format!("{}: not scanned", image.name().familiar()))?;
+    if let Some(error) = &info.error {
+        return Err(error.clone());
+    }
+    let Some(current_tag) = image.tag() else {
+        return Ok(None);
+    };
+    let candidates = info
+        .candidates()
+        .into_iter()
+        .filter(|c| policy.can_automate(c));
+    let Some(newest) = policy.judge(candidates).admitted.into_iter().next() else {
+        return Ok(None);
+    };
+    if newest.tag == current_tag {
+        return Ok(None);
+    }
+    let current = info
+        .tag(current_tag)
+        .map(|t| t.candidate())
+        .unwrap_or_else(|| flux_image::Candidate::new(current_tag));
+    if policy.admits(current_tag) && policy.newer_first(&current, &newest) != Ordering::Greater {
+        return Ok(None);
+    }
+    Ok(image.name().with_tag(&newest.tag).ok())
 }
 
 #[cfg(test)]
