@@ -26,6 +26,15 @@ pub struct Outcome {
     pub pushed: Option<Timestamp>,
 }
 
+/// Marks the worker stopped when dropped.
+struct WorkerDone(watch::Sender<bool>);
+
+impl Drop for WorkerDone {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// How many finished jobs are kept for `GET /jobs/{id}`.
 const KEEP_FINISHED: usize = 1000;
 
@@ -42,6 +51,7 @@ pub struct Jobs {
     table: Arc<Mutex<Table>>,
     queue: mpsc::UnboundedSender<String>,
     changed: Arc<watch::Sender<u64>>,
+    stopped: watch::Receiver<bool>,
 }
 
 impl Jobs {
@@ -54,13 +64,17 @@ impl Jobs {
     {
         let (queue, mut pending) = mpsc::unbounded_channel::<String>();
         let (changed, _) = watch::channel(0u64);
+        let (worker_done, stopped) = watch::channel(false);
         let jobs = Jobs {
             table: Arc::default(),
             queue,
             changed: Arc::new(changed),
+            stopped,
         };
         let worker = jobs.clone();
         tokio::spawn(async move {
+            // Told when this task ends, however it ends.
+            let _done = WorkerDone(worker_done);
             loop {
                 let id = tokio::select! {
                     biased;
@@ -78,6 +92,13 @@ impl Jobs {
             }
         });
         jobs
+    }
+
+    /// Waits until the worker has stopped: after a shutdown, once the job
+    /// it was running (if any) is finished.
+    pub async fn stopped(&self) {
+        let mut stopped = self.stopped.clone();
+        let _ = stopped.wait_for(|done| *done).await;
     }
 
     /// Queues a job; answers with its id.

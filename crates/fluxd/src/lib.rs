@@ -16,6 +16,7 @@
 //! ```
 
 pub mod config;
+pub mod daemon;
 pub mod jobs;
 pub mod metrics;
 pub mod secret;

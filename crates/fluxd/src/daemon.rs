@@ -1,0 +1,942 @@
+//! The daemon assembled: the config repo and its refresh loop, the registry
+//! scanner and its poll loop, the job worker, and what the API asks of them.
+//!
+//! Git, registry and jobs run as independent tasks. Whenever the branch head
+//! moves, the manifests at the new head are read once, and the API's
+//! [`View`] and the scanner's set of images in use are replaced. After each
+//! registry poll the view's images are recomputed from the cache. Jobs edit
+//! the manifests in the repo's write checkout and push through
+//! [`flux_git::Repo::commit_and_push`], so a job that fails or changes
+//! nothing leaves no commit.
+//!
+//! With `--cluster=none` nothing is applied: the sync marker never moves,
+//! so `sync_status` truthfully lists every commit since the marker (or since
+//! the start of history when there is none) as pending.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flux_api::{
+    ContainerUpdate, Identity, ImageUpdate, JobSpec, PolicySpec, ResultStatus, SyncRequested,
+    SyncStatus, WorkloadResult,
+};
+use flux_git::{
+    CommitMessage, CommitSpec, DeployKey, GitError, Person, Repo, RepoConfig, RepoState,
+};
+use flux_image::{Glob, ImageRef, Name};
+use flux_manifests::release::{self, ReleaseSpec, Status, Targets, Update};
+use flux_manifests::{Checkout, LoadOptions, PolicyUpdate, ResourceId, Transaction};
+use flux_registry::{
+    Cache, Client, ClientConfig, Credentials, HostLimits, RepositoryInfo, ScanConfig, Scanner,
+    newest_admitted,
+};
+use jiff::Timestamp;
+use tokio::sync::{Mutex, Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{ClusterMode, Config};
+use crate::jobs::{Jobs, Outcome};
+use crate::metrics::{JobLabels, Metrics, RegistryLabels};
+use crate::server::{Api, Control, Pending, View};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `--cluster=kubeconfig` is not wired yet.
+    #[error(
+        "--cluster=kubeconfig is not supported yet; run with --cluster=none (workloads are read from git, nothing is applied)"
+    )]
+    ClusterNotSupported,
+    /// The deploy key could not be made or read.
+    #[error("deploy key in {dir}: {source}")]
+    DeployKey {
+        /// Where it lives.
+        dir: PathBuf,
+        /// What went wrong.
+        source: GitError,
+    },
+    /// The data folder could not be made.
+    #[error("data folder {dir}: {source}")]
+    DataDir {
+        /// The folder.
+        dir: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// The secrets the API checks.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// Bearer token of state-changing calls.
+    pub api_token: String,
+    /// Secret webhooks must present.
+    pub webhook_secret: String,
+}
+
+/// The manifests at one revision, as last read.
+struct Loaded {
+    head: String,
+    checkout: Arc<Checkout>,
+}
+
+/// Everything the loops, the job worker and the API share.
+struct Inner {
+    config: Config,
+    repo: Repo,
+    scanner: Scanner,
+    metrics: Arc<Metrics>,
+    view: watch::Sender<View>,
+    images: watch::Sender<BTreeSet<Name>>,
+    loaded: Mutex<Option<Loaded>>,
+    git_wake: Notify,
+    deploy_key: Option<Identity>,
+}
+
+/// A started daemon.
+pub struct Running {
+    api: Arc<Api>,
+    jobs: Jobs,
+    stop: watch::Sender<bool>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+/// Starts fluxd's parts.
+pub struct Daemon;
+
+impl Daemon {
+    /// Starts the git and registry loops and the job worker, as `config`
+    /// says; the HTTP server is the caller's (see [`Running::router`]).
+    pub async fn start(config: Config, secrets: Secrets) -> Result<Running, StartError> {
+        if config.cluster == ClusterMode::Kubeconfig {
+            return Err(StartError::ClusterNotSupported);
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+        let (deploy_key, ssh) = deploy_key(&config).await?;
+        let mut repo_config = RepoConfig::new(
+            config.git_url.clone(),
+            config.git_branch.clone(),
+            config.data_dir.join("git"),
+        );
+        repo_config.paths = config.git_paths.clone();
+        repo_config.committer = Person {
+            name: config.git_user.clone(),
+            email: config.git_email.clone(),
+        };
+        repo_config.set_author = config.git_set_author;
+        repo_config.ci_skip = config.git_ci_skip.then(|| "[ci skip]".to_string());
+        repo_config.readonly = config.git_readonly;
+        repo_config.sync_tag = config.git_label.clone();
+        repo_config.notes_ref = config.git_label.clone();
+        repo_config.ssh = ssh;
+        let metrics = Arc::new(Metrics::new());
+        let (view, view_rx) = watch::channel(View::default());
+        let (images, images_rx) = watch::channel(BTreeSet::new());
+        let inner = Arc::new(Inner {
+            scanner: scanner(&config),
+            repo: Repo::new(repo_config),
+            config,
+            metrics: metrics.clone(),
+            view,
+            images,
+            loaded: Mutex::new(None),
+            git_wake: Notify::new(),
+            deploy_key,
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        let (image_changes, image_changes_rx) = mpsc::unbounded_channel();
+        let executor = inner.clone();
+        let jobs = Jobs::start(
+            move |spec| {
+                let daemon = executor.clone();
+                async move { daemon.execute(spec).await }
+            },
+            shutdown.clone(),
+        );
+        let loops = vec![
+            tokio::spawn(git_loop(inner.clone(), shutdown.clone())),
+            tokio::spawn(registry_loop(
+                inner.clone(),
+                images_rx,
+                image_changes_rx,
+                shutdown.clone(),
+            )),
+            tokio::spawn(route_changes(inner.clone(), changes_rx, image_changes)),
+        ];
+        let api = Arc::new(Api {
+            token: secrets.api_token,
+            webhook_secret: secrets.webhook_secret,
+            jobs: jobs.clone(),
+            metrics,
+            view: view_rx,
+            changes,
+            control: Arc::new(Controls(inner)),
+        });
+        Ok(Running {
+            api,
+            jobs,
+            stop,
+            loops,
+        })
+    }
+}
+
+impl Running {
+    /// The HTTP API, webhooks and `/metrics`.
+    pub fn router(&self) -> axum::Router {
+        crate::server::router(self.api.clone())
+    }
+
+    /// What the API handlers share (metrics included).
+    pub fn api(&self) -> &Arc<Api> {
+        &self.api
+    }
+
+    /// Stops the loops and waits for the job worker to finish the job it is
+    /// running; queued jobs are left.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.jobs.stopped().await;
+        for task in self.loops {
+            task.abort();
+        }
+    }
+}
+
+async fn deploy_key(
+    config: &Config,
+) -> Result<(Option<Identity>, Option<flux_git::SshOptions>), StartError> {
+    if !is_ssh_url(&config.git_url) {
+        return Ok((None, None));
+    }
+    let dir = config.data_dir.join("ssh");
+    let failed = |source| StartError::DeployKey {
+        dir: dir.clone(),
+        source,
+    };
+    let key = DeployKey::ensure(&dir, "fluxd").await.map_err(failed)?;
+    let identity = key.identity().await.map_err(failed)?;
+    let ssh = key.ssh_options(dir.join("known_hosts"));
+    let shown = Identity {
+        public_key: identity.public_key,
+        fingerprint: identity.fingerprint,
+    };
+    Ok((Some(shown), Some(ssh)))
+}
+
+fn is_ssh_url(url: &str) -> bool {
+    if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
+        return true;
+    }
+    // scp-like `user@host:path`: a colon before any slash, and no scheme.
+    !url.contains("://")
+        && url
+            .split_once(':')
+            .is_some_and(|(host, _)| !host.contains('/') && host.contains('@'))
+}
+
+fn scanner(config: &Config) -> Scanner {
+    let client = ClientConfig {
+        limits: HostLimits {
+            rps: if config.registry_rps > 0.0 {
+                config.registry_rps
+            } else {
+                f64::INFINITY
+            },
+            burst: config.registry_burst.max(1),
+            ..HostLimits::default()
+        },
+        insecure_hosts: config.registry_insecure_hosts.clone(),
+        ..ClientConfig::default()
+    };
+    let credentials = docker_credentials();
+    let cache = Cache::open(&config.data_dir.join("registry.redb"));
+    let scan = ScanConfig {
+        include: config
+            .registry_include_images
+            .iter()
+            .map(|g| Glob::new(g))
+            .collect(),
+        exclude: config
+            .registry_exclude_images
+            .iter()
+            .map(|g| Glob::new(g))
+            .collect(),
+        poll_interval: config.registry_poll_interval,
+        ..ScanConfig::default()
+    };
+    Scanner::new(
+        Arc::new(Client::new(client, credentials)),
+        Arc::new(cache),
+        scan,
+    )
+}
+
+/// Credentials from the docker config (`$DOCKER_CONFIG/config.json` or
+/// `~/.docker/config.json`) when there is one; anonymous otherwise.
+fn docker_credentials() -> Credentials {
+    let path = std::env::var_os("DOCKER_CONFIG")
+        .map(|dir| PathBuf::from(dir).join("config.json"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")));
+    let Some(path) = path.filter(|p| p.exists()) else {
+        return Credentials::none();
+    };
+    match Credentials::from_docker_config_file(&path) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "registry credentials not read");
+            Credentials::none()
+        }
+    }
+}
+
+/// Fetches on an interval and on request; reads the manifests again when
+/// the head moved.
+async fn git_loop(daemon: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        daemon.refresh().await;
+        tokio::select! {
+            () = tokio::time::sleep(daemon.config.git_poll_interval) => {}
+            () = daemon.git_wake.notified() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Sends webhook and `notify` changes to the loop they concern.
+async fn route_changes(
+    daemon: Arc<Inner>,
+    mut changes: mpsc::UnboundedReceiver<flux_api::Change>,
+    images: mpsc::UnboundedSender<Name>,
+) {
+    while let Some(change) = changes.recv().await {
+        match change {
+            flux_api::Change::Git { branch } => {
+                if branch.is_none_or(|b| b == daemon.config.git_branch) {
+                    daemon.git_wake.notify_one();
+                }
+            }
+            flux_api::Change::Image { name } => match name.parse::<Name>() {
+                Ok(name) => {
+                    let _ = images.send(name);
+                }
+                Err(error) => tracing::warn!(%name, %error, "image change names no repository"),
+            },
+        }
+    }
+}
+
+/// Polls the images in use every poll interval, new images as soon as
+/// they appear, and one repository at once when a change names it.
+async fn registry_loop(
+    daemon: Arc<Inner>,
+    mut images: watch::Receiver<BTreeSet<Name>>,
+    mut changed: mpsc::UnboundedReceiver<Name>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = daemon.config.registry_poll_interval;
+    let mut polled: BTreeSet<Name> = BTreeSet::new();
+    let mut next_full = tokio::time::Instant::now() + interval;
+    loop {
+        let names: Vec<Name> = tokio::select! {
+            () = tokio::time::sleep_until(next_full) => {
+                next_full = tokio::time::Instant::now() + interval;
+                polled = images.borrow().clone();
+                polled.iter().cloned().collect()
+            }
+            result = images.changed() => {
+                if result.is_err() {
+                    return;
+                }
+                let current = images.borrow_and_update().clone();
+                let fresh = current.difference(&polled).cloned().collect();
+                polled = current;
+                fresh
+            }
+            Some(name) = changed.recv() => {
+                if !images.borrow().contains(&name) {
+                    tracing::debug!(repository = %name.familiar(), "change for an image not in use");
+                    continue;
+                }
+                vec![name]
+            }
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        if names.is_empty() {
+            continue;
+        }
+        for result in daemon.scanner.poll(&names).await {
+            for tag in &result.new_tags {
+                tracing::info!(repository = %tag.name.familiar(), tag = %tag.tag, "new tag");
+            }
+        }
+        daemon.export_registry_counters();
+        daemon.refresh_images().await;
+    }
+}
+
+impl Inner {
+    /// Fetches, then reads the manifests again if the head moved.
+    async fn refresh(&self) {
+        match self.repo.refresh().await {
+            Ok(status) => {
+                let ready = matches!(status.state, RepoState::Ready | RepoState::ReadOnly);
+                self.metrics.git_ready.set(i64::from(ready));
+                if let Some(error) = status.last_error {
+                    tracing::warn!(url = %self.config.git_url, %error, "git repo");
+                }
+            }
+            Err(error) => {
+                self.metrics.git_ready.set(0);
+                tracing::warn!(url = %self.config.git_url, %error, "git refresh failed");
+                return;
+            }
+        }
+        if let Err(error) = self.reload().await {
+            tracing::warn!(%error, "reading the manifests failed");
+        }
+    }
+
+    /// Reads the manifests at the mirror's head when it is not the one last
+    /// read, and replaces the view and the images in use.
+    async fn reload(&self) -> Result<(), String> {
+        let mut loaded = self.loaded.lock().await;
+        let head = self.repo.head().await.map_err(|e| e.to_string())?;
+        if loaded.as_ref().is_some_and(|l| l.head == head) {
+            return Ok(());
+        }
+        let files = self
+            .repo
+            .checkout_at(&head)
+            .await
+            .map_err(|e| e.to_string())?;
+        let paths = manifest_paths(files.dir(), &self.config.git_paths);
+        let checkout =
+            tokio::task::spawn_blocking(move || Checkout::load(&paths, LoadOptions::default()))
+                .await
+                .map_err(|e| format!("reading the manifests at {head}: {e}"))?;
+        if let Err(error) = files.remove().await {
+            tracing::warn!(%error, "removing a read checkout failed");
+        }
+        for error in &checkout.errors {
+            tracing::warn!(revision = %head, "{error}");
+        }
+        let in_use: BTreeSet<Name> = checkout
+            .workloads
+            .iter()
+            .flat_map(|w| &w.containers)
+            .map(|c| c.image.name().clone())
+            .collect();
+        let view = View {
+            workloads: crate::view::workloads(&checkout),
+            images: crate::view::images(&checkout, |name| self.cached(name)),
+        };
+        tracing::info!(revision = %head, workloads = view.workloads.len(), "read the manifests");
+        self.view.send_replace(view);
+        self.images.send_if_modified(|images| {
+            let moved = *images != in_use;
+            *images = in_use;
+            moved
+        });
+        *loaded = Some(Loaded {
+            head,
+            checkout: Arc::new(checkout),
+        });
+        Ok(())
+    }
+
+    /// Recomputes the view's images from the cache.
+    async fn refresh_images(&self) {
+        let loaded = self.loaded.lock().await;
+        let Some(loaded) = loaded.as_ref() else {
+            return;
+        };
+        let images = crate::view::images(&loaded.checkout, |name| self.cached(name));
+        self.view.send_modify(|view| view.images = images);
+    }
+
+    /// What the cache knows of a repository; `None` until it was polled.
+    fn cached(&self, name: &Name) -> Option<RepositoryInfo> {
+        self.scanner
+            .cache()
+            .repository(&name.canonical())
+            .map(|_| self.scanner.info(name))
+    }
+
+    fn cached_all(&self, names: BTreeSet<Name>) -> HashMap<Name, RepositoryInfo> {
+        names
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), self.cached(&name)?)))
+            .collect()
+    }
+
+    fn export_registry_counters(&self) {
+        for ((host, status), count) in self.scanner.client().counters().snapshot() {
+            let status = if status == flux_registry::metrics::NO_RESPONSE {
+                "error".to_string()
+            } else {
+                status.to_string()
+            };
+            let counter = self
+                .metrics
+                .registry_requests
+                .get_or_create(&RegistryLabels { host, status });
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+        let (hits, _) = self.scanner.cache().counters().get();
+        let counter = &self.metrics.cache_hits;
+        counter.inc_by(hits.saturating_sub(counter.get()));
+    }
+
+    /// Runs one job: edits, commit and push; the outcome the queue records.
+    async fn execute(&self, spec: JobSpec) -> Result<Outcome, String> {
+        let started = std::time::Instant::now();
+        let kind = match &spec {
+            JobSpec::Release(_) => "release",
+            JobSpec::Policy(_) => "policy",
+        };
+        let outcome = match spec.clone() {
+            JobSpec::Release(release) => self.release(release).await,
+            JobSpec::Policy(policy) => self.policy(policy).await,
+        };
+        let status = if outcome.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.metrics
+            .job_duration
+            .get_or_create(&JobLabels {
+                kind: kind.into(),
+                status: status.into(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(error) = &outcome {
+            tracing::warn!(kind, %error, "job failed");
+        }
+        outcome
+    }
+
+    async fn release(&self, wire: flux_api::ReleaseSpec) -> Result<Outcome, String> {
+        let base = release_spec(&wire)?;
+        let message = release_message(&wire);
+        let mut results = Vec::new();
+        let mut committed = None;
+        let pushed = self
+            .repo
+            .commit_and_push(|dir| {
+                let checkout = self.load(dir);
+                let mut spec = base.clone();
+                if wire.update == ImageUpdate::AllLatest {
+                    spec.update = Update::PerContainer(self.newest_targets(&checkout, &spec));
+                }
+                let mut transaction = Transaction::new(&checkout);
+                let planned = release::execute(&mut transaction, &spec);
+                results = planned.iter().map(wire_result).collect();
+                transaction.write()?;
+                committed = Some(Timestamp::now());
+                let note = note(&JobSpec::Release(wire.clone()), &results);
+                Ok::<_, std::io::Error>(Some(commit(message.clone(), wire.user.as_deref(), note)))
+            })
+            .await;
+        self.finish(pushed, results, committed)
+    }
+
+    async fn policy(&self, wire: PolicySpec) -> Result<Outcome, String> {
+        let updates = policy_updates(&wire)?;
+        let message = policy_message(&wire);
+        let mut results = Vec::new();
+        let mut committed = None;
+        let pushed = self
+            .repo
+            .commit_and_push(|dir| {
+                let checkout = self.load(dir);
+                let mut transaction = Transaction::new(&checkout);
+                results.clear();
+                for (id, update) in &updates {
+                    let changed = transaction
+                        .update_policies(id, update)
+                        .map_err(|e| std::io::Error::other(format!("{id}: {e}")))?;
+                    results.push(WorkloadResult {
+                        workload: id.to_string(),
+                        status: if changed {
+                            ResultStatus::Success
+                        } else {
+                            ResultStatus::Skipped
+                        },
+                        error: (!changed).then(|| "no changes".to_string()),
+                        updates: Vec::new(),
+                    });
+                }
+                transaction.write()?;
+                committed = Some(Timestamp::now());
+                let note = note(&JobSpec::Policy(wire.clone()), &results);
+                Ok::<_, std::io::Error>(Some(commit(message.clone(), wire.user.as_deref(), note)))
+            })
+            .await;
+        self.finish(pushed, results, committed)
+    }
+
+    /// The job's outcome from its push: a commit, no commit when nothing
+    /// changed, or the error.
+    fn finish(
+        &self,
+        pushed: Result<flux_git::Pushed, GitError>,
+        result: Vec<WorkloadResult>,
+        committed: Option<Timestamp>,
+    ) -> Result<Outcome, String> {
+        match pushed {
+            Ok(pushed) => {
+                self.git_wake.notify_one();
+                Ok(Outcome {
+                    result,
+                    commit: Some(pushed.revision),
+                    committed,
+                    pushed: Some(Timestamp::now()),
+                })
+            }
+            Err(GitError::NothingToCommit) => Ok(Outcome {
+                result,
+                ..Outcome::default()
+            }),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// The manifests in a checkout folder.
+    fn load(&self, dir: &Path) -> Checkout {
+        let checkout = Checkout::load(
+            &manifest_paths(dir, &self.config.git_paths),
+            LoadOptions::default(),
+        );
+        for error in &checkout.errors {
+            tracing::warn!("{error}");
+        }
+        checkout
+    }
+
+    /// `--update-all-images`: each considered container's newest admitted
+    /// tag, from what the scanner has cached.
+    fn newest_targets(&self, checkout: &Checkout, spec: &ReleaseSpec) -> release::ContainerTargets {
+        let repositories = self.cached_all(release::repositories(checkout, spec));
+        release::per_container_targets(checkout, spec, |image, policy| {
+            newest_admitted(image, policy, &repositories)
+        })
+    }
+
+    async fn plan(&self, spec: JobSpec) -> Result<Vec<WorkloadResult>, String> {
+        let JobSpec::Release(wire) = spec else {
+            return Err("only releases can be planned".into());
+        };
+        let mut spec = release_spec(&wire)?;
+        let checkout = {
+            let loaded = self.loaded.lock().await;
+            let Some(loaded) = loaded.as_ref() else {
+                let status = self.repo.status();
+                return Err(format!(
+                    "the git repo has not been read yet{}",
+                    status
+                        .last_error
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ));
+            };
+            loaded.checkout.clone()
+        };
+        if wire.update == ImageUpdate::AllLatest {
+            spec.update = Update::PerContainer(self.newest_targets(&checkout, &spec));
+        }
+        Ok(release::plan(&checkout, &spec)
+            .iter()
+            .map(wire_result)
+            .collect())
+    }
+}
+
+fn manifest_paths(dir: &Path, paths: &[String]) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        return vec![dir.to_path_buf()];
+    }
+    paths
+        .iter()
+        .map(|p| dir.join(p.trim_start_matches('/')))
+        .collect()
+}
+
+fn parse_id(text: &str) -> Result<ResourceId, String> {
+    text.parse()
+        .map_err(|e| format!("invalid workload id {text:?}: {e}"))
+}
+
+/// The release as flux-manifests plans it; with all-latest, the targets are
+/// decided later, on the manifests the job edits.
+fn release_spec(wire: &flux_api::ReleaseSpec) -> Result<ReleaseSpec, String> {
+    let targets = match &wire.targets {
+        flux_api::Targets::All => Targets::All,
+        flux_api::Targets::Workloads(ids) => Targets::Only(
+            ids.iter()
+                .map(|id| parse_id(id))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let excludes = wire
+        .exclude
+        .iter()
+        .map(|id| parse_id(id))
+        .collect::<Result<_, _>>()?;
+    let update = match &wire.update {
+        ImageUpdate::Image(text) => {
+            let image =
+                ImageRef::parse(text).map_err(|e| format!("invalid image {text:?}: {e}"))?;
+            if image.tag().is_none() && image.digest().is_none() {
+                return Err(format!("image {text:?} names no tag or digest"));
+            }
+            Update::Image(image)
+        }
+        ImageUpdate::AllLatest => Update::PerContainer(release::ContainerTargets::new()),
+    };
+    Ok(ReleaseSpec {
+        targets,
+        excludes,
+        update,
+        containers: Vec::new(),
+        force: wire.force,
+    })
+}
+
+/// `Release <image> to <workloads>`, as the original wrote it (`all latest`
+/// and `all` for the specs).
+fn release_message(wire: &flux_api::ReleaseSpec) -> CommitMessage {
+    let image = match &wire.update {
+        ImageUpdate::Image(image) => image.clone(),
+        ImageUpdate::AllLatest => "<all latest>".to_string(),
+    };
+    let workloads = match &wire.targets {
+        flux_api::Targets::All => vec!["<all>".to_string()],
+        flux_api::Targets::Workloads(ids) => ids.clone(),
+    };
+    CommitMessage::release(image, &workloads).headed_by(wire.message.as_deref())
+}
+
+/// Each workload's annotation changes; refused as a whole when one is invalid.
+fn policy_updates(wire: &PolicySpec) -> Result<Vec<(ResourceId, PolicyUpdate)>, String> {
+    if wire.changes.is_empty() {
+        return Err("no policy changes given".into());
+    }
+    wire.changes
+        .iter()
+        .map(|change| {
+            let id = parse_id(&change.workload)?;
+            let mut update = PolicyUpdate::default();
+            match change.automated {
+                Some(true) => update = update.and(PolicyUpdate::automate()),
+                Some(false) => update = update.and(PolicyUpdate::deautomate()),
+                None => {}
+            }
+            match change.locked {
+                Some(true) => {
+                    let lock = PolicyUpdate::lock(wire.message.as_deref(), wire.user.as_deref());
+                    update = update.and(lock);
+                }
+                Some(false) => update = update.and(PolicyUpdate::unlock()),
+                None => {}
+            }
+            for (container, policy) in &change.tags {
+                let policy = if policy.is_empty() { "glob:*" } else { policy };
+                let tag = PolicyUpdate::tag(container, policy)
+                    .map_err(|e| format!("{id}: tag policy of {container}: {e}"))?;
+                update = update.and(tag);
+            }
+            if update.is_empty() {
+                return Err(format!("{id}: no policy change given"));
+            }
+            Ok((id, update))
+        })
+        .collect()
+}
+
+/// `Automated: …`, `Locked: …` and the rest, grouped by kind as the
+/// original did; a user's message heads a list of them.
+fn policy_message(wire: &PolicySpec) -> CommitMessage {
+    use flux_git::PolicyChange as Kind;
+    let mut automated = Vec::new();
+    let mut deautomated = Vec::new();
+    let mut locked = Vec::new();
+    let mut unlocked = Vec::new();
+    let mut updated = Vec::new();
+    for change in &wire.changes {
+        let id = change.workload.clone();
+        match change.automated {
+            Some(true) => automated.push(id.clone()),
+            Some(false) => deautomated.push(id.clone()),
+            None => {}
+        }
+        match change.locked {
+            Some(true) => locked.push(id.clone()),
+            Some(false) => unlocked.push(id.clone()),
+            None => {}
+        }
+        if !change.tags.is_empty() {
+            updated.push(id);
+        }
+    }
+    let kinds: Vec<Kind> = [
+        (automated, Kind::Automated as fn(Vec<String>) -> Kind),
+        (deautomated, Kind::Deautomated),
+        (locked, Kind::Locked),
+        (unlocked, Kind::Unlocked),
+        (updated, Kind::UpdatedPolicies),
+    ]
+    .into_iter()
+    .filter(|(ids, _)| !ids.is_empty())
+    .map(|(ids, kind)| kind(ids))
+    .collect();
+    match wire.message.as_deref() {
+        Some(user) => CommitMessage::policies_with_user_message(user, &kinds),
+        None => CommitMessage::policies(&kinds),
+    }
+}
+
+fn commit(message: CommitMessage, user: Option<&str>, note: String) -> CommitSpec {
+    let spec = CommitSpec::new(message).note(note);
+    match user {
+        Some(user) => spec.author(user),
+        None => spec,
+    }
+}
+
+/// The git note of a job: what was asked and what it did.
+fn note(spec: &JobSpec, result: &[WorkloadResult]) -> String {
+    serde_json::json!({ "spec": spec, "result": result }).to_string()
+}
+
+fn wire_result(result: &release::WorkloadResult) -> WorkloadResult {
+    WorkloadResult {
+        workload: result.id.to_string(),
+        status: match result.status {
+            Status::Success => ResultStatus::Success,
+            Status::Failed => ResultStatus::Failed,
+            Status::Skipped => ResultStatus::Skipped,
+            Status::Ignored => ResultStatus::Ignored,
+        },
+        error: result.reason.clone(),
+        updates: result
+            .updates
+            .iter()
+            .map(|u| ContainerUpdate {
+                container: u.container.clone(),
+                current: u.current.clone(),
+                target: flux_manifests::respell(&u.current, &u.target),
+            })
+            .collect(),
+    }
+}
+
+/// The API's way into the daemon.
+struct Controls(Arc<Inner>);
+
+impl Control for Controls {
+    fn sync(&self) -> Pending<'_, SyncRequested> {
+        Box::pin(async move {
+            let daemon = &self.0;
+            daemon.repo.refresh().await.map_err(|e| e.to_string())?;
+            daemon.reload().await?;
+            let revision = daemon.repo.head().await.map_err(|e| e.to_string())?;
+            Ok(SyncRequested {
+                branch: daemon.config.git_branch.clone(),
+                revision,
+            })
+        })
+    }
+
+    fn sync_status(&self, revision: String) -> Pending<'_, SyncStatus> {
+        Box::pin(async move {
+            let pending = self
+                .0
+                .repo
+                .sync_status(&revision)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(SyncStatus {
+                revision,
+                pending: pending.into_iter().map(|c| c.id).collect(),
+            })
+        })
+    }
+
+    fn plan(&self, spec: JobSpec) -> Pending<'_, Vec<WorkloadResult>> {
+        Box::pin(self.0.plan(spec))
+    }
+
+    fn identity(&self) -> Option<Identity> {
+        self.0.deploy_key.clone()
+    }
+}
+
+/// How long a shutdown waits for the running job before giving up on it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_urls_are_told_from_others() {
+        for ssh in [
+            "ssh://git@example.com/config.git",
+            "git@github.com:team/config.git",
+        ] {
+            assert!(is_ssh_url(ssh), "{ssh}");
+        }
+        for other in [
+            "https://github.com/team/config.git",
+            "file:///tmp/repo.git",
+            "/tmp/repo.git",
+        ] {
+            assert!(!is_ssh_url(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn policy_messages_take_the_original_forms() {
+        let change = |automated, locked| flux_api::PolicyChange {
+            workload: "sock-shop:deployment/front-end".into(),
+            automated,
+            locked,
+            ..Default::default()
+        };
+        let spec = |changes, message: Option<&str>| PolicySpec {
+            changes,
+            message: message.map(str::to_string),
+            user: None,
+        };
+        assert_eq!(
+            policy_message(&spec(vec![change(Some(true), None)], None)).as_str(),
+            "Automated: sock-shop:deployment/front-end"
+        );
+        assert_eq!(
+            policy_message(&spec(vec![change(None, Some(false))], Some("thaw"))).as_str(),
+            "thaw\n\n- Unlocked: sock-shop:deployment/front-end"
+        );
+    }
+
+    #[test]
+    fn an_invalid_tag_policy_refuses_the_whole_job() {
+        let spec = PolicySpec {
+            changes: vec![flux_api::PolicyChange {
+                workload: "sock-shop:deployment/front-end".into(),
+                tags: [("front-end".to_string(), "semver:>=>1".to_string())].into(),
+                ..Default::default()
+            }],
+            message: None,
+            user: None,
+        };
+        assert!(policy_updates(&spec).is_err());
+    }
+}

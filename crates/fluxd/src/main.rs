@@ -1,0 +1,139 @@
+//! `fluxd`: parses its flags, starts the daemon and its HTTP server, and
+//! stops cleanly on SIGTERM or Ctrl-C (the running job is finished first).
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use fluxd::config::{Config, LogFormat};
+use fluxd::daemon::{Daemon, Running, SHUTDOWN_GRACE, Secrets};
+use tokio::sync::watch;
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLUXD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let secrets = Secrets {
+        api_token: secret(&config.token_path(), "API token")?,
+        webhook_secret: secret(&config.webhook_secret_path(), "webhook secret")?,
+    };
+    let listen = config.listen;
+    let listen_metrics = config.listen_metrics;
+    let running = Daemon::start(config, secrets).await?;
+    let (stop, stopping) = watch::channel(false);
+    let api = serve(listen, running.router(), stopping.clone()).await?;
+    let metrics = match listen_metrics {
+        Some(addr) => {
+            let router = axum::Router::new()
+                .route("/metrics", axum::routing::get(render_metrics))
+                .with_state(running.api().clone());
+            Some(serve(addr, router, stopping).await?)
+        }
+        None => None,
+    };
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing the running job");
+    let _ = stop.send(true);
+    stop_daemon(running).await;
+    let _ = api.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn stop_daemon(running: Running) {
+    if tokio::time::timeout(SHUTDOWN_GRACE, running.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the running job did not finish within {SHUTDOWN_GRACE:?}; abandoning it (nothing half-pushed: a push is all or nothing)"
+        );
+    }
+}
+
+fn secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let (value, made) = fluxd::secret::load_or_create(path)
+        .with_context(|| format!("{what} in {}", path.display()))?;
+    if made {
+        tracing::info!(path = %path.display(), "made a new {what}");
+    }
+    Ok(value)
+}
+
+async fn serve(
+    addr: SocketAddr,
+    router: axum::Router,
+    mut stopping: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(%addr, "listening");
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::warn!(%addr, %error, "HTTP server failed");
+        }
+    }))
+}
+
+async fn render_metrics(
+    axum::extract::State(api): axum::extract::State<std::sync::Arc<fluxd::server::Api>>,
+) -> impl axum::response::IntoResponse {
+    api.metrics.queue_length.set(api.jobs.queued() as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        api.metrics.render(),
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
