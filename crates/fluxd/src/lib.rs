@@ -2,8 +2,10 @@
 //!
 //! It owns the daemon's configuration, its loops (git fetch and sync,
 //! registry scan and automation, the job queue), its HTTP API and webhook
-//! receivers, and its metrics. What it acts on lives in the libraries below
-//! it: manifests, registry, git, cluster.
+//! receivers, and its metrics; [`daemon::Daemon`] wires them together (the
+//! `fluxd` binary only parses flags, serves HTTP and waits for SIGTERM). What
+//! it acts on lives in the libraries below it: manifests, registry, git,
+//! cluster. It does not talk to a cluster yet: only `--cluster=none` runs.
 //!
 //! ```
 //! use fluxd::webhooks::{receive, sign, Delivery, Sender};
