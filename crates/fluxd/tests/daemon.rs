@@ -57,7 +57,7 @@ impl Fluxd {
             .args(extra)
             .envs(env.vars())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("fluxd starts");
         let url = format!("http://{listen}");
@@ -419,4 +419,51 @@ fn kubeconfig_mode_is_refused_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--cluster=none"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_image_notification_polls_its_repository_at_once() {
+    let registry = registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
+    let include = format!("--registry-include-image={}/*", registry.host());
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let listen_metrics = format!("--listen-metrics={metrics_addr}");
+    let fluxd = Fluxd::start(&repo, &[&include, &listen_metrics]).await;
+    let client = fluxd.client();
+    let tags = || async {
+        let images = client.images(&[FRONT_END.to_string()], None).await.unwrap();
+        images[0].containers[0].available.len()
+    };
+    wait_for("the first scan", || async { tags().await == 3 }).await;
+    registry
+        .push_image(
+            "sock-shop/front-end",
+            "0.4.1",
+            &ImageSpec::created("2017-04-01T10:00:00Z"),
+        )
+        .await;
+    // The poll interval is an hour: only the notification can bring the tag in.
+    client
+        .notify(&flux_api::Change::Image {
+            name: image.clone(),
+        })
+        .await
+        .unwrap();
+    wait_for("the notified tag", || async { tags().await == 4 }).await;
+
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let host = registry.host();
+    assert!(
+        metrics.contains(&format!(
+            r#"flux_registry_requests_total{{host="{host}",status="200"}}"#
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("flux_git_ready 1"), "{metrics}");
 }
