@@ -41,6 +41,9 @@ use crate::jobs::{Jobs, Outcome};
 use crate::metrics::{JobLabels, Metrics, RegistryLabels};
 use crate::server::{Api, Control, Pending, View};
 
+/// `--git-label`'s default: the sync tag; notes then go on `refs/notes/flux`.
+const DEFAULT_LABEL: &str = "flux-sync";
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -132,7 +135,11 @@ impl Daemon {
         repo_config.ci_skip = config.git_ci_skip.then(|| "[ci skip]".to_string());
         repo_config.readonly = config.git_readonly;
         repo_config.sync_tag = config.git_label.clone();
-        repo_config.notes_ref = config.git_label.clone();
+        // As in the original, a label of one's own names both refs; the
+        // default label leaves notes on `refs/notes/flux`.
+        if config.git_label != DEFAULT_LABEL {
+            repo_config.notes_ref = config.git_label.clone();
+        }
         repo_config.ssh = ssh;
         let metrics = Arc::new(Metrics::new());
         let (view, view_rx) = watch::channel(View::default());

@@ -222,7 +222,7 @@ async fn automating_commits_only_the_inserted_annotation_lines() {
         last_commit_lines(&repo),
         ["+  annotations:", "+    fluxcd.io/automated: \"true\""],
     );
-    let note = repo.git(&["notes", "--ref=flux-sync", "show", &after]);
+    let note = repo.git(&["notes", "--ref=flux", "show", &after]);
     assert!(note.contains(r#""status":"success""#), "{note}");
     wait_for("the view to show the policy", || async {
         client
@@ -466,4 +466,35 @@ async fn an_image_notification_polls_its_repository_at_once() {
         "{metrics}"
     );
     assert!(metrics.contains("flux_git_ready 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_users_message_heads_the_commit_and_the_user_is_its_author() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&repo, &["--git-set-author", "--git-ci-skip"]).await;
+    let client = fluxd.client();
+    let spec = JobSpec::Policy(PolicySpec {
+        changes: vec![PolicyChange {
+            workload: FRONT_END.into(),
+            locked: Some(true),
+            ..Default::default()
+        }],
+        message: Some("freeze for the demo".into()),
+        user: Some("Jane <jane@example.com>".into()),
+    });
+    let submitted = client.submit(&spec).await.unwrap();
+    let job = finished(&client, &submitted.id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}");
+    assert_eq!(
+        last_commit_message(&repo),
+        "freeze for the demo\n\n- Locked: sock-shop:deployment/front-end\n\n[ci skip]"
+    );
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an <%ae>|%cn <%ce>", BRANCH])
+            .trim(),
+        "Jane <jane@example.com>|Weave Flux <support@weave.works>"
+    );
+    let added = last_commit_lines(&repo).join("\n");
+    assert!(added.contains("fluxcd.io/locked: \"true\""), "{added}");
+    assert!(added.contains("freeze for the demo"), "{added}");
 }
