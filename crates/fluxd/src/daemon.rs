@@ -538,7 +538,7 @@ impl Inner {
         let pushed = self
             .repo
             .commit_and_push(|dir| {
-                let checkout = self.load(dir);
+                let checkout = blocking(|| self.load(dir));
                 let mut spec = base.clone();
                 if wire.update == ImageUpdate::AllLatest {
                     spec.update = Update::PerContainer(self.newest_targets(&checkout, &spec));
@@ -563,7 +563,7 @@ impl Inner {
         let pushed = self
             .repo
             .commit_and_push(|dir| {
-                let checkout = self.load(dir);
+                let checkout = blocking(|| self.load(dir));
                 let mut transaction = Transaction::new(&checkout);
                 results.clear();
                 for (id, update) in &updates {
@@ -663,6 +663,19 @@ impl Inner {
             .iter()
             .map(wire_result)
             .collect())
+    }
+}
+
+/// Runs file work that may take a while (reading every manifest) from
+/// inside an async edit: on a multi-threaded runtime the other tasks (the
+/// API's handlers) move to other threads meanwhile.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
