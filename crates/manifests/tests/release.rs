@@ -351,3 +351,45 @@ fn candidates_are_the_workloads_a_release_would_look_at() {
         ]
     );
 }
+
+#[test]
+fn per_container_targets_ask_only_for_considered_containers() {
+    let checkout = checkout();
+    let mut spec = spec(Targets::All, "ghcr.io/acme/web:2.0");
+    spec.update = Update::PerContainer(release::ContainerTargets::new());
+    let repositories: Vec<String> = release::repositories(&checkout, &spec)
+        .iter()
+        .map(|n| n.familiar())
+        .collect();
+    // Locked (admin) and ignored (old) workloads are not asked about.
+    assert_eq!(
+        repositories,
+        ["datadog/agent", "envoyproxy/envoy", "ghcr.io/acme/web"]
+    );
+    let mut asked = Vec::new();
+    let targets = release::per_container_targets(&checkout, &spec, |image, policy| {
+        asked.push((image.familiar(), policy.to_string()));
+        match image.name().familiar().as_str() {
+            "ghcr.io/acme/web" => Ok(Some(image.name().with_tag("2.0").unwrap())),
+            "datadog/agent" => Err("registry down".to_string()),
+            _ => Ok(None),
+        }
+    });
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    assert!(
+        asked.iter().all(|(_, policy)| policy == "glob:*"),
+        "{asked:?}"
+    );
+    assert_eq!(
+        targets[&id("shop:deployment/web")],
+        BTreeMap::from([(
+            "web".to_string(),
+            ContainerTarget::Image(ImageRef::parse("ghcr.io/acme/web:2.0").unwrap())
+        )])
+    );
+    assert_eq!(
+        targets[&id("shop:daemonset/agent")]["agent"],
+        ContainerTarget::Unknown("registry down".into())
+    );
+    assert!(!targets.contains_key(&id("shop:deployment/admin")));
+}
