@@ -1,6 +1,7 @@
 //! A loaded checkout, and the edits made against it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,7 +14,7 @@ use crate::load::{self, FileIndex, Found, LoadOptions};
 use crate::policy::{PolicyKey, PolicyUpdate};
 use crate::spelling;
 use crate::workload::{Container, ImageSource, NodePath, Resource, Workload, WorkloadKind};
-use crate::yaml::Stream;
+use crate::yaml::{Spare, Stream};
 
 /// A manifest file of the checkout.
 #[derive(Debug, Clone)]
@@ -37,7 +38,16 @@ pub struct Checkout {
     /// Problems: each names a file; everything else was still loaded.
     pub errors: Vec<LoadError>,
     options: LoadOptions,
-    by_id: HashMap<ResourceId, usize>,
+    /// Every resource id: its index in `resources`, and in `workloads` for
+    /// a workload. One map, so that an id is hashed and copied once.
+    by_id: HashMap<ResourceId, Indexed>,
+}
+
+/// Where a resource id's resource (and workload, if it is one) are.
+#[derive(Debug, Clone, Copy)]
+struct Indexed {
+    resource: usize,
+    workload: Option<usize>,
 }
 
 impl Checkout {
@@ -49,22 +59,23 @@ impl Checkout {
             load::walk(path.as_ref(), &mut found, &mut errors);
         }
         let indexes = read_all(&found, &options);
+        let resources = indexes.iter().map(|i| i.resources.len()).sum();
+        let workloads = indexes.iter().map(|i| i.workloads.len()).sum();
         let mut checkout = Checkout {
             files: Vec::with_capacity(found.len()),
-            resources: Vec::new(),
-            workloads: Vec::new(),
+            resources: Vec::with_capacity(resources),
+            workloads: Vec::with_capacity(workloads),
             errors,
             options,
-            by_id: HashMap::new(),
+            by_id: HashMap::with_capacity(resources),
         };
-        let mut seen: HashMap<ResourceId, PathBuf> = HashMap::new();
         for (file, index) in found.iter().zip(indexes) {
             checkout.files.push(ManifestFile {
                 path: file.path.clone(),
                 kustomization: load::is_kustomization(&file.path)
                     .then(|| load::kustomization_name(file)),
             });
-            checkout.add(index, &mut seen);
+            checkout.add(index);
         }
         checkout
     }
@@ -90,30 +101,37 @@ impl Checkout {
             options,
             by_id: HashMap::new(),
         };
-        checkout.add(index, &mut HashMap::new());
+        checkout.add(index);
         checkout
     }
 
-    fn add(&mut self, index: FileIndex, seen: &mut HashMap<ResourceId, PathBuf>) {
+    fn add(&mut self, index: FileIndex) {
         self.errors.extend(index.errors);
         let mut dropped = Vec::new();
         for resource in index.resources {
-            let file = &resource.location.file;
-            if let Some(first) = seen.get(&resource.id) {
+            if let Some(first) = self.by_id.get(&resource.id) {
                 self.errors.push(LoadError::Duplicate {
                     id: resource.id.clone(),
-                    first: first.clone(),
-                    second: file.clone(),
+                    first: self.resources[first.resource].location.file.clone(),
+                    second: resource.location.file.clone(),
                 });
                 dropped.push(resource.location.clone());
                 continue;
             }
-            seen.insert(resource.id.clone(), file.clone());
+            let indexed = Indexed {
+                resource: self.resources.len(),
+                workload: None,
+            };
+            self.by_id.insert(resource.id.clone(), indexed);
             self.resources.push(resource);
         }
         for workload in index.workloads {
-            if !dropped.contains(&workload.location) {
-                self.by_id.insert(workload.id.clone(), self.workloads.len());
+            if dropped.contains(&workload.location) {
+                continue;
+            }
+            // Every workload is also a resource of its file, read just before.
+            if let Some(indexed) = self.by_id.get_mut(&workload.id) {
+                indexed.workload = Some(self.workloads.len());
                 self.workloads.push(workload);
             }
         }
@@ -126,7 +144,8 @@ impl Checkout {
 
     /// The workload with this id.
     pub fn workload(&self, id: &ResourceId) -> Option<&Workload> {
-        self.by_id.get(id).map(|&n| &self.workloads[n])
+        let n = self.by_id.get(id)?.workload?;
+        Some(&self.workloads[n])
     }
 
     fn kustomization_of(&self, path: &Path) -> Option<&str> {
@@ -274,10 +293,12 @@ fn read_all(found: &[Found], options: &LoadOptions) -> Vec<FileIndex> {
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
+                    let mut buffer = Vec::new();
+                    let mut spare = Spare::default();
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         let Some(file) = found.get(n) else { break };
-                        done.push((n, read_one(file, options)));
+                        done.push((n, read_one(file, options, &mut buffer, &mut spare)));
                     }
                     done
                 })
@@ -294,19 +315,25 @@ fn read_all(found: &[Found], options: &LoadOptions) -> Vec<FileIndex> {
     slots.into_iter().map(Option::unwrap_or_default).collect()
 }
 
-fn read_one(file: &Found, options: &LoadOptions) -> FileIndex {
-    let text = match std::fs::read(&file.path) {
-        Ok(bytes) => bytes,
-        Err(source) => {
-            let mut index = FileIndex::default();
-            index.errors.push(LoadError::Io {
-                path: file.path.clone(),
-                source,
-            });
-            return index;
-        }
-    };
-    let text = match String::from_utf8(text) {
+/// Reads and indexes one file; `buffer` and `spare` are room kept from
+/// file to file.
+fn read_one(
+    file: &Found,
+    options: &LoadOptions,
+    buffer: &mut Vec<u8>,
+    spare: &mut Spare,
+) -> FileIndex {
+    buffer.clear();
+    let read = std::fs::File::open(&file.path).and_then(|mut f| f.read_to_end(buffer));
+    if let Err(source) = read {
+        let mut index = FileIndex::default();
+        index.errors.push(LoadError::Io {
+            path: file.path.clone(),
+            source,
+        });
+        return index;
+    }
+    let text = match std::str::from_utf8(buffer) {
         Ok(text) => text,
         Err(error) => {
             let mut index = FileIndex::default();
@@ -319,7 +346,7 @@ fn read_one(file: &Found, options: &LoadOptions) -> FileIndex {
         }
     };
     let kustomization = load::is_kustomization(&file.path).then(|| load::kustomization_name(file));
-    load::index(&file.path, kustomization.as_deref(), &text, options)
+    load::index_reusing(&file.path, kustomization.as_deref(), text, options, spare)
 }
 
 /// The same resources and the same containers, before and after an edit.

@@ -141,6 +141,7 @@ impl Splicer<'_, '_> {
         for step in &path.0 {
             node = match (step, &s.nodes[node].shape) {
                 (Step::Key(key), Shape::Map(items)) => {
+                    let items = s.kids(items);
                     let hit = items
                         .chunks_exact(2)
                         .find(|kv| s.str(kv[0]) == Some(key.as_str()))
@@ -157,7 +158,8 @@ impl Splicer<'_, '_> {
                         None => return Err(EditError::NotFound(path.to_string())),
                     }
                 }
-                (Step::Index(index), Shape::Seq(items)) => *items
+                (Step::Index(index), Shape::Seq(items)) => *s
+                    .kids(items)
                     .get(*index)
                     .ok_or_else(|| EditError::NotFound(path.to_string()))?,
                 _ => return Err(EditError::NotFound(path.to_string())),
@@ -238,6 +240,7 @@ impl Splicer<'_, '_> {
         let Shape::Map(items) = &s.nodes[map].shape else {
             return Err(self.unsupported(path, map, "not a mapping"));
         };
+        let items = s.kids(items);
         if items.chunks_exact(2).any(|kv| s.str(kv[0]) == Some(key)) {
             return Err(self.unsupported(path, map, &format!("already has {key}")));
         }
@@ -300,7 +303,7 @@ impl Splicer<'_, '_> {
                 if node.flow {
                     continue;
                 }
-                for kv in items.chunks_exact(2) {
+                for kv in s.kids(items).chunks_exact(2) {
                     let (k, v) = (&s.nodes[kv[0]], &s.nodes[kv[1]]);
                     if matches!(v.shape, Shape::Map(_))
                         && !v.flow
@@ -326,6 +329,7 @@ impl Splicer<'_, '_> {
         let Shape::Map(items) = &s.nodes[map].shape else {
             return Err(self.unsupported(path, map, "not a mapping"));
         };
+        let items = s.kids(items);
         let position = items
             .chunks_exact(2)
             .position(|kv| s.str(kv[0]) == Some(key))
@@ -414,9 +418,16 @@ impl Value {
                 };
                 Value::Scalar(text.to_string(), resolved)
             }
-            Shape::Seq(items) => Value::Seq(items.iter().map(|&i| Value::of(stream, i)).collect()),
+            Shape::Seq(items) => Value::Seq(
+                stream
+                    .kids(items)
+                    .iter()
+                    .map(|&i| Value::of(stream, i))
+                    .collect(),
+            ),
             Shape::Map(items) => Value::Map(
-                items
+                stream
+                    .kids(items)
                     .chunks_exact(2)
                     .map(|kv| (Value::of(stream, kv[0]), Value::of(stream, kv[1])))
                     .collect(),

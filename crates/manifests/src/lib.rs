@@ -40,6 +40,7 @@ pub mod policy;
 pub mod release;
 mod scalar;
 mod spelling;
+mod subset;
 mod workload;
 mod write;
 mod yaml;
@@ -56,3 +57,5 @@ pub use workload::{
 };
 pub use write::atomically as write_atomically;
 pub use yaml::SyntaxError;
+#[doc(hidden)]
+pub use yaml::fast_reader_agrees;

@@ -10,7 +10,7 @@ use crate::policy;
 use crate::workload::{
     Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
 };
-use crate::yaml::{NodeId, Stream};
+use crate::yaml::{NodeId, Spare, Stream};
 
 /// How ids are made for resources that do not say everything.
 #[derive(Debug, Clone)]
@@ -66,21 +66,34 @@ fn walk_dir(root: &Path, dir: &Path, found: &mut Vec<Found>, errors: &mut Vec<Lo
             return;
         }
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    // The entry's own file type costs no extra system call (a symlink is
+    // followed, as `Path::is_dir` would).
+    let mut paths: Vec<(PathBuf, bool)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let path = e.path();
+            let dir = match e.file_type() {
+                Ok(t) if t.is_symlink() => path.is_dir(),
+                Ok(t) => t.is_dir(),
+                Err(_) => false,
+            };
+            (path, dir)
+        })
+        .collect();
     if dir != root
         && paths
             .iter()
-            .any(|p| p.file_name() == Some("Chart.yaml".as_ref()))
+            .any(|(p, _)| p.file_name() == Some("Chart.yaml".as_ref()))
     {
         return;
     }
     paths.sort();
-    for path in paths {
+    for (path, is_dir) in paths {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with('.') {
             continue;
         }
-        if path.is_dir() {
+        if is_dir {
             walk_dir(root, &path, found, errors);
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             found.push(Found {
@@ -118,8 +131,19 @@ pub(crate) fn index(
     text: &str,
     options: &LoadOptions,
 ) -> FileIndex {
+    index_reusing(path, kustomization, text, options, &mut Spare::default())
+}
+
+/// Indexes the text of one file, building its tree in `spare`'s room.
+pub(crate) fn index_reusing(
+    path: &Path,
+    kustomization: Option<&str>,
+    text: &str,
+    options: &LoadOptions,
+    spare: &mut Spare,
+) -> FileIndex {
     let mut index = FileIndex::default();
-    let stream = match Stream::parse(text) {
+    let stream = match Stream::parse_reusing(text, spare) {
         Ok(stream) => stream,
         Err(error) => {
             index.errors.push(LoadError::Syntax {
@@ -131,7 +155,9 @@ pub(crate) fn index(
             return index;
         }
     };
-    index_stream(path, kustomization, &stream, options, index)
+    let index = index_stream(path, kustomization, &stream, options, index);
+    spare.keep(stream);
+    index
 }
 
 /// Indexes an already parsed file.

@@ -13,6 +13,9 @@ use granit_parser::{Event, Parser, ScalarStyle, Span, StructureStyle};
 /// Index of a node in a [`Stream`].
 pub(crate) type NodeId = usize;
 
+/// A collection's children: a range of [`Stream::children`].
+pub(crate) type Children = Range<usize>;
+
 /// How a scalar is written in the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Style {
@@ -27,20 +30,20 @@ pub(crate) enum Style {
 }
 
 /// What a node is.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Shape<'a> {
     /// A scalar and its value after escape processing.
     Scalar(Cow<'a, str>, Style),
-    /// A sequence of nodes.
-    Seq(Vec<NodeId>),
-    /// A mapping: keys and values alternate.
-    Map(Vec<NodeId>),
+    /// A sequence: its items, a range of [`Stream::children`].
+    Seq(Children),
+    /// A mapping: keys and values alternate, a range of [`Stream::children`].
+    Map(Children),
     /// A reference to an anchored node (`*name`).
     Alias(usize),
 }
 
 /// One node and where it sits.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Node<'a> {
     pub shape: Shape<'a>,
     /// Byte range in the source. Block collections start at their first
@@ -57,12 +60,44 @@ pub(crate) struct Node<'a> {
 }
 
 /// A parsed YAML stream: its nodes and the root of each document.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Stream<'a> {
     pub nodes: Vec<Node<'a>>,
     pub docs: Vec<NodeId>,
+    /// The children of every collection, each collection's together: one
+    /// allocation for all of them rather than one per collection.
+    pub children: Vec<NodeId>,
     /// Anchor id to the node that defines it.
     anchors: Vec<(usize, NodeId)>,
+}
+
+/// Room for nodes kept from one stream to build the next in: loading
+/// thousands of files then allocates (and frees) a tree's memory once per
+/// thread rather than once per file.
+#[derive(Debug, Default)]
+pub(crate) struct Spare {
+    nodes: Vec<Node<'static>>,
+    children: Vec<NodeId>,
+}
+
+impl Spare {
+    /// Keeps the room of a stream that is no longer needed.
+    pub fn keep(&mut self, stream: Stream<'_>) {
+        self.nodes = recycle(stream.nodes);
+        self.children = stream.children;
+        self.children.clear();
+    }
+}
+
+/// An empty vector of nodes of another text, in the allocation of `nodes`.
+/// (Collecting an emptied vector's iterator reuses its allocation; were it
+/// not to, this would only allocate anew.)
+fn recycle<'b>(mut nodes: Vec<Node<'_>>) -> Vec<Node<'b>> {
+    nodes.clear();
+    nodes
+        .into_iter()
+        .map(|_| -> Node<'b> { unreachable!("the vector is empty") })
+        .collect()
 }
 
 /// A YAML syntax error with its position.
@@ -86,11 +121,38 @@ fn style_of(style: ScalarStyle) -> Style {
 }
 
 impl<'a> Stream<'a> {
-    /// Parses every document of `text`.
+    /// Parses every document of `text`: with the fast reader when the text
+    /// lies in its subset of YAML (it builds the very same tree), otherwise
+    /// (and for every error) with the full parser.
     pub fn parse(text: &'a str) -> Result<Stream<'a>, SyntaxError> {
+        match crate::subset::parse(text) {
+            Some(stream) => Ok(stream),
+            None => Stream::parse_full(text),
+        }
+    }
+
+    /// Like [`Stream::parse`], building in the room `spare` keeps from
+    /// earlier streams (see [`Spare::keep`]).
+    pub fn parse_reusing(text: &'a str, spare: &mut Spare) -> Result<Stream<'a>, SyntaxError> {
+        let stream = Stream {
+            nodes: recycle(std::mem::take(&mut spare.nodes)),
+            docs: Vec::new(),
+            children: std::mem::take(&mut spare.children),
+            anchors: Vec::new(),
+        };
+        match crate::subset::parse_into(text, stream) {
+            Some(stream) => Ok(stream),
+            None => Stream::parse_full(text),
+        }
+    }
+
+    /// Parses every document of `text` with the full parser, granit-parser.
+    pub fn parse_full(text: &'a str) -> Result<Stream<'a>, SyntaxError> {
         let options = granit_parser::options! { emit_comments: false };
-        let mut stream = Stream::default();
-        let mut open: Vec<NodeId> = Vec::new();
+        let mut stream = Stream::with_capacity(text.len());
+        // Open collections, each with where its children start in `pending`.
+        let mut open: Vec<(NodeId, usize)> = Vec::new();
+        let mut pending: Vec<NodeId> = Vec::new();
         for next in Parser::new_from_str_with_options(text, options) {
             let (event, span) = next.map_err(|error| SyntaxError {
                 line: error.marker().line(),
@@ -100,26 +162,27 @@ impl<'a> Stream<'a> {
             match event {
                 Event::Scalar(value, style, anchor, _) => {
                     let shape = Shape::Scalar(value, style_of(style));
-                    stream.push(shape, &span, anchor, false, &open);
+                    stream.push(shape, &span, anchor, false, &open, &mut pending);
                 }
                 Event::Alias(id) => {
-                    stream.push(Shape::Alias(id), &span, 0, false, &open);
+                    stream.push(Shape::Alias(id), &span, 0, false, &open, &mut pending);
                 }
                 Event::SequenceStart(style, anchor, _) => {
                     let flow = style == StructureStyle::Flow;
-                    let id = stream.push(Shape::Seq(Vec::new()), &span, anchor, flow, &open);
-                    open.push(id);
+                    let shape = Shape::Seq(0..0);
+                    let id = stream.push(shape, &span, anchor, flow, &open, &mut pending);
+                    open.push((id, pending.len()));
                 }
                 Event::MappingStart(style, anchor, _) => {
                     let flow = style == StructureStyle::Flow;
-                    let id = stream.push(Shape::Map(Vec::new()), &span, anchor, flow, &open);
-                    open.push(id);
+                    let shape = Shape::Map(0..0);
+                    let id = stream.push(shape, &span, anchor, flow, &open, &mut pending);
+                    open.push((id, pending.len()));
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
-                    if let Some(id) = open.pop() {
+                    if let Some((id, mark)) = open.pop() {
                         let end = span.byte_range().map_or(0, |r| r.end);
-                        let node = &mut stream.nodes[id];
-                        node.span.end = node.span.end.max(end);
+                        stream.close(id, end, &mut pending, mark);
                     }
                 }
                 _ => {}
@@ -128,13 +191,44 @@ impl<'a> Stream<'a> {
         Ok(stream)
     }
 
+    /// An empty stream with room for the nodes of a text of `len` bytes.
+    pub(crate) fn with_capacity(len: usize) -> Stream<'a> {
+        // Manifests run at about one node per ten bytes.
+        let nodes = len / 10 + 4;
+        Stream {
+            nodes: Vec::with_capacity(nodes),
+            docs: Vec::new(),
+            children: Vec::with_capacity(nodes),
+            anchors: Vec::new(),
+        }
+    }
+
+    /// Ends the collection `id` at `end` (if its span does not reach that
+    /// far yet), taking its children from `pending[mark..]`.
+    pub(crate) fn close(&mut self, id: NodeId, end: usize, pending: &mut Vec<NodeId>, mark: usize) {
+        let first = self.children.len();
+        self.children.extend(pending.drain(mark..));
+        let range = first..self.children.len();
+        let node = &mut self.nodes[id];
+        node.span.end = node.span.end.max(end);
+        if let Shape::Seq(children) | Shape::Map(children) = &mut node.shape {
+            *children = range;
+        }
+    }
+
+    /// The nodes of a children range.
+    pub fn kids(&self, children: &Children) -> &[NodeId] {
+        &self.children[children.clone()]
+    }
+
     fn push(
         &mut self,
         shape: Shape<'a>,
         span: &Span,
         anchor: usize,
         flow: bool,
-        open: &[NodeId],
+        open: &[(NodeId, usize)],
+        pending: &mut Vec<NodeId>,
     ) -> NodeId {
         let id = self.nodes.len();
         self.nodes.push(Node {
@@ -148,12 +242,10 @@ impl<'a> Stream<'a> {
         if anchor != 0 {
             self.anchors.push((anchor, id));
         }
-        match open.last() {
-            Some(&parent) => match &mut self.nodes[parent].shape {
-                Shape::Seq(items) | Shape::Map(items) => items.push(id),
-                _ => {}
-            },
-            None => self.docs.push(id),
+        if open.is_empty() {
+            self.docs.push(id);
+        } else {
+            pending.push(id);
         }
         id
     }
@@ -186,7 +278,7 @@ impl<'a> Stream<'a> {
     /// The entries of a mapping node (after alias resolution) as key/value pairs.
     pub fn entries(&self, id: NodeId) -> Option<impl Iterator<Item = (NodeId, NodeId)> + '_> {
         match &self.nodes[self.resolve(id)].shape {
-            Shape::Map(items) => Some(items.chunks_exact(2).map(|kv| (kv[0], kv[1]))),
+            Shape::Map(items) => Some(self.kids(items).chunks_exact(2).map(|kv| (kv[0], kv[1]))),
             _ => None,
         }
     }
@@ -194,7 +286,7 @@ impl<'a> Stream<'a> {
     /// The items of a sequence node (after alias resolution).
     pub fn items(&self, id: NodeId) -> Option<&[NodeId]> {
         match &self.nodes[self.resolve(id)].shape {
-            Shape::Seq(items) => Some(items),
+            Shape::Seq(items) => Some(self.kids(items)),
             _ => None,
         }
     }
@@ -209,6 +301,15 @@ impl<'a> Stream<'a> {
     /// Follows `keys` down nested mappings.
     pub fn get_path(&self, map: NodeId, keys: &[&str]) -> Option<NodeId> {
         keys.iter().try_fold(map, |node, key| self.get(node, key))
+    }
+}
+
+/// Whether the fast reader, when it takes `text`, builds the very tree the
+/// full parser builds (which must then accept the text too). For fuzzing.
+pub fn fast_reader_agrees(text: &str) -> bool {
+    match crate::subset::parse(text) {
+        None => true,
+        Some(fast) => Stream::parse_full(text).is_ok_and(|full| full == fast),
     }
 }
 
