@@ -1,7 +1,8 @@
 //! `fluxctl list-images`: for each workload container, the image it runs
 //! and the tags its repository offers, newest first by the container's
 //! policy. Offline: reads the workloads of a checkout (what
-//! `list-workloads` reads) and asks the registries.
+//! `list-workloads` reads) and asks the registries. Without `--manifests`:
+//! asks the daemon, and renders its answer with the same table.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use flux_manifests::{ResourceId, Workload};
 use flux_registry::{RepositoryInfo, TagInfo};
 use serde::Serialize;
 
+use crate::daemon::{self, Connection};
 use crate::offline::{Manifests, Output, parse_id};
 use crate::registry_options::RegistryArgs;
 use crate::table;
@@ -84,7 +86,10 @@ fn serialize_time<S: serde::Serializer>(
 }
 
 /// Exit 0 when every repository could be read, 1 otherwise, 2 on bad input.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args, connection: &Connection) -> ExitCode {
+    if args.manifests.paths.is_empty() {
+        return daemon::block_on(from_daemon(args, connection));
+    }
     match run_inner(args) {
         Ok(code) => code,
         Err(error) => {
@@ -131,18 +136,87 @@ fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .flat_map(|s| &s.containers)
         .all(|c| c.available_error.is_empty());
-    match args.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&statuses).context("rendering JSON")?
-        ),
-        Output::Text => print!("{}", render_table(&statuses, args.limit)),
-    }
+    print_statuses(&statuses, args.output, args.limit)?;
     Ok(if all_read && !load_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = connection.client()?;
+    let mut answer = client
+        .images(&args.workloads, args.namespace.as_deref())
+        .await?;
+    answer.sort_by(|a, b| a.id.cmp(&b.id));
+    let statuses: Vec<ImageStatus> = answer.iter().map(from_api).collect();
+    print_statuses(&statuses, args.output, args.limit)?;
+    let all_read = statuses
+        .iter()
+        .flat_map(|s| &s.containers)
+        .all(|c| c.available_error.is_empty());
+    Ok(if all_read {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_statuses(statuses: &[ImageStatus], output: Output, limit: usize) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(statuses).context("rendering JSON")?
+        ),
+        Output::Text => print!("{}", render_table(statuses, limit)),
+    }
+    Ok(())
+}
+
+/// The daemon's answer in the shape the offline mode renders.
+fn from_api(workload: &flux_api::WorkloadImages) -> ImageStatus {
+    let containers = workload
+        .containers
+        .iter()
+        .map(|c| {
+            let available: Vec<ImageDescription> = c
+                .available
+                .iter()
+                .map(|t| ImageDescription {
+                    id: format!("{}:{}", c.repository, t.tag),
+                    digest: t.digest.clone().unwrap_or_default(),
+                    created_at: t.created,
+                    tag: t.tag.clone(),
+                    note: None,
+                })
+                .collect();
+            let current_tag = (!c.current.starts_with("sha256:")).then(|| c.current.clone());
+            let current = available
+                .iter()
+                .find(|a| Some(&a.tag) == current_tag.as_ref())
+                .cloned()
+                .unwrap_or_else(|| ImageDescription {
+                    id: format!("{}:{}", c.repository, c.current),
+                    digest: String::new(),
+                    created_at: None,
+                    tag: String::new(),
+                    note: None,
+                });
+            ContainerStatus {
+                name: c.name.clone(),
+                current,
+                available,
+                available_error: c.error.clone().unwrap_or_default(),
+                repository: c.repository.clone(),
+                current_tag,
+            }
+        })
+        .collect();
+    ImageStatus {
+        id: workload.id.clone(),
+        containers,
+    }
 }
 
 fn image_status(

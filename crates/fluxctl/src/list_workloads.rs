@@ -1,11 +1,13 @@
-//! `fluxctl list-workloads --manifests DIR`: every workload, container and
-//! image in a checkout, with its policies.
+//! `fluxctl list-workloads`: every workload, container and image, with its
+//! policies — of a checkout (`--manifests DIR`) or as the daemon knows them
+//! (then with the rollout status).
 
 use std::process::ExitCode;
 
 use flux_manifests::Workload;
 use serde_json::json;
 
+use crate::daemon::{self, Connection};
 use crate::offline::{Manifests, Output};
 use crate::table;
 
@@ -31,8 +33,20 @@ pub struct Args {
     output: Output,
 }
 
-/// Prints the table; exits 1 when a file could not be read.
-pub fn run(args: Args) -> ExitCode {
+/// One workload as the table shows it, from either mode.
+struct Listed {
+    id: String,
+    policy: String,
+    release: String,
+    containers: Vec<(String, String)>,
+}
+
+/// Prints the table; exits 1 when a file could not be read or the daemon
+/// could not be asked.
+pub fn run(args: Args, connection: &Connection) -> ExitCode {
+    if args.manifests.paths.is_empty() {
+        return daemon::block_on(from_daemon(args, connection));
+    }
     let (checkout, failed) = args.manifests.load();
     let mut workloads: Vec<&Workload> = checkout
         .workloads
@@ -52,7 +66,22 @@ pub fn run(args: Args) -> ExitCode {
     let shown = |name: &str| args.container.as_deref().is_none_or(|c| c == name);
     let out = match args.output {
         Output::Json => json_listing(&workloads, &shown),
-        Output::Text => text_listing(&workloads, &shown, args.no_headers),
+        Output::Text => {
+            let listed: Vec<Listed> = workloads
+                .iter()
+                .map(|w| Listed {
+                    id: w.id.to_string(),
+                    policy: w.policies.markers().join(","),
+                    release: String::new(),
+                    containers: w
+                        .containers
+                        .iter()
+                        .map(|c| (c.name.clone(), c.spelling.clone()))
+                        .collect(),
+                })
+                .collect();
+            text_listing(&listed, &shown, args.no_headers)
+        }
     };
     print!("{out}");
     if failed {
@@ -62,7 +91,66 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn text_listing(workloads: &[&Workload], shown: &dyn Fn(&str) -> bool, no_headers: bool) -> String {
+async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = connection.client()?;
+    let mut workloads = client.workloads(args.namespace.as_deref()).await?;
+    workloads.retain(|w| {
+        args.container
+            .as_deref()
+            .is_none_or(|c| w.containers.iter().any(|x| x.name == c))
+    });
+    workloads.sort_by(|a, b| a.id.cmp(&b.id));
+    let shown = |name: &str| args.container.as_deref().is_none_or(|c| c == name);
+    if args.output == Output::Json {
+        for workload in &mut workloads {
+            workload.containers.retain(|c| shown(&c.name));
+        }
+        println!("{}", serde_json::to_string_pretty(&workloads)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let listed: Vec<Listed> = workloads
+        .iter()
+        .map(|w| Listed {
+            id: w.id.clone(),
+            policy: api_markers(&w.policies).join(","),
+            release: w
+                .rollout
+                .as_ref()
+                .map(|r| rollout_word(r.status).to_string())
+                .unwrap_or_default(),
+            containers: w
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone()))
+                .collect(),
+        })
+        .collect();
+    print!("{}", text_listing(&listed, &shown, args.no_headers));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The markers of the POLICY column, in the offline order.
+fn api_markers(policies: &flux_api::Policies) -> Vec<&'static str> {
+    [
+        (policies.automated, "automated"),
+        (policies.ignore, "ignore"),
+        (policies.locked, "locked"),
+    ]
+    .into_iter()
+    .filter_map(|(set, word)| set.then_some(word))
+    .collect()
+}
+
+fn rollout_word(status: flux_api::RolloutStatus) -> &'static str {
+    match status {
+        flux_api::RolloutStatus::Ready => "ready",
+        flux_api::RolloutStatus::Updating => "updating",
+        flux_api::RolloutStatus::Error => "error",
+        flux_api::RolloutStatus::Started => "started",
+    }
+}
+
+fn text_listing(workloads: &[Listed], shown: &dyn Fn(&str) -> bool, no_headers: bool) -> String {
     let mut rows = Vec::new();
     if !no_headers {
         rows.push(
@@ -72,35 +160,33 @@ fn text_listing(workloads: &[&Workload], shown: &dyn Fn(&str) -> bool, no_header
         );
     }
     for workload in workloads {
-        let policy = workload.policies.markers().join(",");
+        let policy = workload.policy.clone();
         let containers: Vec<_> = workload
             .containers
             .iter()
-            .filter(|c| shown(&c.name))
+            .filter(|(name, _)| shown(name))
             .collect();
         if containers.is_empty() {
             rows.push(vec![
-                workload.id.to_string(),
+                workload.id.clone(),
                 String::new(),
                 String::new(),
-                String::new(),
+                workload.release.clone(),
                 policy,
             ]);
             continue;
         }
-        for (n, container) in containers.iter().enumerate() {
-            let (id, policy) = if n == 0 {
-                (workload.id.to_string(), policy.clone())
+        for (n, (name, image)) in containers.iter().enumerate() {
+            let (id, release, policy) = if n == 0 {
+                (
+                    workload.id.clone(),
+                    workload.release.clone(),
+                    policy.clone(),
+                )
             } else {
-                (String::new(), String::new())
+                (String::new(), String::new(), String::new())
             };
-            rows.push(vec![
-                id,
-                container.name.clone(),
-                container.spelling.clone(),
-                String::new(),
-                policy,
-            ]);
+            rows.push(vec![id, name.clone(), image.clone(), release, policy]);
         }
     }
     table::render(&rows)

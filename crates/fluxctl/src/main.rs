@@ -1,9 +1,13 @@
 //! `fluxctl`: the Flux command line.
 //!
 //! Flags are parsed here and handed to the libraries; each verb lives in a
-//! module of its own.
+//! module of its own. With `--manifests DIR` a verb works on a checkout;
+//! without, it asks the daemon at `--url`.
 
 mod check_policy;
+mod completion;
+mod daemon;
+mod identity;
 mod list_images;
 mod list_workloads;
 mod offline;
@@ -11,6 +15,7 @@ mod policy;
 mod registry_options;
 mod release;
 mod results;
+mod sync;
 mod table;
 
 use std::process::ExitCode;
@@ -21,6 +26,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "fluxctl", version, about, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    connection: daemon::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,26 +52,47 @@ enum Command {
     Unlock(policy::Target),
     /// Change a workload's policies: automation, lock, tag filters.
     Policy(policy::Args),
+    /// Ask the daemon to fetch git now and wait until the head is applied.
+    Sync(sync::Args),
+    /// Show the daemon's public deploy key.
+    Identity(identity::Args),
+    /// Show fluxctl's version.
+    Version,
+    /// Write a shell completion script.
+    Completion(completion::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let connection = &cli.connection;
     match cli.command {
         Command::CheckPolicy(args) => check_policy::run(args),
         Command::ListImages(args) => {
             init_logging();
-            list_images::run(args)
+            list_images::run(args, connection)
         }
-        Command::ListWorkloads(args) => list_workloads::run(args),
+        Command::ListWorkloads(args) => list_workloads::run(args, connection),
         Command::Release(args) => {
             init_logging();
-            release::run(args)
+            release::run(args, connection)
         }
-        Command::Automate(target) => policy::run_verb(policy::Verb::Automate, target),
-        Command::Deautomate(target) => policy::run_verb(policy::Verb::Deautomate, target),
-        Command::Lock(target) => policy::run_verb(policy::Verb::Lock, target),
-        Command::Unlock(target) => policy::run_verb(policy::Verb::Unlock, target),
-        Command::Policy(args) => policy::run(args),
+        Command::Automate(target) => policy::run_verb(policy::Verb::Automate, target, connection),
+        Command::Deautomate(target) => {
+            policy::run_verb(policy::Verb::Deautomate, target, connection)
+        }
+        Command::Lock(target) => policy::run_verb(policy::Verb::Lock, target, connection),
+        Command::Unlock(target) => policy::run_verb(policy::Verb::Unlock, target, connection),
+        Command::Policy(args) => policy::run(args, connection),
+        Command::Sync(args) => sync::run(args, connection),
+        Command::Identity(args) => identity::run(args, connection),
+        Command::Version => {
+            println!("fluxctl {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Completion(args) => {
+            completion::run(args);
+            ExitCode::SUCCESS
+        }
     }
 }
 

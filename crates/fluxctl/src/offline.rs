@@ -10,7 +10,8 @@ use flux_manifests::{Checkout, LoadOptions, ResourceId, Transaction};
 #[derive(Debug, Clone, clap::Args)]
 pub struct Manifests {
     /// A folder (or file) of manifests to work on directly, without a daemon; may be repeated.
-    #[arg(long = "manifests", value_name = "DIR", required = true)]
+    /// Without it, the verb asks the daemon at --url.
+    #[arg(long = "manifests", value_name = "DIR")]
     pub paths: Vec<PathBuf>,
     /// The namespace of resources that name none.
     #[arg(

@@ -1,5 +1,6 @@
-//! `fluxctl policy|automate|deautomate|lock|unlock --manifests DIR`: set or
-//! remove policy annotations of one workload in place.
+//! `fluxctl policy|automate|deautomate|lock|unlock`: set or remove policy
+//! annotations of one workload — in place with `--manifests DIR`, else as a
+//! job of the daemon (which commits and pushes).
 
 use std::process::ExitCode;
 
@@ -7,6 +8,7 @@ use anyhow::{Context, bail};
 use flux_manifests::release::{Status, WorkloadResult};
 use flux_manifests::{PolicyUpdate, ResourceId, Transaction};
 
+use crate::daemon::{self, Connection};
 use crate::offline::{Manifests, parse_id};
 use crate::results;
 
@@ -22,8 +24,11 @@ pub struct Target {
     #[arg(short, long)]
     message: Option<String>,
     /// Who (kept as the lock's user when locking).
-    #[arg(long)]
+    #[arg(long, env = "FLUX_USER")]
     user: Option<String>,
+    /// Output format of the daemon's job.
+    #[arg(short, long, value_enum, default_value_t = crate::offline::Output::Text)]
+    output: crate::offline::Output,
 }
 
 /// Arguments of `policy`.
@@ -65,7 +70,20 @@ pub enum Verb {
 }
 
 /// Runs `automate`, `deautomate`, `lock` or `unlock`.
-pub fn run_verb(verb: Verb, target: Target) -> ExitCode {
+pub fn run_verb(verb: Verb, target: Target, connection: &Connection) -> ExitCode {
+    if target.manifests.paths.is_empty() {
+        let mut change = flux_api::PolicyChange {
+            workload: target.workload.clone(),
+            ..Default::default()
+        };
+        match verb {
+            Verb::Automate => change.automated = Some(true),
+            Verb::Deautomate => change.automated = Some(false),
+            Verb::Lock => change.locked = Some(true),
+            Verb::Unlock => change.locked = Some(false),
+        }
+        return daemon::block_on(through_daemon(&target, |_| Ok(change), connection));
+    }
     let update = match verb {
         Verb::Automate => PolicyUpdate::automate(),
         Verb::Deautomate => PolicyUpdate::deautomate(),
@@ -76,8 +94,12 @@ pub fn run_verb(verb: Verb, target: Target) -> ExitCode {
 }
 
 /// Runs `policy`.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args, connection: &Connection) -> ExitCode {
     let target = &args.target;
+    if target.manifests.paths.is_empty() {
+        let change = |containers: &[String]| change_of(&args, containers);
+        return daemon::block_on(through_daemon(target, change, connection));
+    }
     apply(target, |containers| {
         let mut update = PolicyUpdate::default();
         if args.automate {
@@ -117,6 +139,72 @@ pub fn run(args: Args) -> ExitCode {
         }
         Ok(update)
     })
+}
+
+/// The daemon's form of `policy`'s flags.
+fn change_of(args: &Args, containers: &[String]) -> anyhow::Result<flux_api::PolicyChange> {
+    let mut change = flux_api::PolicyChange {
+        workload: args.target.workload.clone(),
+        ..Default::default()
+    };
+    if args.automate {
+        change.automated = Some(true);
+    }
+    if args.deautomate {
+        change.automated = Some(false);
+    }
+    if args.lock {
+        change.locked = Some(true);
+    }
+    if args.unlock {
+        change.locked = Some(false);
+    }
+    if let Some(policy) = &args.tag_all {
+        for container in containers {
+            // Checked here so that a bad policy is refused before anything is sent.
+            PolicyUpdate::tag(container, policy).with_context(|| format!("--tag-all {policy}"))?;
+            change.tags.insert(container.clone(), policy.clone());
+        }
+    }
+    for pair in &args.tag {
+        let Some((container, policy)) = pair.split_once('=') else {
+            bail!("--tag {pair}: expected CONTAINER=POLICY");
+        };
+        PolicyUpdate::tag(container, policy).with_context(|| format!("--tag {pair}"))?;
+        change
+            .tags
+            .insert(container.to_string(), policy.to_string());
+    }
+    let unchanged = change.automated.is_none() && change.locked.is_none() && change.tags.is_empty();
+    if unchanged {
+        bail!(
+            "nothing to change: give --automate, --deautomate, --lock, --unlock, --tag or --tag-all"
+        );
+    }
+    Ok(change)
+}
+
+/// Sends one workload's policy change as a job and prints its result.
+async fn through_daemon(
+    target: &Target,
+    change: impl FnOnce(&[String]) -> anyhow::Result<flux_api::PolicyChange>,
+    connection: &Connection,
+) -> anyhow::Result<ExitCode> {
+    let id = parse_id(&target.workload)?;
+    let client = connection.client()?;
+    let workloads = client.workloads(Some(id.namespace())).await?;
+    let Some(workload) = workloads.iter().find(|w| w.id == id.to_string()) else {
+        bail!("the daemon knows no workload {id}");
+    };
+    let containers: Vec<String> = workload.containers.iter().map(|c| c.name.clone()).collect();
+    let spec = flux_api::JobSpec::Policy(flux_api::PolicySpec {
+        changes: vec![change(&containers)?],
+        message: target.message.clone(),
+        user: target.user.clone(),
+    });
+    let job = daemon::submit_and_wait(&client, &spec).await?;
+    let json = target.output == crate::offline::Output::Json;
+    Ok(daemon::report(&job, 1, json))
 }
 
 fn apply(

@@ -2,6 +2,8 @@
 //! their manifests in place — one image given on the command line
 //! (`--update-image`), or for each container the newest tag its policy
 //! admits, found by scanning the registries (`--update-all-images`).
+//! Without `--manifests`, the daemon runs the release as a job: it commits
+//! and pushes, and this prints the result and the commit.
 
 use std::process::ExitCode;
 
@@ -11,6 +13,7 @@ use flux_manifests::release::{self, ContainerTargets, ReleaseSpec, Status, Targe
 use flux_manifests::{Checkout, Transaction};
 use flux_registry::newest_admitted;
 
+use crate::daemon::{self, Connection};
 use crate::offline::{Manifests, Output, parse_id};
 use crate::registry_options::RegistryArgs;
 use crate::results;
@@ -56,8 +59,71 @@ pub struct Args {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Why (heads the commit message; daemon only).
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Who asked (the commit author when the daemon sets authors; daemon only).
+    #[arg(long, env = "FLUX_USER")]
+    user: Option<String>,
     #[command(flatten)]
     registry: RegistryArgs,
+}
+
+/// The job the daemon is asked to run.
+fn job_spec(args: &Args) -> anyhow::Result<flux_api::JobSpec> {
+    if !args.container.is_empty() {
+        bail!("--container works only with --manifests");
+    }
+    for id in args.workload.iter().chain(&args.exclude) {
+        parse_id(id)?;
+    }
+    let update = match &args.update_image {
+        Some(text) => {
+            image_to_release(text)?;
+            flux_api::ImageUpdate::Image(text.clone())
+        }
+        None => flux_api::ImageUpdate::AllLatest,
+    };
+    let targets = if args.all {
+        flux_api::Targets::All
+    } else {
+        flux_api::Targets::Workloads(args.workload.clone())
+    };
+    Ok(flux_api::JobSpec::Release(flux_api::ReleaseSpec {
+        targets,
+        exclude: args.exclude.clone(),
+        update,
+        force: args.force,
+        dry_run: args.dry_run,
+        message: args.message.clone(),
+        user: args.user.clone(),
+    }))
+}
+
+async fn through_daemon(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
+    let spec = job_spec(&args)?;
+    let client = connection.client()?;
+    eprintln!("Submitting release ...");
+    let json = args.output == Output::Json;
+    if args.dry_run {
+        let submitted = client.submit(&spec).await?;
+        let plan = submitted.plan.unwrap_or_default();
+        if json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!("{}", daemon::render_results(&plan, args.verbose));
+        }
+        let failed = plan
+            .iter()
+            .any(|r| r.status == flux_api::ResultStatus::Failed);
+        return Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let job = daemon::submit_and_wait(&client, &spec).await?;
+    Ok(daemon::report(&job, args.verbose, json))
 }
 
 /// The spec as the flags give it; with `--update-all-images` its targets
@@ -101,7 +167,10 @@ fn image_to_release(text: &str) -> anyhow::Result<ImageRef> {
 
 /// Edits, verifies and writes; exits 1 when a workload failed or a file
 /// could not be read, 2 on bad arguments.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args, connection: &Connection) -> ExitCode {
+    if args.manifests.paths.is_empty() {
+        return daemon::block_on(through_daemon(args, connection));
+    }
     let mut spec = match spec(&args) {
         Ok(spec) => spec,
         Err(error) => {

@@ -3,129 +3,21 @@
 //! few tags of the front-end image (the seeded manifest points at it).
 //! Everything goes through the client `fluxctl` uses.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flux_api::{
-    Client, ClientError, ImageUpdate, Job, JobSpec, JobStatus, PolicyChange, PolicySpec,
-    ReleaseSpec, ResultStatus, Targets,
+    Client, ClientError, ImageUpdate, JobSpec, JobStatus, PolicyChange, PolicySpec, ReleaseSpec,
+    ResultStatus, Targets,
 };
-use flux_testkit::git::{BRANCH, BareRepo, IsolatedEnv, free_port};
-use flux_testkit::registry::{ImageSpec, Registry};
+use flux_testkit::daemon::{
+    FRONT_END, Fluxd, finished, registry_with_front_end, sock_shop_repo, wait_for,
+};
+use flux_testkit::git::{BRANCH, BareRepo, free_port};
+use flux_testkit::registry::ImageSpec;
 
-const FRONT_END: &str = "sock-shop:deployment/front-end";
-
-/// A running `fluxd`, killed when dropped.
-struct Fluxd {
-    child: Child,
-    url: String,
-    token: String,
-    _data: tempfile::TempDir,
-    _env: IsolatedEnv,
-}
-
-impl Drop for Fluxd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Fluxd {
-    async fn start(repo: &BareRepo, extra: &[&str]) -> Fluxd {
-        let data = tempfile::tempdir().unwrap();
-        let env = IsolatedEnv::new();
-        let listen = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_fluxd"))
-            .args([
-                "--cluster=none",
-                "--git-url",
-                &repo.url(),
-                "--git-branch",
-                BRANCH,
-                "--git-path",
-                "manifests",
-                "--listen",
-                &listen,
-                "--git-poll-interval",
-                "1h",
-                "--registry-poll-interval",
-                "1h",
-            ])
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(extra)
-            .envs(env.vars())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fluxd starts");
-        let url = format!("http://{listen}");
-        let mut fluxd = Fluxd {
-            child,
-            url,
-            token: String::new(),
-            _data: data,
-            _env: env,
-        };
-        let token_file = fluxd._data.path().join("api-token");
-        let client = Client::new(&fluxd.url, None).unwrap();
-        wait_for("fluxd to answer", || async {
-            client.version().await.is_ok() && token_file.exists()
-        })
-        .await;
-        fluxd.token = std::fs::read_to_string(&token_file)
-            .unwrap()
-            .trim()
-            .to_string();
-        wait_for("the manifests to be read", || async {
-            client.workloads(None).await.is_ok_and(|w| !w.is_empty())
-        })
-        .await;
-        fluxd
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&self.url, Some(self.token.clone())).unwrap()
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn finished(client: &Client, id: &str) -> Job {
-    let mut job = client.job(id).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while matches!(job.status, JobStatus::Queued | JobStatus::Running) {
-        assert!(Instant::now() < deadline, "job {id} did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        job = client.job(id).await.unwrap();
-    }
-    job
-}
-
-/// The sock-shop manifests with front-end's image moved to `image`.
-fn sock_shop_repo(image: Option<&str>) -> BareRepo {
-    BareRepo::seeded_with(|work| {
-        let manifests = work.join("manifests");
-        flux_testkit::copy_dir(&flux_testkit::sock_shop_manifests(), &manifests).unwrap();
-        if let Some(image) = image {
-            let path = manifests.join("09-front-end-dep.yaml");
-            let text = std::fs::read_to_string(&path).unwrap();
-            let moved = text.replace("weaveworksdemos/front-end:0.3.12", image);
-            assert_ne!(moved, text);
-            std::fs::write(&path, moved).unwrap();
-        }
-    })
+fn fluxd_binary() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_fluxd"))
 }
 
 /// Changed lines of the last commit, `+…` and `-…`, without headers.
@@ -145,21 +37,6 @@ fn last_commit_message(repo: &BareRepo) -> String {
     repo.git(&["log", "-1", "--format=%B", BRANCH])
         .trim()
         .to_string()
-}
-
-/// A registry with three tags of `sock-shop/front-end`, newest last.
-async fn registry_with_front_end() -> Registry {
-    let registry = Registry::start();
-    for (tag, created) in [
-        ("0.3.12", "2016-11-18T16:00:00Z"),
-        ("0.3.13", "2017-01-10T10:00:00Z"),
-        ("0.4.0", "2017-03-01T10:00:00Z"),
-    ] {
-        registry
-            .push_image("sock-shop/front-end", tag, &ImageSpec::created(created))
-            .await;
-    }
-    registry
 }
 
 fn release(image: ImageUpdate, dry_run: bool) -> JobSpec {
@@ -189,7 +66,7 @@ fn automate_front_end() -> JobSpec {
 #[tokio::test]
 async fn workloads_come_from_git_with_every_sock_shop_container() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&repo, &[]).await;
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[]).await;
     let workloads = fluxd.client().workloads(Some("sock-shop")).await.unwrap();
     let containers: usize = workloads.iter().map(|w| w.containers.len()).sum();
     assert_eq!(containers, 15, "{workloads:#?}");
@@ -203,7 +80,7 @@ async fn workloads_come_from_git_with_every_sock_shop_container() {
 #[tokio::test]
 async fn automating_commits_only_the_inserted_annotation_lines() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&repo, &[]).await;
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[]).await;
     let client = fluxd.client();
     let before = repo.head(BRANCH);
     let submitted = client.submit(&automate_front_end()).await.unwrap();
@@ -241,7 +118,7 @@ async fn releasing_an_image_commits_only_its_bytes_and_a_dry_run_writes_nothing(
     let image = registry.image("sock-shop/front-end");
     let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
     let include = format!("--registry-include-image={}/*", registry.host());
-    let fluxd = Fluxd::start(&repo, &[&include]).await;
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[&include]).await;
     let client = fluxd.client();
 
     // The registry is scanned for the images in use, and the view shows its tags.
@@ -318,7 +195,7 @@ async fn releasing_an_image_commits_only_its_bytes_and_a_dry_run_writes_nothing(
 #[tokio::test]
 async fn a_job_without_the_token_is_refused_and_commits_nothing() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&repo, &[]).await;
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[]).await;
     let before = repo.head(BRANCH);
     let anonymous = Client::new(&fluxd.url, None).unwrap();
     let refused = anonymous.submit(&automate_front_end()).await;
@@ -338,7 +215,7 @@ async fn a_job_without_the_token_is_refused_and_commits_nothing() {
 #[tokio::test]
 async fn a_failed_job_leaves_no_commit() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&repo, &[]).await;
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[]).await;
     let client = fluxd.client();
     let before = repo.head(BRANCH);
     let spec = JobSpec::Policy(PolicySpec {
@@ -363,7 +240,7 @@ async fn a_failed_job_leaves_no_commit() {
 #[tokio::test]
 async fn a_hand_made_commit_shows_after_sync() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&repo, &[]).await;
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[]).await;
     let client = fluxd.client();
     let extra = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: extra\n  namespace: sock-shop\nspec:\n  template:\n    spec:\n      containers:\n      - name: extra\n        image: example/extra:1.0\n";
     let pushed = repo.commit_file(BRANCH, "manifests/99-extra-dep.yaml", extra, "Add extra");
@@ -385,7 +262,7 @@ async fn a_hand_made_commit_shows_after_sync() {
 #[tokio::test]
 async fn sigterm_stops_fluxd_cleanly() {
     let repo = sock_shop_repo(None);
-    let mut fluxd = Fluxd::start(&repo, &[]).await;
+    let mut fluxd = Fluxd::start(fluxd_binary(), &repo, &[]).await;
     let killed = Command::new("kill")
         .args(["-TERM", &fluxd.child.id().to_string()])
         .status()
@@ -429,7 +306,7 @@ async fn an_image_notification_polls_its_repository_at_once() {
     let include = format!("--registry-include-image={}/*", registry.host());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let listen_metrics = format!("--listen-metrics={metrics_addr}");
-    let fluxd = Fluxd::start(&repo, &[&include, &listen_metrics]).await;
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[&include, &listen_metrics]).await;
     let client = fluxd.client();
     let tags = || async {
         let images = client.images(&[FRONT_END.to_string()], None).await.unwrap();
@@ -471,7 +348,12 @@ async fn an_image_notification_polls_its_repository_at_once() {
 #[tokio::test]
 async fn the_users_message_heads_the_commit_and_the_user_is_its_author() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&repo, &["--git-set-author", "--git-ci-skip"]).await;
+    let fluxd = Fluxd::start(
+        fluxd_binary(),
+        &repo,
+        &["--git-set-author", "--git-ci-skip"],
+    )
+    .await;
     let client = fluxd.client();
     let spec = JobSpec::Policy(PolicySpec {
         changes: vec![PolicyChange {

@@ -5,13 +5,14 @@
 //! git fixtures ([`git`]: seeded bare repositories, an isolated git environment,
 //! a real `sshd` on loopback), a real OCI registry ([`registry::Registry`]) with
 //! synthetic images pushed through its API, and the Kubernetes API server double
-//! ([`kube::ApiServer`]).
+//! ([`kube::ApiServer`]), and a running `fluxd` on a seeded repo ([`daemon::Fluxd`]).
 //!
 //! ```
 //! let dir = flux_testkit::sock_shop_manifests();
 //! assert!(dir.join("09-front-end-dep.yaml").exists());
 //! ```
 
+pub mod daemon;
 pub mod generate;
 pub mod git;
 pub mod kube;

@@ -1,0 +1,174 @@
+//! Working against a running `fluxd`: the `--url` / `--token` options every
+//! verb shares, waiting for jobs, and printing what they did.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use flux_api::{Client, Job, JobSpec, JobStatus, ResultStatus, WorkloadResult};
+
+use crate::results::{self, Row};
+
+/// Where the daemon is and how to prove who we are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// The daemon's API.
+    #[arg(
+        long,
+        global = true,
+        env = "FLUX_URL",
+        default_value = "http://127.0.0.1:3030"
+    )]
+    pub url: String,
+    /// The API token (the daemon's `--api-token-file`), needed by verbs that change something.
+    #[arg(long, global = true, env = "FLUX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Connection {
+    /// A client of the daemon.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.url, self.token.clone())?)
+    }
+}
+
+/// Runs `work` on a fresh runtime; an error is printed and exits 1.
+pub fn block_on<F>(work: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("fluxctl: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("fluxctl: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Submits a job and waits for it to finish, with a spinner on a terminal.
+pub async fn submit_and_wait(client: &Client, spec: &JobSpec) -> anyhow::Result<Job> {
+    let submitted = client.submit(spec).await?;
+    let spinner = spinner("Waiting for the job");
+    let mut job = client.job(&submitted.id).await?;
+    while matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        job = client
+            .job(&submitted.id)
+            .await
+            .with_context(|| format!("job {}", submitted.id))?;
+    }
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    Ok(job)
+}
+
+/// A spinner on standard error, only when it is a terminal (never in logs).
+pub fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
+}
+
+/// Prints a finished job: the result table and the commit pushed; exits 1
+/// when the job or a workload failed.
+pub fn report(job: &Job, verbosity: u8, json: bool) -> ExitCode {
+    if json {
+        let text = serde_json::to_string_pretty(job).expect("jobs always serialise");
+        println!("{text}");
+    } else {
+        print!("{}", render_results(&job.result, verbosity));
+        if let Some(commit) = &job.commit {
+            println!("Commit pushed:\t{}", short(commit));
+        }
+        if let Some(applied) = &job.applied {
+            println!("Commit applied:\t{}", short(applied));
+        }
+    }
+    if let Some(error) = &job.error {
+        eprintln!("fluxctl: job {} failed: {error}", job.id);
+    }
+    let failed = job.status == JobStatus::Failed
+        || job.result.iter().any(|r| r.status == ResultStatus::Failed);
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The `WORKLOAD STATUS UPDATES` table of results the daemon reported.
+pub fn render_results(result: &[WorkloadResult], verbosity: u8) -> String {
+    let rows: Vec<Row> = result
+        .iter()
+        .map(|r| Row {
+            id: r.workload.clone(),
+            status: status_word(r.status),
+            level: match r.status {
+                ResultStatus::Success | ResultStatus::Failed => 0,
+                ResultStatus::Skipped => 1,
+                ResultStatus::Ignored => 2,
+            },
+            lines: r
+                .updates
+                .iter()
+                .map(|u| format!("{}: {} -> {}", u.container, u.current, tag_of(&u.target)))
+                .chain(r.error.clone())
+                .collect(),
+        })
+        .collect();
+    results::render_rows(&rows, verbosity)
+}
+
+fn status_word(status: ResultStatus) -> String {
+    match status {
+        ResultStatus::Success => "success",
+        ResultStatus::Failed => "failed",
+        ResultStatus::Skipped => "skipped",
+        ResultStatus::Ignored => "ignored",
+    }
+    .to_string()
+}
+
+/// The tag (or digest) of an image reference, as the offline table shows it.
+fn tag_of(image: &str) -> &str {
+    if let Some((_, digest)) = image.split_once('@') {
+        return digest;
+    }
+    let last_part = image.rsplit('/').next().unwrap_or(image);
+    match last_part.rsplit_once(':') {
+        Some((_, tag)) => tag,
+        None => "latest",
+    }
+}
+
+/// The first seven characters of a commit id, as git shows them.
+pub fn short(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tag_of_reads_tags_digests_and_registry_ports() {
+        assert_eq!(super::tag_of("localhost:5000/a/b:1.2"), "1.2");
+        assert_eq!(super::tag_of("localhost:5000/a/b"), "latest");
+        assert_eq!(super::tag_of("a/b@sha256:00"), "sha256:00");
+    }
+}

@@ -1,0 +1,88 @@
+//! `fluxctl sync`: ask the daemon to fetch git now and wait until the head
+//! of its branch is applied.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::daemon::{self, Connection, short};
+
+/// Arguments of `sync`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How long to wait for the revision to be applied (`30s`, `5m`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+/// Prints each step; exits 1 when the revision is not applied in time.
+pub fn run(args: Args, connection: &Connection) -> ExitCode {
+    daemon::block_on(sync(args, connection))
+}
+
+async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = connection.client()?;
+    println!("Synchronizing with {}", connection.url);
+    let requested = client.sync().await?;
+    let revision = short(&requested.revision).to_string();
+    println!("Revision of {} to apply is {revision}", requested.branch);
+    println!("Waiting for {revision} to be applied ...");
+    let spinner = daemon::spinner("Waiting for the sync");
+    let deadline = Instant::now() + args.timeout;
+    loop {
+        let status = client.sync_status(&requested.revision).await?;
+        if status.pending.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            if let Some(spinner) = spinner {
+                spinner.finish_and_clear();
+            }
+            bail!(
+                "{revision} was not applied within {}s ({} commit(s) pending); \
+                 the daemon keeps trying, see its log",
+                args.timeout.as_secs(),
+                status.pending.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    println!("Done.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Durations written like `1s`, `30s`, `5m`, `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text}: give a unit (s, m or h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text}: expected a number then s, m or h"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("{text}: unit must be s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_seconds_minutes_and_hours() {
+        assert_eq!(super::parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(super::parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(super::parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(super::parse_duration("5").is_err());
+        assert!(super::parse_duration("5d").is_err());
+    }
+}

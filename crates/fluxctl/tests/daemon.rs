@@ -1,0 +1,226 @@
+//! `fluxctl` against a real `fluxd` (`--cluster=none`) on a bare repo seeded
+//! with the sock-shop manifests, and a real registry.
+//!
+//! The `fluxd` binary is the one built next to `fluxctl` (`cargo test
+//! --workspace` builds both; with `-p fluxctl` alone, `cargo build -p fluxd`
+//! first).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use flux_testkit::daemon::{FRONT_END, Fluxd, registry_with_front_end, sock_shop_repo, wait_for};
+use flux_testkit::git::BRANCH;
+
+fn fluxd_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_fluxctl")).with_file_name("fluxd");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p fluxd`",
+        path.display()
+    );
+    path
+}
+
+/// Runs fluxctl with `args`, free of the caller's FLUX_* variables.
+fn fluxctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fluxctl"))
+        .args(args)
+        .env_remove("FLUX_URL")
+        .env_remove("FLUX_TOKEN")
+        .env_remove("FLUX_USER")
+        .output()
+        .expect("fluxctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn list_workloads_through_the_daemon_equals_the_offline_listing() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let manifests = flux_testkit::sock_shop_manifests();
+    let offline = fluxctl(&[
+        "list-workloads",
+        "--manifests",
+        manifests.to_str().expect("the fixture path is UTF-8"),
+    ]);
+    let online = fluxctl(&["--url", &fluxd.url, "list-workloads"]);
+    assert!(online.status.success(), "{}", stderr(&online));
+    assert!(stdout(&online).contains(FRONT_END));
+    assert_eq!(stdout(&online), stdout(&offline));
+
+    let json = fluxctl(&["--url", &fluxd.url, "list-workloads", "-o", "json"]);
+    let listed: Vec<flux_api::Workload> =
+        serde_json::from_slice(&json.stdout).expect("-o json is the API's workloads");
+    assert!(listed.iter().any(|w| w.id == FRONT_END));
+}
+
+#[tokio::test]
+async fn release_through_the_daemon_prints_the_result_and_the_commit_it_pushed() {
+    let registry = registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
+    let include = format!("--registry-include-image={}/*", registry.host());
+    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[&include]).await;
+    let client = fluxd.client();
+    wait_for("the registry's tags in the view", || async {
+        let images = client.images(&[FRONT_END.to_string()], None).await;
+        images.is_ok_and(|i| i[0].containers[0].available.len() == 3)
+    })
+    .await;
+
+    let listed = fluxctl(&["--url", &fluxd.url, "list-images", "-w", FRONT_END]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let table = stdout(&listed);
+    assert!(table.contains("|   0.4.0"), "{table}");
+    assert!(table.contains("'-> 0.3.12"), "{table}");
+
+    let before = repo.head(BRANCH);
+    let target = format!("{image}:0.4.0");
+    let base = ["--url", &fluxd.url, "--token", &fluxd.token, "release"];
+    let dry = fluxctl(&[&base[..], &["-w", FRONT_END, "-i", &target, "--dry-run"]].concat());
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(stdout(&dry).contains("front-end: "), "{}", stdout(&dry));
+    assert_eq!(repo.head(BRANCH), before, "a dry run pushes nothing");
+
+    let released = fluxctl(&[&base[..], &["-w", FRONT_END, "-i", &target]].concat());
+    assert!(released.status.success(), "{}", stderr(&released));
+    assert!(stderr(&released).contains("Submitting release ..."));
+    let after = repo.head(BRANCH);
+    let out = stdout(&released);
+    assert!(out.starts_with("WORKLOAD"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{FRONT_END}  success  front-end: {image}:0.3.12 -> 0.4.0"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Commit pushed:\t{}", &after[..7])),
+        "{out}"
+    );
+    assert_eq!(
+        repo.git(&["rev-parse", "HEAD~1"]).trim(),
+        before,
+        "exactly one commit"
+    );
+}
+
+#[tokio::test]
+async fn automate_through_the_daemon_commits_the_annotation() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let before = repo.head(BRANCH);
+    let out = fluxctl(&[
+        "--url",
+        &fluxd.url,
+        "--token",
+        &fluxd.token,
+        "automate",
+        "-w",
+        FRONT_END,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = repo.head(BRANCH);
+    assert_ne!(after, before);
+    assert!(
+        stdout(&out).contains(&format!("{FRONT_END}  success")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains(&format!("Commit pushed:\t{}", &after[..7])));
+    let manifest = repo.git(&["show", "HEAD:manifests/09-front-end-dep.yaml"]);
+    assert!(manifest.contains("fluxcd.io/automated"), "{manifest}");
+}
+
+#[tokio::test]
+async fn without_a_token_a_release_is_refused_and_nothing_is_pushed() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let before = repo.head(BRANCH);
+    let out = fluxctl(&[
+        "--url",
+        &fluxd.url,
+        "release",
+        "-w",
+        FRONT_END,
+        "-i",
+        "weaveworksdemos/front-end:0.3.13",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("missing or wrong API token"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo.head(BRANCH), before);
+}
+
+#[tokio::test]
+async fn identity_says_clearly_that_a_daemon_without_ssh_has_no_key() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let out = fluxctl(&["--url", &fluxd.url, "identity"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no deploy key"), "{}", stderr(&out));
+}
+
+/// `--cluster=none` never marks a revision applied, so only the first
+/// lines and the timeout are checked.
+#[tokio::test]
+async fn sync_names_the_revision_and_gives_up_clearly_after_the_timeout() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let head = repo.head(BRANCH);
+    let out = fluxctl(&[
+        "--url",
+        &fluxd.url,
+        "--token",
+        &fluxd.token,
+        "sync",
+        "--timeout",
+        "1s",
+    ]);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], format!("Synchronizing with {}", fluxd.url));
+    assert_eq!(
+        lines[1],
+        format!("Revision of {BRANCH} to apply is {}", &head[..7])
+    );
+    assert_eq!(
+        lines[2],
+        format!("Waiting for {} to be applied ...", &head[..7])
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("was not applied within 1s"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn version_prints_the_client_version_without_a_daemon() {
+    let out = fluxctl(&["--url", "http://127.0.0.1:9", "version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!("fluxctl {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn completion_bash_writes_a_script_for_fluxctl() {
+    let out = fluxctl(&["completion", "bash"]);
+    assert!(out.status.success());
+    let script = stdout(&out);
+    assert!(script.contains("_fluxctl()"), "{script}");
+    assert!(script.contains("list-workloads"));
+}

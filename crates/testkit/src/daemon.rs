@@ -1,0 +1,156 @@
+//! A real `fluxd` for tests: started with `--cluster=none` against a bare
+//! repo seeded with the sock-shop manifests, killed when dropped; and a
+//! registry holding a few tags of the front-end image.
+
+use std::future::Future;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flux_api::{Client, Job, JobStatus};
+
+use crate::git::{BRANCH, BareRepo, IsolatedEnv, free_port};
+use crate::registry::{ImageSpec, Registry};
+
+/// The workload the fixtures release to.
+pub const FRONT_END: &str = "sock-shop:deployment/front-end";
+
+/// A running `fluxd`, killed when dropped.
+pub struct Fluxd {
+    /// The process.
+    pub child: Child,
+    /// Its API, `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The API token it generated.
+    pub token: String,
+    /// Its data folder.
+    pub data: tempfile::TempDir,
+    _env: IsolatedEnv,
+}
+
+impl Drop for Fluxd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fluxd {
+    /// Starts `binary` on `repo`'s `manifests` folder, polling git and the
+    /// registries hourly (tests ask for what they need), plus `extra`
+    /// flags; returns once it serves the manifests' workloads.
+    pub async fn start(binary: &Path, repo: &BareRepo, extra: &[&str]) -> Fluxd {
+        let data = tempfile::tempdir().expect("a temporary folder can be made");
+        let env = IsolatedEnv::new();
+        let listen = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(binary)
+            .args([
+                "--cluster=none",
+                "--git-url",
+                &repo.url(),
+                "--git-branch",
+                BRANCH,
+                "--git-path",
+                "manifests",
+                "--listen",
+                &listen,
+                "--git-poll-interval",
+                "1h",
+                "--registry-poll-interval",
+                "1h",
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(extra)
+            .envs(env.vars())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
+        let url = format!("http://{listen}");
+        let mut fluxd = Fluxd {
+            child,
+            url,
+            token: String::new(),
+            data,
+            _env: env,
+        };
+        let token_file = fluxd.data.path().join("api-token");
+        let client = Client::new(&fluxd.url, None).expect("the URL is well formed");
+        wait_for("fluxd to answer", || async {
+            client.version().await.is_ok() && token_file.exists()
+        })
+        .await;
+        fluxd.token = std::fs::read_to_string(&token_file)
+            .expect("the token file exists")
+            .trim()
+            .to_string();
+        wait_for("the manifests to be read", || async {
+            client.workloads(None).await.is_ok_and(|w| !w.is_empty())
+        })
+        .await;
+        fluxd
+    }
+
+    /// A client holding the token.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, Some(self.token.clone())).expect("the URL is well formed")
+    }
+}
+
+/// Polls `done` every 100 ms; panics after a minute naming `what`.
+pub async fn wait_for<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The job once it is no longer queued or running.
+pub async fn finished(client: &Client, id: &str) -> Job {
+    let mut job = client.job(id).await.expect("the job exists");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+        assert!(Instant::now() < deadline, "job {id} did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        job = client.job(id).await.expect("the job exists");
+    }
+    job
+}
+
+/// A bare repo whose `manifests` folder holds the sock-shop manifests, with
+/// front-end's image moved to `image` when given.
+pub fn sock_shop_repo(image: Option<&str>) -> BareRepo {
+    BareRepo::seeded_with(|work| {
+        let manifests = work.join("manifests");
+        crate::copy_dir(&crate::sock_shop_manifests(), &manifests)
+            .expect("the fixtures can be copied");
+        if let Some(image) = image {
+            let path = manifests.join("09-front-end-dep.yaml");
+            let text = std::fs::read_to_string(&path).expect("the fixture exists");
+            let moved = text.replace("weaveworksdemos/front-end:0.3.12", image);
+            assert_ne!(moved, text, "the fixture names front-end 0.3.12");
+            std::fs::write(&path, moved).expect("the copy is writable");
+        }
+    })
+}
+
+/// A registry with three tags of `sock-shop/front-end`, newest last.
+pub async fn registry_with_front_end() -> Registry {
+    let registry = Registry::start();
+    for (tag, created) in [
+        ("0.3.12", "2016-11-18T16:00:00Z"),
+        ("0.3.13", "2017-01-10T10:00:00Z"),
+        ("0.4.0", "2017-03-01T10:00:00Z"),
+    ] {
+        registry
+            .push_image("sock-shop/front-end", tag, &ImageSpec::created(created))
+            .await;
+    }
+    registry
+}
