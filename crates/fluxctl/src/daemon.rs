@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use flux_api::{Client, Job, JobSpec, JobStatus, ResultStatus, WorkloadResult};
+use flux_api::{Client, ClientError, Job, JobSpec, JobStatus, ResultStatus, WorkloadResult};
 
 use crate::results::{self, Row};
 
@@ -51,10 +51,24 @@ where
     match runtime.block_on(work) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("fluxctl: {error:#}");
+            eprintln!("fluxctl: {}", explain(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error for a person: an unreachable daemon with the root cause only
+/// (the transport repeats the URL at each level), anything else with its
+/// whole chain.
+fn explain(error: &anyhow::Error) -> String {
+    if let Some(ClientError::Unreachable { url, source }) = error.downcast_ref::<ClientError>() {
+        let mut cause: &dyn std::error::Error = source;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        return format!("cannot reach fluxd at {url}: {cause}");
+    }
+    format!("{error:#}")
 }
 
 /// Submits a job and waits for it to finish, with a spinner on a terminal.

@@ -224,3 +224,15 @@ fn completion_bash_writes_a_script_for_fluxctl() {
     assert!(script.contains("_fluxctl()"), "{script}");
     assert!(script.contains("list-workloads"));
 }
+
+#[test]
+fn an_unreachable_daemon_is_named_with_the_root_cause() {
+    let out = fluxctl(&["--url", "http://127.0.0.1:9", "list-workloads"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.starts_with("fluxctl: cannot reach fluxd at http://127.0.0.1:9/"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
