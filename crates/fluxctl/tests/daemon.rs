@@ -236,3 +236,48 @@ fn an_unreachable_daemon_is_named_with_the_root_cause() {
     );
     assert_eq!(message.lines().count(), 1, "{message}");
 }
+
+#[tokio::test]
+async fn policy_through_the_daemon_sets_a_tag_filter_and_refuses_a_bad_one_before_sending() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let base = ["--url", &fluxd.url, "--token", &fluxd.token, "policy"];
+    let before = repo.head(BRANCH);
+    let bad = fluxctl(
+        &[
+            &base[..],
+            &["-w", FRONT_END, "--tag", "front-end=semver:nope"],
+        ]
+        .concat(),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("--tag front-end=semver:nope"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(repo.head(BRANCH), before, "nothing sent, nothing pushed");
+
+    let good = fluxctl(
+        &[
+            &base[..],
+            &[
+                "-w",
+                FRONT_END,
+                "--tag",
+                "front-end=semver:~0.3",
+                "-m",
+                "pin 0.3",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(good.status.success(), "{}", stderr(&good));
+    let manifest = repo.git(&["show", "HEAD:manifests/09-front-end-dep.yaml"]);
+    assert!(
+        manifest.contains("fluxcd.io/tag.front-end: semver:~0.3"),
+        "{manifest}"
+    );
+    let message = repo.git(&["log", "-1", "--format=%B", BRANCH]);
+    assert!(message.contains("pin 0.3"), "{message}");
+}
