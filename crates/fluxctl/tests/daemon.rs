@@ -80,6 +80,20 @@ async fn release_through_the_daemon_prints_the_result_and_the_commit_it_pushed()
     let table = stdout(&listed);
     assert!(table.contains("|   0.4.0"), "{table}");
     assert!(table.contains("'-> 0.3.12"), "{table}");
+    let json = fluxctl(&[
+        "--url",
+        &fluxd.url,
+        "list-images",
+        "-w",
+        FRONT_END,
+        "-o",
+        "json",
+    ]);
+    let statuses: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("-o json is JSON");
+    let container = &statuses[0]["Containers"][0];
+    assert_eq!(container["Current"]["ID"], format!("{image}:0.3.12"));
+    assert_eq!(container["Available"].as_array().map(Vec::len), Some(3));
 
     let before = repo.head(BRANCH);
     let target = format!("{image}:0.4.0");
