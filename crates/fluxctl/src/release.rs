@@ -100,8 +100,11 @@ fn job_spec(args: &Args) -> anyhow::Result<flux_api::JobSpec> {
     }))
 }
 
-async fn through_daemon(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
-    let spec = job_spec(&args)?;
+async fn through_daemon(
+    args: Args,
+    spec: flux_api::JobSpec,
+    connection: &Connection,
+) -> anyhow::Result<ExitCode> {
     let client = connection.client()?;
     eprintln!("Submitting release ...");
     let json = args.output == Output::Json;
@@ -169,7 +172,15 @@ fn image_to_release(text: &str) -> anyhow::Result<ImageRef> {
 /// could not be read, 2 on bad arguments.
 pub fn run(args: Args, connection: &Connection) -> ExitCode {
     if args.manifests.paths.is_empty() {
-        return daemon::block_on(through_daemon(args, connection));
+        // Bad arguments are refused (exit 2) before the daemon is asked.
+        let spec = match job_spec(&args) {
+            Ok(spec) => spec,
+            Err(error) => {
+                eprintln!("fluxctl: {error:#}");
+                return ExitCode::from(2);
+            }
+        };
+        return daemon::block_on(through_daemon(args, spec, connection));
     }
     let mut spec = match spec(&args) {
         Ok(spec) => spec,

@@ -295,3 +295,22 @@ async fn policy_through_the_daemon_sets_a_tag_filter_and_refuses_a_bad_one_befor
     let message = repo.git(&["log", "-1", "--format=%B", BRANCH]);
     assert!(message.contains("pin 0.3"), "{message}");
 }
+
+#[test]
+fn bad_release_arguments_are_refused_before_the_daemon_is_asked() {
+    let out = fluxctl(&[
+        "--url",
+        "http://127.0.0.1:9",
+        "release",
+        "-w",
+        "front-end",
+        "-i",
+        "weaveworksdemos/front-end:0.3.13",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--workload front-end"),
+        "{}",
+        stderr(&out)
+    );
+}
