@@ -137,6 +137,17 @@ pub enum JobSpec {
     Release(ReleaseSpec),
     /// Change annotations.
     Policy(PolicySpec),
+    /// Move automated workloads to their newest admitted tags (the
+    /// daemon's own jobs, from new tags).
+    Automation(AutomationSpec),
+}
+
+/// An automation run: which automated workloads had something newer when
+/// it was queued. The job decides again on the manifests it edits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AutomationSpec {
+    /// Workload ids, `<namespace>:<kind>/<name>`.
+    pub workloads: Vec<String>,
 }
 
 /// Which workloads a release targets.
