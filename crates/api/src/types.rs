@@ -148,6 +148,11 @@ pub enum JobSpec {
 pub struct AutomationSpec {
     /// Workload ids, `<namespace>:<kind>/<name>`.
     pub workloads: Vec<String>,
+    /// When the scanner first saw the earliest new tag of the batch (also
+    /// in the job's timeline; here it is kept in the commit's note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub first_seen: Option<Timestamp>,
 }
 
 /// Which workloads a release targets.

@@ -367,7 +367,10 @@ async fn automation_loop(
             continue;
         }
         tracing::info!(workloads = ?moving, "automation: newer images admitted");
-        let spec = JobSpec::Automation(AutomationSpec { workloads: moving });
+        let spec = JobSpec::Automation(AutomationSpec {
+            workloads: moving,
+            first_seen,
+        });
         let id = jobs.submit(spec, first_seen);
         daemon.metrics.queue_length.set(jobs.queued() as i64);
         last = Some(Submitted { id, head });

@@ -574,6 +574,7 @@ async fn a_new_tag_is_released_to_an_automated_workload_in_one_commit() {
             &ImageSpec::created("2017-06-01T10:00:00Z"),
         )
         .await;
+    let pushed_at = jiff::Timestamp::now();
     let change = flux_api::Change::Image {
         name: image.clone(),
     };
@@ -590,6 +591,17 @@ async fn a_new_tag_is_released_to_an_automated_workload_in_one_commit() {
             format!("+        image: {image}:0.5.0"),
         ],
     );
+    // The note keeps when the scanner first saw the tag.
+    let note = repo.git(&["notes", "--ref=flux", "show", &repo.head(BRANCH)]);
+    let note: serde_json::Value = serde_json::from_str(&note).unwrap();
+    assert_eq!(note["spec"]["kind"], "automation", "{note}");
+    assert_eq!(note["spec"]["workloads"][0], FRONT_END, "{note}");
+    let seen: jiff::Timestamp = note["spec"]["first_seen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seen > pushed_at && seen <= jiff::Timestamp::now(), "{note}");
     settle().await;
     assert_eq!(commit_count(&repo), start + 1, "one commit, no repeats");
 
