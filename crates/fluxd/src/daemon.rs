@@ -356,6 +356,10 @@ async fn automation_loop(
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }
+        if daemon.config.git_readonly {
+            // Nothing could be pushed; a failing job per new tag helps no one.
+            continue;
+        }
         let Some((moving, head)) = daemon.automation_plan().await else {
             continue;
         };
