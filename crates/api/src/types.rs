@@ -137,6 +137,22 @@ pub enum JobSpec {
     Release(ReleaseSpec),
     /// Change annotations.
     Policy(PolicySpec),
+    /// Move automated workloads to their newest admitted tags (the
+    /// daemon's own jobs, from new tags).
+    Automation(AutomationSpec),
+}
+
+/// An automation run: which automated workloads had something newer when
+/// it was queued. The job decides again on the manifests it edits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AutomationSpec {
+    /// Workload ids, `<namespace>:<kind>/<name>`.
+    pub workloads: Vec<String>,
+    /// When the scanner first saw the earliest new tag of the batch (also
+    /// in the job's timeline; here it is kept in the commit's note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub first_seen: Option<Timestamp>,
 }
 
 /// Which workloads a release targets.

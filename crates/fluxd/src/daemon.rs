@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flux_api::{
-    ContainerUpdate, Identity, ImageUpdate, JobSpec, PolicySpec, ResultStatus, SyncRequested,
-    SyncStatus, WorkloadResult,
+    AutomationSpec, ContainerUpdate, Identity, ImageUpdate, JobSpec, PolicySpec, ResultStatus,
+    SyncRequested, SyncStatus, WorkloadResult,
 };
 use flux_git::{
     CommitMessage, CommitSpec, DeployKey, GitError, Person, Repo, RepoConfig, RepoState,
@@ -96,6 +96,8 @@ struct Inner {
     loaded: Mutex<Option<Loaded>>,
     git_wake: Notify,
     deploy_key: Option<Identity>,
+    /// Asks automation to look; carries when a new tag was first seen.
+    automation: mpsc::UnboundedSender<Option<Timestamp>>,
 }
 
 /// A started daemon.
@@ -144,6 +146,7 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let (view, view_rx) = watch::channel(View::default());
         let (images, images_rx) = watch::channel(BTreeSet::new());
+        let (automation, automation_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             scanner: scanner(&config),
             repo: Repo::new(repo_config),
@@ -154,6 +157,7 @@ impl Daemon {
             loaded: Mutex::new(None),
             git_wake: Notify::new(),
             deploy_key,
+            automation,
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();
@@ -175,6 +179,12 @@ impl Daemon {
                 shutdown.clone(),
             )),
             tokio::spawn(route_changes(inner.clone(), changes_rx, image_changes)),
+            tokio::spawn(automation_loop(
+                inner.clone(),
+                jobs.clone(),
+                automation_rx,
+                shutdown.clone(),
+            )),
         ];
         let api = Arc::new(Api {
             token: secrets.api_token,
@@ -316,6 +326,88 @@ async fn git_loop(daemon: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Runs automation when asked (a new tag, a new head) and every
+/// `--automation-interval`, after gathering the requests of one batch
+/// window, so a burst of new tags makes one job, one commit, one push.
+async fn automation_loop(
+    daemon: Arc<Inner>,
+    jobs: Jobs,
+    mut requests: mpsc::UnboundedReceiver<Option<Timestamp>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last: Option<Submitted> = None;
+    loop {
+        let mut first_seen = tokio::select! {
+            () = tokio::time::sleep(daemon.config.automation_interval) => None,
+            request = requests.recv() => match request {
+                Some(seen) => seen,
+                None => return,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let window = tokio::time::Instant::now() + daemon.config.automation_batch_window;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(window) => break,
+                request = requests.recv() => match request {
+                    Some(seen) => first_seen = earliest(first_seen, seen),
+                    None => return,
+                },
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+        if daemon.config.git_readonly {
+            // Nothing could be pushed; a failing job per new tag helps no one.
+            continue;
+        }
+        let Some((moving, head)) = daemon.automation_plan().await else {
+            continue;
+        };
+        if last.as_ref().is_some_and(|l| l.still_pending(&jobs, &head)) {
+            // Its commit is not read yet; reading it asks again.
+            continue;
+        }
+        if moving.is_empty() {
+            continue;
+        }
+        tracing::info!(workloads = ?moving, "automation: newer images admitted");
+        let spec = JobSpec::Automation(AutomationSpec {
+            workloads: moving,
+            first_seen,
+        });
+        let id = jobs.submit(spec, first_seen);
+        daemon.metrics.queue_length.set(jobs.queued() as i64);
+        last = Some(Submitted { id, head });
+    }
+}
+
+/// The automation job last queued, and the head it was planned on.
+struct Submitted {
+    id: String,
+    head: String,
+}
+
+impl Submitted {
+    /// Whether planning again now would repeat this job: it has not
+    /// finished, or it pushed a commit the manifests last read predate.
+    fn still_pending(&self, jobs: &Jobs, head: &str) -> bool {
+        let Some(job) = jobs.get(&self.id) else {
+            return false;
+        };
+        match job.status {
+            flux_api::JobStatus::Queued | flux_api::JobStatus::Running => true,
+            _ => job.commit.is_some() && self.head == head,
+        }
+    }
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Sends webhook and `notify` changes to the loop they concern.
 async fn route_changes(
     daemon: Arc<Inner>,
@@ -378,10 +470,15 @@ async fn registry_loop(
         if names.is_empty() {
             continue;
         }
+        let mut new_tags = false;
         for result in daemon.scanner.poll(&names).await {
             for tag in &result.new_tags {
                 tracing::info!(repository = %tag.name.familiar(), tag = %tag.tag, "new tag");
+                new_tags = true;
             }
+        }
+        if new_tags {
+            let _ = daemon.automation.send(Some(Timestamp::now()));
         }
         daemon.export_registry_counters();
         daemon.refresh_images().await;
@@ -455,6 +552,7 @@ impl Inner {
             head,
             checkout: Arc::new(checkout),
         });
+        let _ = self.automation.send(None);
         Ok(())
     }
 
@@ -507,10 +605,12 @@ impl Inner {
         let kind = match &spec {
             JobSpec::Release(_) => "release",
             JobSpec::Policy(_) => "policy",
+            JobSpec::Automation(_) => "automation",
         };
         let outcome = match spec.clone() {
             JobSpec::Release(release) => self.release(release).await,
             JobSpec::Policy(policy) => self.policy(policy).await,
+            JobSpec::Automation(automation) => self.automate(automation).await,
         };
         let status = if outcome.is_ok() {
             "succeeded"
@@ -553,6 +653,82 @@ impl Inner {
             })
             .await;
         self.finish(pushed, results, committed)
+    }
+
+    /// Moves each automated workload's containers to their newest admitted
+    /// tags, decided again on the manifests being edited and the registry
+    /// cache; one commit for all of them, none when nothing moves.
+    async fn automate(&self, wire: AutomationSpec) -> Result<Outcome, String> {
+        let mut results = Vec::new();
+        let mut committed = None;
+        let pushed = self
+            .repo
+            .commit_and_push(|dir| {
+                let checkout = blocking(|| self.load(dir));
+                let spec = self.automation_spec(&checkout);
+                let mut transaction = Transaction::new(&checkout);
+                let made = release::execute(&mut transaction, &spec);
+                let images: BTreeSet<String> = made
+                    .iter()
+                    .filter(|r| r.status == Status::Success)
+                    .flat_map(|r| &r.updates)
+                    .map(|u| flux_manifests::respell(&u.current, &u.target))
+                    .collect();
+                results = made
+                    .iter()
+                    .filter(|r| !r.updates.is_empty())
+                    .map(wire_result)
+                    .collect();
+                if images.is_empty() {
+                    return Ok(None);
+                }
+                transaction.write()?;
+                committed = Some(Timestamp::now());
+                let images: Vec<String> = images.into_iter().collect();
+                let note = note(&JobSpec::Automation(wire.clone()), &results);
+                let message = CommitMessage::auto_release(&images);
+                Ok::<_, std::io::Error>(Some(commit(message, None, note)))
+            })
+            .await;
+        self.finish(pushed, results, committed)
+    }
+
+    /// A release of every automated, unlocked workload to the newest tags
+    /// its policies admit (locked and ignored ones are left by the release
+    /// rules themselves).
+    fn automation_spec(&self, checkout: &Checkout) -> ReleaseSpec {
+        let automated = checkout
+            .workloads
+            .iter()
+            .filter(|w| w.policies.automated && !w.policies.locked)
+            .map(|w| w.id.clone())
+            .collect();
+        let mut spec = ReleaseSpec {
+            targets: Targets::Only(automated),
+            excludes: Vec::new(),
+            update: Update::PerContainer(release::ContainerTargets::new()),
+            containers: Vec::new(),
+            force: false,
+        };
+        spec.update = Update::PerContainer(self.newest_targets(checkout, &spec));
+        spec
+    }
+
+    /// The automated workloads that would move, on the manifests last
+    /// read, and the head they were read at; `None` before the first read.
+    async fn automation_plan(&self) -> Option<(Vec<String>, String)> {
+        let (checkout, head) = {
+            let loaded = self.loaded.lock().await;
+            let loaded = loaded.as_ref()?;
+            (loaded.checkout.clone(), loaded.head.clone())
+        };
+        let spec = self.automation_spec(&checkout);
+        let moving = release::plan(&checkout, &spec)
+            .into_iter()
+            .filter(|r| r.status == Status::Success && !r.updates.is_empty())
+            .map(|r| r.id.to_string())
+            .collect();
+        Some((moving, head))
     }
 
     async fn policy(&self, wire: PolicySpec) -> Result<Outcome, String> {

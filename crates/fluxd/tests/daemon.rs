@@ -380,3 +380,195 @@ async fn the_users_message_heads_the_commit_and_the_user_is_its_author() {
     assert!(added.contains("fluxcd.io/locked: \"true\""), "{added}");
     assert!(added.contains("freeze for the demo"), "{added}");
 }
+
+/// The sock-shop manifests with front-end at `image` and carrying
+/// `annotations` (`key: value` lines).
+fn annotated_repo(image: &str, annotations: &[(&str, &str)]) -> BareRepo {
+    BareRepo::seeded_with(|work| {
+        let manifests = work.join("manifests");
+        flux_testkit::copy_dir(&flux_testkit::sock_shop_manifests(), &manifests).unwrap();
+        let path = manifests.join("09-front-end-dep.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: String = annotations
+            .iter()
+            .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
+            .collect();
+        let moved = text
+            .replace("weaveworksdemos/front-end:0.3.12", image)
+            .replacen(
+                "  namespace: sock-shop\n",
+                &format!("  namespace: sock-shop\n  annotations:\n{lines}"),
+                1,
+            );
+        std::fs::write(&path, moved).unwrap();
+    })
+}
+
+const AUTOMATED: (&str, &str) = ("fluxcd.io/automated", "true");
+
+/// fluxd with automation triggered only by events (new tags, new heads).
+async fn automating_fluxd(repo: &BareRepo, registry: &Registry) -> Fluxd {
+    let include = format!("--registry-include-image={}/*", registry.host());
+    let fluxd = Fluxd::start(repo, &[&include, "--automation-interval=1h"]).await;
+    let client = fluxd.client();
+    wait_for("the registry's tags in the view", || async {
+        let images = client.images(&[FRONT_END.to_string()], None).await.unwrap();
+        !images[0].containers[0].available.is_empty()
+    })
+    .await;
+    fluxd
+}
+
+fn commit_count(repo: &BareRepo) -> usize {
+    repo.git(&["rev-list", "--count", BRANCH])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Long enough for a trigger, a batch window and a push to have happened.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(4)).await;
+}
+
+async fn wait_for_commits(repo: &BareRepo, count: usize) {
+    wait_for("the automation commit", || async {
+        commit_count(repo) >= count
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_tag_is_released_to_an_automated_workload_in_one_commit() {
+    let registry = registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = annotated_repo(&format!("{image}:0.4.0"), &[AUTOMATED]);
+    let fluxd = automating_fluxd(&repo, &registry).await;
+    let client = fluxd.client();
+    let start = commit_count(&repo);
+    settle().await;
+    assert_eq!(commit_count(&repo), start, "already at the newest tag");
+
+    registry
+        .push_image(
+            "sock-shop/front-end",
+            "0.5.0",
+            &ImageSpec::created("2017-06-01T10:00:00Z"),
+        )
+        .await;
+    let pushed_at = jiff::Timestamp::now();
+    let change = flux_api::Change::Image {
+        name: image.clone(),
+    };
+    client.notify(&change).await.unwrap();
+    wait_for_commits(&repo, start + 1).await;
+    assert_eq!(
+        last_commit_message(&repo),
+        format!("Auto-release {image}:0.5.0")
+    );
+    assert_eq!(
+        last_commit_lines(&repo),
+        [
+            format!("-        image: {image}:0.4.0"),
+            format!("+        image: {image}:0.5.0"),
+        ],
+    );
+    // The note keeps when the scanner first saw the tag.
+    let note = repo.git(&["notes", "--ref=flux", "show", &repo.head(BRANCH)]);
+    let note: serde_json::Value = serde_json::from_str(&note).unwrap();
+    assert_eq!(note["spec"]["kind"], "automation", "{note}");
+    assert_eq!(note["spec"]["workloads"][0], FRONT_END, "{note}");
+    let seen: jiff::Timestamp = note["spec"]["first_seen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seen > pushed_at && seen <= jiff::Timestamp::now(), "{note}");
+    settle().await;
+    assert_eq!(commit_count(&repo), start + 1, "one commit, no repeats");
+
+    // A burst of tags inside the batch window: one commit, to the newest.
+    for (tag, created) in [
+        ("0.6.0", "2017-07-01T10:00:00Z"),
+        ("0.6.1", "2017-07-02T10:00:00Z"),
+        ("0.6.2", "2017-07-03T10:00:00Z"),
+    ] {
+        registry
+            .push_image("sock-shop/front-end", tag, &ImageSpec::created(created))
+            .await;
+        client.notify(&change).await.unwrap();
+    }
+    wait_for_commits(&repo, start + 2).await;
+    settle().await;
+    assert_eq!(commit_count(&repo), start + 2, "one commit for the burst");
+    assert_eq!(
+        last_commit_lines(&repo),
+        [
+            format!("-        image: {image}:0.5.0"),
+            format!("+        image: {image}:0.6.2"),
+        ],
+    );
+    drop(fluxd);
+
+    // A fresh daemon (empty data dir) decides from git and the registry:
+    // a tag created earlier than the one running is never released.
+    let fluxd = automating_fluxd(&repo, &registry).await;
+    registry
+        .push_image(
+            "sock-shop/front-end",
+            "9.9.9",
+            &ImageSpec::created("2015-01-01T10:00:00Z"),
+        )
+        .await;
+    fluxd.client().notify(&change).await.unwrap();
+    settle().await;
+    assert_eq!(commit_count(&repo), start + 2, "no downgrade");
+    assert!(
+        repo.git(&["show", &format!("{BRANCH}:manifests/09-front-end-dep.yaml")])
+            .contains(&format!("image: {image}:0.6.2"))
+    );
+}
+
+#[tokio::test]
+async fn a_semver_policy_restricts_what_automation_releases() {
+    let registry = registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = annotated_repo(
+        &format!("{image}:0.3.12"),
+        &[AUTOMATED, ("fluxcd.io/tag.front-end", "semver:~0.3")],
+    );
+    let start = commit_count(&repo);
+    // The check after the first read of the head finds 0.3.13 (0.4.0 is
+    // outside the range).
+    let _fluxd = automating_fluxd(&repo, &registry).await;
+    wait_for_commits(&repo, start + 1).await;
+    assert_eq!(
+        last_commit_message(&repo),
+        format!("Auto-release {image}:0.3.13")
+    );
+    assert_eq!(
+        last_commit_lines(&repo),
+        [
+            format!("-        image: {image}:0.3.12"),
+            format!("+        image: {image}:0.3.13"),
+        ],
+    );
+    settle().await;
+    assert_eq!(commit_count(&repo), start + 1);
+}
+
+#[tokio::test]
+async fn a_locked_automated_workload_is_not_released() {
+    let registry = registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = annotated_repo(
+        &format!("{image}:0.3.12"),
+        &[AUTOMATED, ("fluxcd.io/locked", "true")],
+    );
+    let start = commit_count(&repo);
+    let fluxd = automating_fluxd(&repo, &registry).await;
+    let change = flux_api::Change::Image { name: image };
+    fluxd.client().notify(&change).await.unwrap();
+    settle().await;
+    assert_eq!(commit_count(&repo), start);
+}
