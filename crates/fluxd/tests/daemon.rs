@@ -14,7 +14,7 @@ use flux_testkit::daemon::{
     FRONT_END, Fluxd, finished, registry_with_front_end, sock_shop_repo, wait_for,
 };
 use flux_testkit::git::{BRANCH, BareRepo, free_port};
-use flux_testkit::registry::ImageSpec;
+use flux_testkit::registry::{ImageSpec, Registry};
 
 fn fluxd_binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_fluxd"))
@@ -409,7 +409,12 @@ const AUTOMATED: (&str, &str) = ("fluxcd.io/automated", "true");
 /// fluxd with automation triggered only by events (new tags, new heads).
 async fn automating_fluxd(repo: &BareRepo, registry: &Registry) -> Fluxd {
     let include = format!("--registry-include-image={}/*", registry.host());
-    let fluxd = Fluxd::start(repo, &[&include, "--automation-interval=1h"]).await;
+    let fluxd = Fluxd::start(
+        fluxd_binary(),
+        repo,
+        &[&include, "--automation-interval=1h"],
+    )
+    .await;
     let client = fluxd.client();
     wait_for("the registry's tags in the view", || async {
         let images = client.images(&[FRONT_END.to_string()], None).await.unwrap();
