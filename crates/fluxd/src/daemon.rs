@@ -633,61 +633,78 @@ impl Inner {
     async fn release(&self, wire: flux_api::ReleaseSpec) -> Result<Outcome, String> {
         let base = release_spec(&wire)?;
         let message = release_message(&wire);
-        let mut results = Vec::new();
-        let mut committed = None;
-        let pushed = self
-            .repo
-            .commit_and_push(|dir| {
-                let checkout = blocking(|| self.load(dir));
-                let mut spec = base.clone();
-                if wire.update == ImageUpdate::AllLatest {
-                    spec.update = Update::PerContainer(self.newest_targets(&checkout, &spec));
-                }
-                let mut transaction = Transaction::new(&checkout);
-                let planned = release::execute(&mut transaction, &spec);
-                results = planned.iter().map(wire_result).collect();
-                transaction.write()?;
-                committed = Some(Timestamp::now());
-                let note = note(&JobSpec::Release(wire.clone()), &results);
-                Ok::<_, std::io::Error>(Some(commit(message.clone(), wire.user.as_deref(), note)))
-            })
-            .await;
-        self.finish(pushed, results, committed)
+        let job = JobSpec::Release(wire.clone());
+        self.edit_and_push(&job, wire.user.as_deref(), |checkout, transaction| {
+            let mut spec = base.clone();
+            if wire.update == ImageUpdate::AllLatest {
+                spec.update = Update::PerContainer(self.newest_targets(checkout, &spec));
+            }
+            let results = release::execute(transaction, &spec);
+            Ok((
+                results.iter().map(wire_result).collect(),
+                Some(message.clone()),
+            ))
+        })
+        .await
     }
 
     /// Moves each automated workload's containers to their newest admitted
     /// tags, decided again on the manifests being edited and the registry
     /// cache; one commit for all of them, none when nothing moves.
     async fn automate(&self, wire: AutomationSpec) -> Result<Outcome, String> {
+        let job = JobSpec::Automation(wire.clone());
+        self.edit_and_push(&job, None, |checkout, transaction| {
+            let spec = self.automation_spec(checkout);
+            let made = release::execute(transaction, &spec);
+            let images: BTreeSet<String> = made
+                .iter()
+                .filter(|r| r.status == Status::Success)
+                .flat_map(|r| &r.updates)
+                .map(|u| flux_manifests::respell(&u.current, &u.target))
+                .collect();
+            let results = made
+                .iter()
+                .filter(|r| !r.updates.is_empty())
+                .map(wire_result)
+                .collect();
+            let images: Vec<String> = images.into_iter().collect();
+            let message = (!images.is_empty()).then(|| CommitMessage::auto_release(&images));
+            Ok((results, message))
+        })
+        .await
+    }
+
+    /// Runs a job's edit in the repo's write checkout and pushes the commit:
+    /// `edit` makes its changes in the transaction and answers with the
+    /// per-workload results and the commit message (none: nothing to commit).
+    /// It may run more than once, when another writer pushed first.
+    async fn edit_and_push<F>(
+        &self,
+        job: &JobSpec,
+        user: Option<&str>,
+        mut edit: F,
+    ) -> Result<Outcome, String>
+    where
+        F: for<'c> FnMut(
+            &'c Checkout,
+            &mut Transaction<'c>,
+        ) -> std::io::Result<(Vec<WorkloadResult>, Option<CommitMessage>)>,
+    {
         let mut results = Vec::new();
         let mut committed = None;
         let pushed = self
             .repo
             .commit_and_push(|dir| {
                 let checkout = blocking(|| self.load(dir));
-                let spec = self.automation_spec(&checkout);
                 let mut transaction = Transaction::new(&checkout);
-                let made = release::execute(&mut transaction, &spec);
-                let images: BTreeSet<String> = made
-                    .iter()
-                    .filter(|r| r.status == Status::Success)
-                    .flat_map(|r| &r.updates)
-                    .map(|u| flux_manifests::respell(&u.current, &u.target))
-                    .collect();
-                results = made
-                    .iter()
-                    .filter(|r| !r.updates.is_empty())
-                    .map(wire_result)
-                    .collect();
-                if images.is_empty() {
+                let (made, message) = edit(&checkout, &mut transaction)?;
+                results = made;
+                let Some(message) = message else {
                     return Ok(None);
-                }
+                };
                 transaction.write()?;
                 committed = Some(Timestamp::now());
-                let images: Vec<String> = images.into_iter().collect();
-                let note = note(&JobSpec::Automation(wire.clone()), &results);
-                let message = CommitMessage::auto_release(&images);
-                Ok::<_, std::io::Error>(Some(commit(message, None, note)))
+                Ok::<_, std::io::Error>(Some(commit(message, user, note(job, &results))))
             })
             .await;
         self.finish(pushed, results, committed)
@@ -734,36 +751,27 @@ impl Inner {
     async fn policy(&self, wire: PolicySpec) -> Result<Outcome, String> {
         let updates = policy_updates(&wire)?;
         let message = policy_message(&wire);
-        let mut results = Vec::new();
-        let mut committed = None;
-        let pushed = self
-            .repo
-            .commit_and_push(|dir| {
-                let checkout = blocking(|| self.load(dir));
-                let mut transaction = Transaction::new(&checkout);
-                results.clear();
-                for (id, update) in &updates {
-                    let changed = transaction
-                        .update_policies(id, update)
-                        .map_err(|e| std::io::Error::other(format!("{id}: {e}")))?;
-                    results.push(WorkloadResult {
-                        workload: id.to_string(),
-                        status: if changed {
-                            ResultStatus::Success
-                        } else {
-                            ResultStatus::Skipped
-                        },
-                        error: (!changed).then(|| "no changes".to_string()),
-                        updates: Vec::new(),
-                    });
-                }
-                transaction.write()?;
-                committed = Some(Timestamp::now());
-                let note = note(&JobSpec::Policy(wire.clone()), &results);
-                Ok::<_, std::io::Error>(Some(commit(message.clone(), wire.user.as_deref(), note)))
-            })
-            .await;
-        self.finish(pushed, results, committed)
+        let job = JobSpec::Policy(wire.clone());
+        self.edit_and_push(&job, wire.user.as_deref(), |_, transaction| {
+            let mut results = Vec::new();
+            for (id, update) in &updates {
+                let changed = transaction
+                    .update_policies(id, update)
+                    .map_err(|e| std::io::Error::other(format!("{id}: {e}")))?;
+                results.push(WorkloadResult {
+                    workload: id.to_string(),
+                    status: if changed {
+                        ResultStatus::Success
+                    } else {
+                        ResultStatus::Skipped
+                    },
+                    error: (!changed).then(|| "no changes".to_string()),
+                    updates: Vec::new(),
+                });
+            }
+            Ok((results, Some(message.clone())))
+        })
+        .await
     }
 
     /// The job's outcome from its push: a commit, no commit when nothing

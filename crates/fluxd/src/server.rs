@@ -139,18 +139,10 @@ async fn require_token(State(api): State<Shared>, request: Request, next: Next) 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|t| constant_time_eq(t, &api.token)) {
+    if !given.is_some_and(|t| webhooks::same(t, &api.token)) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     next.run(request).await
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 #[derive(Debug, Deserialize)]

@@ -187,7 +187,7 @@ fn signature_matches(secret: &str, body: &[u8], hex_signature: &str) -> bool {
 }
 
 /// Constant-time equality, so a token can't be guessed byte by byte.
-fn same(given: &str, secret: &str) -> bool {
+pub(crate) fn same(given: &str, secret: &str) -> bool {
     if secret.is_empty() || given.len() != secret.len() {
         return false;
     }
