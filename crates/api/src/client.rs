@@ -102,6 +102,11 @@ impl Client {
         self.post(paths::JOBS, spec).await
     }
 
+    /// The jobs the daemon keeps, newest first.
+    pub async fn jobs(&self) -> Result<Vec<Job>, ClientError> {
+        self.get(paths::JOBS, &[]).await
+    }
+
     /// A job by id.
     pub async fn job(&self, id: &str) -> Result<Job, ClientError> {
         self.get(&paths::job(id), &[]).await

@@ -2,7 +2,7 @@
 //! came from) and their resource ids.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde_json::Value;
@@ -241,7 +241,21 @@ impl ManifestSet {
             })
             .collect();
         files.sort();
-        for (source, read) in read_all(&files) {
+        set.extend(read_all(&files, None));
+        set
+    }
+
+    /// Reads the given files, in their order, naming each by its path relative to
+    /// `root` (a checkout's files named as they are in the repo).
+    pub fn load_files(root: &Path, files: &[PathBuf]) -> ManifestSet {
+        let mut set = ManifestSet::default();
+        set.extend(read_all(files, Some(root)));
+        set
+    }
+
+    fn extend(&mut self, read: Vec<(String, FileResult)>) {
+        let set = self;
+        for (source, read) in read {
             match read {
                 Ok(manifests) => set.manifests.extend(manifests),
                 Err(error) => set
@@ -253,20 +267,21 @@ impl ManifestSet {
                     })),
             }
         }
-        set
     }
 }
 
 type FileResult = Result<Vec<Manifest>, Result<ManifestError, String>>;
 
 /// Reads and parses files on every core, keeping their order.
-fn read_all(files: &[std::path::PathBuf]) -> Vec<(String, FileResult)> {
+fn read_all(files: &[PathBuf], root: Option<&Path>) -> Vec<(String, FileResult)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = files.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = files
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|f| read_one(f)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|f| read_one(f, root)).collect::<Vec<_>>())
+            })
             .collect();
         workers
             .into_iter()
@@ -275,8 +290,9 @@ fn read_all(files: &[std::path::PathBuf]) -> Vec<(String, FileResult)> {
     })
 }
 
-fn read_one(file: &Path) -> (String, FileResult) {
-    let source = file.display().to_string();
+fn read_one(file: &Path, root: Option<&Path>) -> (String, FileResult) {
+    let named = root.and_then(|root| file.strip_prefix(root).ok());
+    let source = named.unwrap_or(file).display().to_string();
     let result = match std::fs::read_to_string(file) {
         Ok(text) => Manifest::from_yaml(&source, &text).map_err(Ok),
         Err(error) => Err(Err(error.to_string())),

@@ -658,8 +658,12 @@ impl Cluster {
                 candidates.push(orphan);
             }
         }
-        let fetched: Vec<(&Live, Result<Option<Value>, kube::Error>)> = stream::iter(candidates)
-            .map(|orphan| async move { (orphan, self.full_object(orphan).await) })
+        type Fetched<'l> = (&'l Live, Result<Option<Value>, kube::Error>);
+        let fetches: Vec<Boxed<'_, Fetched<'l>>> = candidates
+            .into_iter()
+            .map(|orphan| boxed(async move { (orphan, self.full_object(orphan).await) }))
+            .collect();
+        let fetched: Vec<Fetched<'l>> = stream::iter(fetches)
             .buffer_unordered(options.parallelism.max(1))
             .collect()
             .await;
@@ -715,14 +719,19 @@ impl Cluster {
                 }
                 continue;
             }
-            let results: Vec<(ResourceId, Result<(), kube::Error>)> = stream::iter(doomed)
-                .map(|orphan| async move {
-                    let api = self.api(&orphan.served, orphan.id.namespace());
-                    let mut params = DeleteParams::background();
-                    params.dry_run = options.dry_run;
-                    let result = api.delete(orphan.id.name(), &params).await.map(|_| ());
-                    (orphan.id.clone(), result)
+            let deletes: Vec<Boxed<'_, (ResourceId, Result<(), kube::Error>)>> = doomed
+                .into_iter()
+                .map(|orphan| {
+                    boxed(async move {
+                        let api = self.api(&orphan.served, orphan.id.namespace());
+                        let mut params = DeleteParams::background();
+                        params.dry_run = options.dry_run;
+                        let result = api.delete(orphan.id.name(), &params).await.map(|_| ());
+                        (orphan.id.clone(), result)
+                    })
                 })
+                .collect();
+            let results: Vec<(ResourceId, Result<(), kube::Error>)> = stream::iter(deletes)
                 .buffer_unordered(options.parallelism.max(1))
                 .collect()
                 .await;
@@ -787,4 +796,13 @@ fn distinct_types(planned: &[Planned]) -> Vec<ServedType> {
         })
         .map(|p| p.served.clone())
         .collect()
+}
+
+/// A request's future, boxed: a stream of futures made by a closure over borrowed
+/// objects trips the compiler's higher-ranked `Send` check (rust-lang/rust#102211)
+/// when a caller spawns the sync; boxed futures made up front do not.
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+fn boxed<'a, T>(work: impl std::future::Future<Output = T> + Send + 'a) -> Boxed<'a, T> {
+    Box::pin(work)
 }

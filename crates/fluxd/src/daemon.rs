@@ -9,9 +9,12 @@
 //! [`flux_git::Repo::commit_and_push`], so a job that fails or changes
 //! nothing leaves no commit.
 //!
-//! With `--cluster=none` nothing is applied: the sync marker never moves,
-//! so `sync_status` truthfully lists every commit since the marker (or since
-//! the start of history when there is none) as pending.
+//! With a cluster, the manifests read at each new head are applied (see
+//! [`cluster`]); the sync marker then moves there, and jobs whose commits it
+//! contains are marked applied. With `--cluster=none` nothing is applied
+//! and the marker never moves: a revision counts as synced once fluxd has
+//! read the manifests at it, so `fluxctl sync` still tells when fluxd sees
+//! a change.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -36,6 +39,8 @@ use jiff::Timestamp;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+mod cluster;
+
 use crate::config::{ClusterMode, Config};
 use crate::jobs::{Jobs, Outcome};
 use crate::metrics::{JobLabels, Metrics, RegistryLabels};
@@ -47,11 +52,9 @@ const DEFAULT_LABEL: &str = "flux-sync";
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `--cluster=kubeconfig` is not wired yet.
-    #[error(
-        "--cluster=kubeconfig is not supported yet; run with --cluster=none (workloads are read from git, nothing is applied)"
-    )]
-    ClusterNotSupported,
+    /// No cluster could be reached with `--cluster=kubeconfig`.
+    #[error("{0} (run with --cluster=none to use fluxd without a cluster)")]
+    Cluster(flux_cluster::ClusterError),
     /// The deploy key could not be made or read.
     #[error("deploy key in {dir}: {source}")]
     DeployKey {
@@ -98,6 +101,8 @@ struct Inner {
     deploy_key: Option<Identity>,
     /// Asks automation to look; carries when a new tag was first seen.
     automation: mpsc::UnboundedSender<Option<Timestamp>>,
+    /// The cluster and its sync, unless `--cluster=none`.
+    cluster: Option<cluster::ClusterSide>,
 }
 
 /// A started daemon.
@@ -115,9 +120,10 @@ impl Daemon {
     /// Starts the git and registry loops and the job worker, as `config`
     /// says; the HTTP server is the caller's (see [`Running::router`]).
     pub async fn start(config: Config, secrets: Secrets) -> Result<Running, StartError> {
-        if config.cluster == ClusterMode::Kubeconfig {
-            return Err(StartError::ClusterNotSupported);
-        }
+        let cluster = match config.cluster {
+            ClusterMode::Kubeconfig => Some(connect(&config).await?),
+            ClusterMode::None => None,
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             dir: config.data_dir.clone(),
             source,
@@ -158,6 +164,7 @@ impl Daemon {
             git_wake: Notify::new(),
             deploy_key,
             automation,
+            cluster,
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();
@@ -170,12 +177,13 @@ impl Daemon {
             },
             shutdown.clone(),
         );
-        let loops = vec![
+        jobs.observe_steps(cluster::step_metrics(metrics.clone()));
+        let mut loops = vec![
             tokio::spawn(git_loop(inner.clone(), shutdown.clone())),
             tokio::spawn(registry_loop(
                 inner.clone(),
                 images_rx,
-                image_changes_rx,
+                (image_changes.clone(), image_changes_rx),
                 shutdown.clone(),
             )),
             tokio::spawn(route_changes(inner.clone(), changes_rx, image_changes)),
@@ -186,6 +194,18 @@ impl Daemon {
                 shutdown.clone(),
             )),
         ];
+        if inner.cluster.is_some() {
+            loops.push(tokio::spawn(cluster::sync_loop(
+                inner.clone(),
+                jobs.clone(),
+                shutdown.clone(),
+            )));
+            loops.push(tokio::spawn(cluster::rollout_loop(
+                inner.clone(),
+                jobs.clone(),
+                shutdown.clone(),
+            )));
+        }
         let api = Arc::new(Api {
             token: secrets.api_token,
             webhook_secret: secrets.webhook_secret,
@@ -224,6 +244,44 @@ impl Running {
             task.abort();
         }
     }
+}
+
+/// The cluster of the kubeconfig (`KUBECONFIG`, `~/.kube/config`) or the
+/// in-cluster configuration, and how fluxd syncs it.
+async fn connect(config: &Config) -> Result<cluster::ClusterSide, StartError> {
+    let scope = flux_cluster::Scope {
+        allowed_namespaces: config.k8s_allow_namespaces.clone(),
+        ..flux_cluster::Scope::default()
+    };
+    let connection = flux_cluster::Connection::default();
+    let cluster = flux_cluster::Cluster::connect(&connection, scope)
+        .await
+        .map_err(StartError::Cluster)?;
+    let options = flux_cluster::SyncOptions {
+        set_name: sync_set_name(config),
+        garbage_collection: if config.sync_garbage_collection {
+            flux_cluster::GarbageCollection::On
+        } else {
+            flux_cluster::GarbageCollection::Off
+        },
+        ..flux_cluster::SyncOptions::default()
+    };
+    Ok(cluster::ClusterSide::new(cluster, options))
+}
+
+/// Names what this repo, branch and paths apply, so that two fluxd syncing
+/// different sources into one cluster never collect each other's objects.
+fn sync_set_name(config: &Config) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in [config.git_url.as_str(), config.git_branch.as_str()]
+        .into_iter()
+        .chain(config.git_paths.iter().map(String::as_str))
+    {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    format!("git-{}", &hex::encode(hash.finalize())[..16])
 }
 
 async fn deploy_key(
@@ -412,7 +470,7 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 async fn route_changes(
     daemon: Arc<Inner>,
     mut changes: mpsc::UnboundedReceiver<flux_api::Change>,
-    images: mpsc::UnboundedSender<Name>,
+    images: mpsc::UnboundedSender<Named>,
 ) {
     while let Some(change) = changes.recv().await {
         match change {
@@ -423,7 +481,7 @@ async fn route_changes(
             }
             flux_api::Change::Image { name } => match name.parse::<Name>() {
                 Ok(name) => {
-                    let _ = images.send(name);
+                    let _ = images.send((name, 0));
                 }
                 Err(error) => tracing::warn!(%name, %error, "image change names no repository"),
             },
@@ -431,18 +489,32 @@ async fn route_changes(
     }
 }
 
+/// When a change names a repository and its tags show nothing new, it is
+/// looked at again after these pauses: the distribution registry notifies
+/// of a manifest push before it tags the manifest, so a quick listing can
+/// miss the tag the notification is about.
+const RECHECKS: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+];
+
+/// A repository a change named, and how many times it was looked at since.
+type Named = (Name, usize);
+
 /// Polls the images in use every poll interval, new images as soon as
 /// they appear, and one repository at once when a change names it.
 async fn registry_loop(
     daemon: Arc<Inner>,
     mut images: watch::Receiver<BTreeSet<Name>>,
-    mut changed: mpsc::UnboundedReceiver<Name>,
+    (recheck, mut changed): (mpsc::UnboundedSender<Named>, mpsc::UnboundedReceiver<Named>),
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = daemon.config.registry_poll_interval;
     let mut polled: BTreeSet<Name> = BTreeSet::new();
     let mut next_full = tokio::time::Instant::now() + interval;
     loop {
+        let mut named = None;
         let names: Vec<Name> = tokio::select! {
             () = tokio::time::sleep_until(next_full) => {
                 next_full = tokio::time::Instant::now() + interval;
@@ -458,11 +530,12 @@ async fn registry_loop(
                 polled = current;
                 fresh
             }
-            Some(name) = changed.recv() => {
+            Some((name, looks)) = changed.recv() => {
                 if !images.borrow().contains(&name) {
                     tracing::debug!(repository = %name.familiar(), "change for an image not in use");
                     continue;
                 }
+                named = Some((name.clone(), looks));
                 vec![name]
             }
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -479,6 +552,15 @@ async fn registry_loop(
         }
         if new_tags {
             let _ = daemon.automation.send(Some(Timestamp::now()));
+        } else if let Some((name, looks)) = named
+            && let Some(pause) = RECHECKS.get(looks)
+        {
+            let recheck = recheck.clone();
+            let pause = *pause;
+            tokio::spawn(async move {
+                tokio::time::sleep(pause).await;
+                let _ = recheck.send((name, looks + 1));
+            });
         }
         daemon.export_registry_counters();
         daemon.refresh_images().await;
@@ -521,10 +603,15 @@ impl Inner {
             .await
             .map_err(|e| e.to_string())?;
         let paths = manifest_paths(files.dir(), &self.config.git_paths);
-        let checkout =
-            tokio::task::spawn_blocking(move || Checkout::load(&paths, LoadOptions::default()))
-                .await
-                .map_err(|e| format!("reading the manifests at {head}: {e}"))?;
+        let root = files.dir().to_path_buf();
+        let applying = self.cluster.is_some();
+        let (checkout, set) = tokio::task::spawn_blocking(move || {
+            let checkout = Checkout::load(&paths, LoadOptions::default());
+            let set = applying.then(|| sync_set(&root, &checkout));
+            (checkout, set)
+        })
+        .await
+        .map_err(|e| format!("reading the manifests at {head}: {e}"))?;
         if let Err(error) = files.remove().await {
             tracing::warn!(%error, "removing a read checkout failed");
         }
@@ -537,10 +624,13 @@ impl Inner {
             .flat_map(|w| &w.containers)
             .map(|c| c.image.name().clone())
             .collect();
-        let view = View {
+        let mut view = View {
             workloads: crate::view::workloads(&checkout),
             images: crate::view::images(&checkout, |name| self.cached(name)),
         };
+        if let Some(side) = &self.cluster {
+            side.decorate(&mut view.workloads);
+        }
         tracing::info!(revision = %head, workloads = view.workloads.len(), "read the manifests");
         self.view.send_replace(view);
         self.images.send_if_modified(|images| {
@@ -548,6 +638,12 @@ impl Inner {
             *images = in_use;
             moved
         });
+        if let (Some(side), Some(set)) = (&self.cluster, set) {
+            side.want(cluster::Desired {
+                revision: head.clone(),
+                set,
+            });
+        }
         *loaded = Some(Loaded {
             head,
             checkout: Arc::new(checkout),
@@ -863,6 +959,18 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// What a sync applies: the objects of the files the checkout read, but
+/// kustomization files, which configure kustomize rather than the cluster.
+fn sync_set(root: &Path, checkout: &Checkout) -> flux_cluster::ManifestSet {
+    let files: Vec<PathBuf> = checkout
+        .files
+        .iter()
+        .filter(|f| f.kustomization.is_none())
+        .map(|f| f.path.clone())
+        .collect();
+    flux_cluster::ManifestSet::load_files(root, &files)
+}
+
 fn manifest_paths(dir: &Path, paths: &[String]) -> Vec<PathBuf> {
     if paths.is_empty() {
         return vec![dir.to_path_buf()];
@@ -1051,6 +1159,9 @@ impl Control for Controls {
             let daemon = &self.0;
             daemon.repo.refresh().await.map_err(|e| e.to_string())?;
             daemon.reload().await?;
+            if let Some(side) = &daemon.cluster {
+                side.wake.notify_one();
+            }
             let revision = daemon.repo.head().await.map_err(|e| e.to_string())?;
             Ok(SyncRequested {
                 branch: daemon.config.git_branch.clone(),
@@ -1061,12 +1172,14 @@ impl Control for Controls {
 
     fn sync_status(&self, revision: String) -> Pending<'_, SyncStatus> {
         Box::pin(async move {
-            let pending = self
-                .0
-                .repo
-                .sync_status(&revision)
-                .await
-                .map_err(|e| e.to_string())?;
+            let daemon = &self.0;
+            let pending = if daemon.cluster.is_some() {
+                daemon.repo.sync_status(&revision).await
+            } else {
+                let read = daemon.loaded.lock().await.as_ref().map(|l| l.head.clone());
+                daemon.repo.commits_since(read.as_deref(), &revision).await
+            };
+            let pending = pending.map_err(|e| e.to_string())?;
             Ok(SyncStatus {
                 revision,
                 pending: pending.into_iter().map(|c| c.id).collect(),

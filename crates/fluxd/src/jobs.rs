@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use flux_api::{Job, JobSpec, JobStatus, Timeline, WorkloadResult};
 use jiff::Timestamp;
@@ -45,10 +45,15 @@ struct Table {
     next: u64,
 }
 
+/// Told of each step a job reaches: `queued`, `committed`, `pushed`,
+/// `applied`, `ready`.
+pub type StepObserver = Arc<dyn Fn(&Job, &'static str) + Send + Sync>;
+
 /// A handle on the queue; cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
     table: Arc<Mutex<Table>>,
+    observer: Arc<OnceLock<StepObserver>>,
     queue: mpsc::UnboundedSender<String>,
     changed: Arc<watch::Sender<u64>>,
     stopped: watch::Receiver<bool>,
@@ -67,6 +72,7 @@ impl Jobs {
         let (worker_done, stopped) = watch::channel(false);
         let jobs = Jobs {
             table: Arc::default(),
+            observer: Arc::default(),
             queue,
             changed: Arc::new(changed),
             stopped,
@@ -92,6 +98,17 @@ impl Jobs {
             }
         });
         jobs
+    }
+
+    /// Sets who is told of each step jobs reach (metrics); only once.
+    pub fn observe_steps(&self, observer: StepObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn observed(&self, job: &Job, step: &'static str) {
+        if let Some(observer) = self.observer.get() {
+            observer(job, step);
+        }
     }
 
     /// Waits until the worker has stopped: after a shutdown, once the job
@@ -121,6 +138,7 @@ impl Jobs {
                     ..Timeline::default()
                 },
             };
+            self.observed(&job, "queued");
             table.jobs.insert(id.clone(), job);
             id
         };
@@ -139,6 +157,18 @@ impl Jobs {
         self.lock().jobs.get(id).cloned()
     }
 
+    /// Every job kept, newest first.
+    pub fn list(&self) -> Vec<Job> {
+        let mut jobs: Vec<Job> = self.lock().jobs.values().cloned().collect();
+        jobs.sort_by(|a, b| {
+            b.timeline
+                .queued
+                .cmp(&a.timeline.queued)
+                .then(b.id.cmp(&a.id))
+        });
+        jobs
+    }
+
     /// Jobs waiting to run.
     pub fn queued(&self) -> usize {
         self.lock()
@@ -148,20 +178,60 @@ impl Jobs {
             .count()
     }
 
+    /// The commits of jobs that pushed one not yet applied.
+    pub fn awaiting_apply(&self) -> Vec<String> {
+        self.lock()
+            .jobs
+            .values()
+            .filter(|job| job.applied.is_none())
+            .filter_map(|job| job.commit.clone())
+            .collect()
+    }
+
     /// Marks jobs whose commit `applied_contains` says is in the applied
-    /// revision as applied at `revision`.
-    pub fn mark_applied(&self, revision: &str, applied_contains: impl Fn(&str) -> bool) {
+    /// revision as applied at `revision`; answers with the jobs it marked.
+    pub fn mark_applied(
+        &self,
+        revision: &str,
+        applied_contains: impl Fn(&str) -> bool,
+    ) -> Vec<Job> {
         let now = Timestamp::now();
+        let mut marked = Vec::new();
         let mut table = self.lock();
         for job in table.jobs.values_mut() {
             let Some(commit) = &job.commit else { continue };
             if job.applied.is_none() && applied_contains(commit) {
                 job.applied = Some(revision.to_string());
                 job.timeline.applied = Some(now);
+                marked.push(job.clone());
             }
         }
         drop(table);
+        for job in &marked {
+            self.observed(job, "applied");
+        }
         self.notify();
+        marked
+    }
+
+    /// Applied jobs that changed images and whose rollout is not yet seen
+    /// ready.
+    pub fn awaiting_ready(&self) -> Vec<Job> {
+        self.lock()
+            .jobs
+            .values()
+            .filter(|job| job.applied.is_some() && job.timeline.ready.is_none())
+            .filter(|job| job.result.iter().any(|r| !r.updates.is_empty()))
+            .cloned()
+            .collect()
+    }
+
+    /// Records that every workload a job changed runs its new spec, ready.
+    pub fn mark_ready(&self, id: &str) -> Option<Job> {
+        let job = self.update(id, |job| job.timeline.ready = Some(Timestamp::now()))?;
+        self.observed(&job, "ready");
+        self.notify();
+        Some(job)
     }
 
     /// Waits until a job changes (any job); for long-polling clients.
@@ -177,7 +247,7 @@ impl Jobs {
     }
 
     fn finish(&self, id: &str, outcome: Result<Outcome, String>) {
-        self.update(id, |job| match outcome {
+        let finished = self.update(id, |job| match outcome {
             Ok(outcome) => {
                 job.status = JobStatus::Succeeded;
                 job.result = outcome.result;
@@ -190,6 +260,16 @@ impl Jobs {
                 job.error = Some(error);
             }
         });
+        if let Some(job) = &finished {
+            for (step, at) in [
+                ("committed", job.timeline.committed),
+                ("pushed", job.timeline.pushed),
+            ] {
+                if at.is_some() {
+                    self.observed(job, step);
+                }
+            }
+        }
         let mut table = self.lock();
         table.finished.push_back(id.to_string());
         while table.finished.len() > KEEP_FINISHED {

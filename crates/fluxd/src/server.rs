@@ -76,7 +76,7 @@ type Shared = Arc<Api>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "fluxd", description = "The Flux daemon's API. State-changing calls need `Authorization: Bearer <token>`."),
-    paths(workloads, images, submit_job, job, sync, sync_status, identity, notify, version),
+    paths(workloads, images, submit_job, jobs, job, sync, sync_status, identity, notify, version),
     components(schemas(ApiError)),
     modifiers(&BearerScheme)
 )]
@@ -111,6 +111,7 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/api/v1/workloads", get(workloads))
         .route("/api/v1/images", get(images))
+        .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/sync/{rev}", get(sync_status))
         .route("/api/v1/identity", get(identity))
@@ -223,6 +224,13 @@ async fn submit_job(State(api): State<Shared>, Json(spec): Json<JobSpec>) -> Res
     let id = api.jobs.submit(spec, None);
     api.metrics.queue_length.set(api.jobs.queued() as i64);
     (StatusCode::ACCEPTED, Json(Submitted { id, plan: None })).into_response()
+}
+
+/// The jobs kept (queued, running, and the last finished ones), newest
+/// first: what automation did lately, with each job's timeline.
+#[utoipa::path(get, path = "/api/v1/jobs", responses((status = 200, body = Vec<Job>)))]
+async fn jobs(State(api): State<Shared>) -> Response {
+    Json(api.jobs.list()).into_response()
 }
 
 /// A job by id.

@@ -254,9 +254,14 @@ async fn a_hand_made_commit_shows_after_sync() {
             .any(|w| w.id == "sock-shop:deployment/extra"),
         "{workloads:#?}"
     );
-    // Nothing applies with --cluster=none: the commit stays pending.
+    // With --cluster=none a revision is synced once read.
     let status = client.sync_status(&pushed).await.unwrap();
-    assert!(status.pending.contains(&pushed), "{status:?}");
+    assert!(status.pending.is_empty(), "{status:?}");
+    let later = repo.commit_file(BRANCH, "manifests/99-extra-dep.yaml", "", "Remove extra");
+    assert!(
+        client.sync_status(&later).await.is_err(),
+        "a revision fluxd has not fetched is unknown"
+    );
 }
 
 #[tokio::test]

@@ -1050,8 +1050,31 @@ impl Repo {
     /// configured paths, newest first. Empty means `revision` is applied.
     /// Without a marker, every commit up to `revision` touching the paths.
     pub async fn sync_status(&self, revision: &str) -> Result<Vec<CommitSummary>, GitError> {
-        let range = match self.sync_marker().await? {
-            Some(marker) => format!("{marker}..{revision}"),
+        let marker = self.sync_marker().await?;
+        self.commits_since(marker.as_deref(), revision).await
+    }
+
+    /// Whether `commit` is `revision` or one of its ancestors.
+    pub async fn is_ancestor(&self, commit: &str, revision: &str) -> Result<bool, GitError> {
+        let asked = ["merge-base", "--is-ancestor", commit, revision];
+        match self.inner.git.run(&self.inner.mirror, asked).await {
+            Ok(_) => Ok(true),
+            // Exit 1 with nothing said: not an ancestor. Anything else (an
+            // unknown commit) is an error.
+            Err(RunError::Failed(f)) if f.stderr.trim().is_empty() => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The commits after `since` (all of history when `None`) up to
+    /// `revision` that touch the configured paths, newest first.
+    pub async fn commits_since(
+        &self,
+        since: Option<&str>,
+        revision: &str,
+    ) -> Result<Vec<CommitSummary>, GitError> {
+        let range = match since {
+            Some(since) => format!("{since}..{revision}"),
             None => revision.to_string(),
         };
         let mut args: Vec<&str> = vec!["log", "-z", "--format=%H %s", &range, "--"];

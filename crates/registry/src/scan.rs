@@ -397,11 +397,17 @@ impl Scanner {
             Err(error) => {
                 tracing::debug!(repository = %name, tag, %error, "cannot resolve tag");
                 state.error = Some(error.to_string());
-                // Retried after a minute, then twice as long each time, so a
-                // broken tag does not cost requests on every poll.
-                let wait = Duration::from_secs(state.recheck_interval.saturating_mul(2).max(60))
-                    .min(self.config.recheck_max.max(Duration::from_secs(60)));
-                state.recheck_interval = wait.as_secs();
+                // Retried at the next poll (a tag listed an instant before its
+                // manifest is served, as a registry notifying of a push can
+                // show), then after a minute, then twice as long each time, so
+                // a broken tag does not cost requests on every poll.
+                let wait = if state.recheck_interval == 0 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(state.recheck_interval.saturating_mul(2).max(60))
+                        .min(self.config.recheck_max.max(Duration::from_secs(60)))
+                };
+                state.recheck_interval = wait.as_secs().max(1);
                 let delay = SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX);
                 state.recheck_at = Some(now.saturating_add(delay).unwrap_or(now));
                 TagOutcome {

@@ -1,6 +1,7 @@
-//! A real `fluxd` for tests: started with `--cluster=none` against a bare
-//! repo seeded with the sock-shop manifests, killed when dropped; and a
-//! registry holding a few tags of the front-end image.
+//! A real `fluxd` for tests: started against a bare repo seeded with the
+//! sock-shop manifests, with no cluster or with the one of a kubeconfig,
+//! killed when dropped; and a registry holding a few tags of the front-end
+//! image.
 
 use std::future::Future;
 use std::path::Path;
@@ -40,12 +41,44 @@ impl Fluxd {
     /// registries hourly (tests ask for what they need), plus `extra`
     /// flags; returns once it serves the manifests' workloads.
     pub async fn start(binary: &Path, repo: &BareRepo, extra: &[&str]) -> Fluxd {
+        Fluxd::launch(binary, repo, None, free_port(), extra).await
+    }
+
+    /// The same, syncing the cluster of `kubeconfig` (the API server
+    /// double's, say) instead of running without one.
+    pub async fn start_with_cluster(
+        binary: &Path,
+        repo: &BareRepo,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Fluxd {
+        Fluxd::launch(binary, repo, Some(kubeconfig), free_port(), extra).await
+    }
+
+    /// Starts `binary` listening on `port` (chosen beforehand, so that a
+    /// registry can be told where to send its notifications), with the
+    /// cluster of `kubeconfig` or none.
+    pub async fn launch(
+        binary: &Path,
+        repo: &BareRepo,
+        kubeconfig: Option<&Path>,
+        port: u16,
+        extra: &[&str],
+    ) -> Fluxd {
         let data = tempfile::tempdir().expect("a temporary folder can be made");
         let env = IsolatedEnv::new();
-        let listen = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(binary)
+        let listen = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(data.path().join("fluxd.log"))
+            .expect("the data folder is writable");
+        let mut command = Command::new(binary);
+        match kubeconfig {
+            Some(kubeconfig) => command
+                .arg("--cluster=kubeconfig")
+                .env("KUBECONFIG", kubeconfig),
+            None => command.arg("--cluster=none"),
+        };
+        let child = command
             .args([
-                "--cluster=none",
                 "--git-url",
                 &repo.url(),
                 "--git-branch",
@@ -64,7 +97,7 @@ impl Fluxd {
             .args(extra)
             .envs(env.vars())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
         let url = format!("http://{listen}");
@@ -90,6 +123,11 @@ impl Fluxd {
         })
         .await;
         fluxd
+    }
+
+    /// What fluxd logged so far (its standard error).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("fluxd.log")).unwrap_or_default()
     }
 
     /// A client holding the token.

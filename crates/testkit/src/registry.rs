@@ -104,15 +104,23 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Starts an open registry (no auth).
     pub fn start() -> Registry {
-        Registry::launch(None)
+        Registry::launch(None, None)
+    }
+
+    /// Starts an open registry that notifies `url` of every push and pull, with
+    /// `Authorization: Bearer <token>`, as a registry configured for fluxd's
+    /// `/hooks/registry` does. Deliveries are retried every 100 ms while `url` does
+    /// not answer, so the receiver may start later.
+    pub fn start_notifying(url: &str, token: &str) -> Registry {
+        Registry::launch(None, Some((url, token)))
     }
 
     /// Starts a registry that wants HTTP basic auth (htpasswd, bcrypt).
     pub fn start_with_basic_auth(username: &str, password: &str) -> Registry {
-        Registry::launch(Some((username, password)))
+        Registry::launch(Some((username, password)), None)
     }
 
-    fn launch(auth: Option<(&str, &str)>) -> Registry {
+    fn launch(auth: Option<(&str, &str)>, notify: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().expect("a temporary folder for the registry");
         let addr = free_loopback_port();
         let storage = dir.path().join("storage");
@@ -134,6 +142,13 @@ impl Registry {
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: flux-testkit\n    path: {}\n",
                 htpasswd.display()
+            ));
+        }
+        if let Some((url, token)) = notify {
+            config.push_str(&format!(
+                "notifications:\n  endpoints:\n    - name: fluxd\n      url: {url}\n      \
+                 headers:\n        Authorization: [\"Bearer {token}\"]\n      \
+                 timeout: 2s\n      threshold: 1\n      backoff: 100ms\n"
             ));
         }
         let config_path = dir.path().join("config.yml");

@@ -1,0 +1,376 @@
+//! The seed's workflows end to end: `fluxctl` against a real `fluxd` that
+//! syncs the Kubernetes API server double (through its kubeconfig), on a
+//! bare repo seeded with the sock-shop manifests, with a real registry
+//! that notifies fluxd of every push.
+
+mod binaries;
+
+use std::time::{Duration, Instant};
+
+use binaries::{fluxctl, stderr, stdout};
+use flux_api::{Job, JobSpec};
+use flux_testkit::daemon::{FRONT_END, Fluxd, sock_shop_repo, wait_for};
+use flux_testkit::git::{BRANCH, BareRepo, free_port};
+use flux_testkit::kube::{ApiServer, WorkloadState};
+use flux_testkit::registry::{ImageSpec, Registry};
+use serde_json::Value;
+
+const RABBITMQ: &str = "sock-shop:deployment/rabbitmq";
+
+/// A registry that notifies fluxd, a repo whose front-end runs an image
+/// of that registry, the cluster double, and fluxd syncing it.
+struct World {
+    registry: Registry,
+    repo: BareRepo,
+    cluster: ApiServer,
+    fluxd: Fluxd,
+    /// `<registry>/sock-shop/front-end`.
+    image: String,
+    _secret: tempfile::NamedTempFile,
+}
+
+impl World {
+    async fn start() -> World {
+        let port = free_port();
+        let secret = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(secret.path(), "registry-secret").expect("the secret is written");
+        let hook = format!("http://127.0.0.1:{port}/hooks/registry");
+        let registry = Registry::start_notifying(&hook, "registry-secret");
+        for (tag, created) in [
+            ("0.3.12", "2016-11-18T16:00:00Z"),
+            ("0.3.13", "2017-01-10T10:00:00Z"),
+            ("0.4.0", "2017-03-01T10:00:00Z"),
+        ] {
+            push(&registry, tag, created).await;
+        }
+        let image = registry.image("sock-shop/front-end");
+        let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
+        let cluster = ApiServer::start();
+        let include = format!("--registry-include-image={}/*", registry.host());
+        let secret_file = secret.path().to_str().expect("temporary paths are UTF-8");
+        let fluxd = Fluxd::launch(
+            &binaries::fluxd(),
+            &repo,
+            Some(&cluster.kubeconfig()),
+            port,
+            &[&include, "--webhook-secret-file", secret_file],
+        )
+        .await;
+        let world = World {
+            registry,
+            repo,
+            cluster,
+            fluxd,
+            image,
+            _secret: secret,
+        };
+        world.wait_for_image("front-end", 0, ":0.3.12").await;
+        let client = world.fluxd.client();
+        wait_for("the registry's tags in the view", || async {
+            let images = client.images(&[FRONT_END.to_string()], None).await;
+            images.is_ok_and(|i| i[0].containers[0].available.len() == 3)
+        })
+        .await;
+        world
+    }
+
+    /// Runs fluxctl against this fluxd, with its token.
+    fn fluxctl(&self, args: &[&str]) -> std::process::Output {
+        let base = ["--url", &self.fluxd.url, "--token", &self.fluxd.token];
+        fluxctl(&[&base[..], args].concat())
+    }
+
+    fn deployment(&self, name: &str) -> Option<Value> {
+        self.cluster.object("Deployment", Some("sock-shop"), name)
+    }
+
+    /// Waits until the cluster's deployment runs an image ending in `suffix`
+    /// in its container `index`.
+    async fn wait_for_image(&self, name: &str, index: usize, suffix: &str) {
+        let what = format!("{name} to run {suffix} in the cluster");
+        self.eventually(&what, async || {
+            let deployment = self.deployment(name)?;
+            let image =
+                deployment["spec"]["template"]["spec"]["containers"][index]["image"].as_str()?;
+            image.ends_with(suffix).then_some(())
+        })
+        .await;
+    }
+
+    /// The changed lines of the last commit, `-` and `+` alike.
+    fn last_change(&self) -> Vec<String> {
+        self.repo
+            .git(&["diff", "--unified=0", "HEAD~1", "HEAD"])
+            .lines()
+            .filter(|l| l.starts_with(['-', '+']) && !l.starts_with("---") && !l.starts_with("+++"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The newest job of the daemon matching `wanted`, once there is one.
+    async fn job(&self, what: &str, wanted: impl Fn(&Job) -> bool) -> Job {
+        let client = self.fluxd.client();
+        self.eventually(what, async || {
+            let jobs = client.jobs().await.ok()?;
+            jobs.into_iter().find(|j| wanted(j))
+        })
+        .await
+    }
+
+    /// What `attempt` finds, once it finds something; after a minute,
+    /// panics with fluxd's log.
+    async fn eventually<T>(&self, what: &str, mut attempt: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(found) = attempt().await {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; fluxd said:\n{}",
+                    self.fluxd.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn push(registry: &Registry, tag: &str, created: &str) {
+    registry
+        .push_image("sock-shop/front-end", tag, &ImageSpec::created(created))
+        .await;
+}
+
+fn releases_to(job: &Job, suffix: &str) -> bool {
+    job.result
+        .iter()
+        .flat_map(|r| &r.updates)
+        .any(|u| u.target.ends_with(suffix))
+}
+
+#[tokio::test]
+async fn release_of_all_images_changes_only_the_image_bytes_and_the_cluster_runs_it() {
+    let world = World::start().await;
+    let before = world.repo.head(BRANCH);
+
+    let released = world.fluxctl(&["release", "--workload", FRONT_END, "--update-all-images"]);
+    assert!(released.status.success(), "{}", stderr(&released));
+    let out = stdout(&released);
+    let image = &world.image;
+    assert!(
+        out.contains(&format!(
+            "{FRONT_END}  success  front-end: {image}:0.3.12 -> 0.4.0"
+        )),
+        "{out}"
+    );
+    let head = world.repo.head(BRANCH);
+    assert!(
+        out.contains(&format!("Commit pushed:\t{}", &head[..7])),
+        "{out}"
+    );
+    assert_eq!(world.repo.git(&["rev-parse", "HEAD~1"]).trim(), before);
+    assert_eq!(
+        world.last_change(),
+        [
+            format!("-        image: {image}:0.3.12"),
+            format!("+        image: {image}:0.4.0"),
+        ]
+    );
+
+    world.wait_for_image("front-end", 0, ":0.4.0").await;
+    let job = world
+        .job("the release to be applied", |j| {
+            releases_to(j, ":0.4.0") && j.applied.is_some()
+        })
+        .await;
+    assert_eq!(job.applied.as_deref(), Some(head.as_str()));
+    assert_eq!(
+        world.repo.git(&["rev-parse", "flux-sync^{commit}"]).trim(),
+        head,
+        "the sync marker moved to the applied commit"
+    );
+
+    world
+        .cluster
+        .set_workload_state("Deployment", "sock-shop", "front-end", WorkloadState::Ready);
+    wait_for("list-workloads to show the rollout ready", || async {
+        let listed = world.fluxctl(&["list-workloads", "-n", "sock-shop"]);
+        stdout(&listed)
+            .lines()
+            .any(|l| l.starts_with(FRONT_END) && l.contains("ready"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_release_to_a_sidecar_changes_only_that_container() {
+    let world = World::start().await;
+    world
+        .wait_for_image("rabbitmq", 1, "rabbitmq-exporter")
+        .await;
+    let target = "kbudde/rabbitmq-exporter:master-a000001";
+
+    let released = world.fluxctl(&["release", "-w", RABBITMQ, "--update-image", target]);
+    assert!(released.status.success(), "{}", stderr(&released));
+    assert!(
+        stdout(&released).contains("rabbitmq-exporter: kbudde/rabbitmq-exporter -> master-a000001"),
+        "{}",
+        stdout(&released)
+    );
+    assert_eq!(
+        world.last_change(),
+        [
+            "-        image: kbudde/rabbitmq-exporter",
+            "+        image: kbudde/rabbitmq-exporter:master-a000001",
+        ]
+    );
+    world.wait_for_image("rabbitmq", 1, ":master-a000001").await;
+    let rabbitmq = world.deployment("rabbitmq").expect("rabbitmq runs");
+    assert_eq!(
+        rabbitmq["spec"]["template"]["spec"]["containers"][0]["image"], "rabbitmq:3.6.8-management",
+        "the main container is left alone"
+    );
+}
+
+#[tokio::test]
+async fn a_pushed_tag_is_automated_into_the_cluster_with_its_timeline() {
+    let world = World::start().await;
+    let automated = world.fluxctl(&["automate", "-w", FRONT_END]);
+    assert!(automated.status.success(), "{}", stderr(&automated));
+    // Automating moves front-end to the newest tag there already is.
+    world.wait_for_image("front-end", 0, ":0.4.0").await;
+
+    push(&world.registry, "0.4.1", "2017-04-01T10:00:00Z").await;
+    world.wait_for_image("front-end", 0, ":0.4.1").await;
+    let job = world
+        .job("the automation job to be applied", |j| {
+            matches!(j.spec, JobSpec::Automation(_))
+                && releases_to(j, ":0.4.1")
+                && j.applied.is_some()
+        })
+        .await;
+    assert_eq!(
+        world.repo.git(&["log", "-1", "--format=%s"]).trim(),
+        format!("Auto-release {}:0.4.1", world.image)
+    );
+
+    // The controller reports the new spec rolled out; fluxd sees it.
+    let client = world.fluxd.client();
+    let ready = world
+        .eventually("the rollout to be seen ready", async || {
+            world.cluster.set_workload_state(
+                "Deployment",
+                "sock-shop",
+                "front-end",
+                WorkloadState::Ready,
+            );
+            let seen = client.job(&job.id).await.expect("the job is kept");
+            seen.timeline.ready.is_some().then_some(seen)
+        })
+        .await;
+    let t = &ready.timeline;
+    let steps = [
+        t.first_seen,
+        t.queued,
+        t.committed,
+        t.pushed,
+        t.applied,
+        t.ready,
+    ];
+    assert!(steps.iter().all(Option::is_some), "{t:?}");
+    assert!(steps.is_sorted(), "the steps come in order: {t:?}");
+
+    let metrics = reqwest::get(format!("{}/metrics", world.fluxd.url))
+        .await
+        .expect("fluxd answers")
+        .text()
+        .await
+        .expect("metrics are text");
+    for wanted in [
+        "flux_push_to_applied_seconds_count ",
+        "flux_job_step_seconds_count{step=\"ready\"} ",
+        "flux_sync_duration_seconds_count{result=\"success\"} ",
+    ] {
+        let line = metrics.lines().find(|l| l.starts_with(wanted));
+        let count: f64 = line
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default();
+        assert!(count >= 1.0, "{wanted} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_locked_workload_is_skipped_unless_the_release_is_forced() {
+    let world = World::start().await;
+    let locked = world.fluxctl(&["lock", "-w", FRONT_END, "-m", "freeze"]);
+    assert!(locked.status.success(), "{}", stderr(&locked));
+    let target = format!("{}:0.3.13", world.image);
+    let before = world.repo.head(BRANCH);
+
+    let skipped = world.fluxctl(&["release", "-w", FRONT_END, "-i", &target, "-v"]);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    assert!(
+        stdout(&skipped).contains(&format!("{FRONT_END}  skipped  locked")),
+        "{}",
+        stdout(&skipped)
+    );
+    assert_eq!(world.repo.head(BRANCH), before, "nothing is committed");
+
+    let forced = world.fluxctl(&["release", "-w", FRONT_END, "-i", &target, "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert!(stdout(&forced).contains("success"), "{}", stdout(&forced));
+    world.wait_for_image("front-end", 0, ":0.3.13").await;
+}
+
+#[tokio::test]
+async fn a_tag_policy_restricts_what_automation_releases() {
+    let world = World::start().await;
+    let policy = world.fluxctl(&[
+        "policy",
+        "-w",
+        FRONT_END,
+        "--automate",
+        "--tag",
+        "front-end=semver:~0.3",
+    ]);
+    assert!(policy.status.success(), "{}", stderr(&policy));
+    world.wait_for_image("front-end", 0, ":0.3.13").await;
+
+    push(&world.registry, "0.3.14", "2017-05-01T10:00:00Z").await;
+    push(&world.registry, "0.5.0", "2017-05-02T10:00:00Z").await;
+    world.wait_for_image("front-end", 0, ":0.3.14").await;
+    // Give automation its batch window and a sync; 0.5.0 stays out.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = world.repo.git(&["log", "--format=%s"]);
+    assert!(!log.contains("0.5.0"), "{log}");
+    world.wait_for_image("front-end", 0, ":0.3.14").await;
+}
+
+#[tokio::test]
+async fn a_hand_made_commit_is_applied_after_sync() {
+    let world = World::start().await;
+    let carts = world
+        .repo
+        .git(&["show", &format!("{BRANCH}:manifests/01-carts-dep.yaml")]);
+    let scaled = carts.replacen("replicas: 1", "replicas: 3", 1);
+    assert_ne!(scaled, carts, "the fixture runs one carts replica");
+    let head = world.repo.commit_file(
+        BRANCH,
+        "manifests/01-carts-dep.yaml",
+        &scaled,
+        "Scale carts",
+    );
+
+    let synced = world.fluxctl(&["sync"]);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    let out = stdout(&synced);
+    assert!(
+        out.contains(&format!("Revision of {BRANCH} to apply is {}", &head[..7])),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("Done."), "{out}");
+    let replicas = world.deployment("carts").expect("carts runs")["spec"]["replicas"].clone();
+    assert_eq!(replicas, 3, "applied by the time sync is done");
+}

@@ -1,0 +1,319 @@
+//! With a cluster: applying the manifests last read, moving the sync marker,
+//! marking the jobs whose commits were applied, and following rollouts until
+//! every workload a job changed is ready.
+//!
+//! The manifests to apply come from [`Inner::reload`], read from the same
+//! files the workloads were, at the same revision. A sync runs when they
+//! change, when asked, and every `--sync-interval`; an unchanged object is
+//! not written (its checksum says so), so the interval costs reads only.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flux_api::{JobStatus, RolloutStatus};
+use flux_cluster::{Cluster, ManifestSet, SyncOptions, SyncReport};
+use jiff::Timestamp;
+use tokio::sync::{Notify, watch};
+
+use super::Inner;
+use crate::jobs::{Jobs, StepObserver};
+use crate::metrics::{Metrics, StepLabels, SyncLabels};
+
+/// How often rollouts are looked at while one is under way.
+const ROLLOUT_POLL: Duration = Duration::from_secs(1);
+
+/// How long a job's rollout is followed closely before only the sync
+/// interval's looks remain.
+const ROLLOUT_PATIENCE: Duration = Duration::from_secs(600);
+
+/// The manifests to apply, and the revision they were read at.
+pub(super) struct Desired {
+    pub revision: String,
+    pub set: ManifestSet,
+}
+
+/// What the cluster said last, by workload id.
+#[derive(Default)]
+struct Live {
+    rollouts: HashMap<String, flux_api::Rollout>,
+    sync_errors: HashMap<String, String>,
+}
+
+/// The cluster, how it is synced, and what it said last.
+pub(super) struct ClusterSide {
+    cluster: Cluster,
+    options: SyncOptions,
+    desired: watch::Sender<Option<Arc<Desired>>>,
+    /// Asks for a sync now.
+    pub wake: Notify,
+    /// Asks for a look at the rollouts now.
+    look: Notify,
+    live: std::sync::Mutex<Live>,
+}
+
+impl ClusterSide {
+    pub fn new(cluster: Cluster, options: SyncOptions) -> ClusterSide {
+        ClusterSide {
+            cluster,
+            options,
+            desired: watch::channel(None).0,
+            wake: Notify::new(),
+            look: Notify::new(),
+            live: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Hands the sync loop the manifests read at a new revision.
+    pub fn want(&self, desired: Desired) {
+        self.desired.send_replace(Some(Arc::new(desired)));
+    }
+
+    /// Puts the rollouts and sync errors last seen on the API's workloads.
+    pub fn decorate(&self, workloads: &mut [flux_api::Workload]) {
+        let live = self.live();
+        for workload in workloads {
+            workload.rollout = live.rollouts.get(&workload.id).cloned();
+            workload.sync_error = live.sync_errors.get(&workload.id).cloned();
+        }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Syncs when the manifests change, when asked, and every sync interval.
+pub(super) async fn sync_loop(daemon: Arc<Inner>, jobs: Jobs, mut shutdown: watch::Receiver<bool>) {
+    let Some(side) = daemon.cluster.as_ref() else {
+        return;
+    };
+    let mut desired = side.desired.subscribe();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(daemon.config.sync_interval) => {}
+            () = side.wake.notified() => {}
+            changed = desired.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let Some(wanted) = desired.borrow_and_update().clone() else {
+            continue;
+        };
+        daemon.sync_once(side, &wanted, &jobs).await;
+    }
+}
+
+/// Looks at the workloads' rollouts every second while one is under way,
+/// and every sync interval otherwise.
+pub(super) async fn rollout_loop(
+    daemon: Arc<Inner>,
+    jobs: Jobs,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(side) = daemon.cluster.as_ref() else {
+        return;
+    };
+    loop {
+        let under_way = daemon.follow_rollouts(side, &jobs).await;
+        let wait = if under_way {
+            ROLLOUT_POLL
+        } else {
+            daemon.config.sync_interval
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = side.look.notified() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+impl Inner {
+    async fn sync_once(&self, side: &ClusterSide, wanted: &Desired, jobs: &Jobs) {
+        let started = Instant::now();
+        let synced = side.cluster.sync(&wanted.set, &side.options).await;
+        let result = match &synced {
+            Ok(report) if report.is_success() => "success",
+            _ => "error",
+        };
+        self.metrics
+            .sync_duration
+            .get_or_create(&SyncLabels {
+                result: result.into(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        let report = match synced {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::warn!(revision = %wanted.revision, %error, "sync failed");
+                return;
+            }
+        };
+        log_report(&wanted.revision, &report);
+        side.live().sync_errors = sync_errors(&report);
+        self.view
+            .send_modify(|view| side.decorate(&mut view.workloads));
+        // Per-object failures do not hold the marker back (as in the
+        // original): the rest was applied, and the errors are shown per
+        // workload until a sync succeeds.
+        self.move_marker(&wanted.revision).await;
+        self.mark_applied(jobs, &wanted.revision).await;
+        side.look.notify_one();
+    }
+
+    async fn move_marker(&self, revision: &str) {
+        if let Ok(Some(marker)) = self.repo.sync_marker().await
+            && marker == revision
+        {
+            return;
+        }
+        if let Err(error) = self.repo.move_sync_marker(revision).await {
+            tracing::warn!(%revision, %error, "moving the sync marker failed");
+        }
+    }
+
+    async fn mark_applied(&self, jobs: &Jobs, revision: &str) {
+        let mut applied = BTreeSet::new();
+        for commit in jobs.awaiting_apply() {
+            match self.repo.is_ancestor(&commit, revision).await {
+                Ok(true) => {
+                    applied.insert(commit);
+                }
+                Ok(false) => {}
+                // A commit the mirror has not fetched yet is not applied.
+                Err(error) => tracing::debug!(%commit, %error, "ancestry unknown"),
+            }
+        }
+        if !applied.is_empty() {
+            jobs.mark_applied(revision, |commit| applied.contains(commit));
+        }
+    }
+
+    /// Reads the workloads' rollouts, shows them, and marks the jobs whose
+    /// workloads are all ready; true while something is still rolling out.
+    async fn follow_rollouts(&self, side: &ClusterSide, jobs: &Jobs) -> bool {
+        let workloads = match side.cluster.workloads().await {
+            Ok(workloads) => workloads,
+            Err(error) => {
+                tracing::warn!(%error, "reading the workloads' rollouts failed");
+                return false;
+            }
+        };
+        let rollouts: HashMap<String, flux_api::Rollout> = workloads
+            .iter()
+            .map(|w| (w.id.to_string(), wire_rollout(&w.rollout)))
+            .collect();
+        let mut under_way = rollouts
+            .values()
+            .any(|r| matches!(r.status, RolloutStatus::Started | RolloutStatus::Updating));
+        for job in jobs.awaiting_ready() {
+            if all_ready(&job, &rollouts) {
+                jobs.mark_ready(&job.id);
+            } else if recently_applied(&job) {
+                under_way = true;
+            }
+        }
+        side.live().rollouts = rollouts;
+        self.view
+            .send_modify(|view| side.decorate(&mut view.workloads));
+        under_way
+    }
+}
+
+/// Whether every workload a job changed runs its new spec, ready.
+fn all_ready(job: &flux_api::Job, rollouts: &HashMap<String, flux_api::Rollout>) -> bool {
+    job.status == JobStatus::Succeeded
+        && job
+            .result
+            .iter()
+            .filter(|r| !r.updates.is_empty())
+            .all(|r| {
+                rollouts
+                    .get(&r.workload)
+                    .is_some_and(|rollout| rollout.status == RolloutStatus::Ready)
+            })
+}
+
+fn recently_applied(job: &flux_api::Job) -> bool {
+    job.timeline.applied.is_some_and(|applied| {
+        Timestamp::now().duration_since(applied).as_secs_f64() < ROLLOUT_PATIENCE.as_secs_f64()
+    })
+}
+
+fn log_report(revision: &str, report: &SyncReport) {
+    for error in &report.errors {
+        let id = error.id.as_ref().map(ToString::to_string);
+        tracing::warn!(%revision, source = %error.source, id, "{}", error.message);
+    }
+    tracing::info!(
+        %revision,
+        applied = report.applied.len(),
+        unchanged = report.unchanged.len(),
+        deleted = report.deleted.len(),
+        errors = report.errors.len(),
+        "synced"
+    );
+}
+
+/// The first error of each workload the sync failed to apply.
+fn sync_errors(report: &SyncReport) -> HashMap<String, String> {
+    let mut errors = HashMap::new();
+    for error in &report.errors {
+        if let Some(id) = &error.id {
+            errors
+                .entry(id.to_string())
+                .or_insert_with(|| error.message.clone());
+        }
+    }
+    errors
+}
+
+fn wire_rollout(rollout: &flux_cluster::Rollout) -> flux_api::Rollout {
+    flux_api::Rollout {
+        status: match rollout.status {
+            flux_cluster::RolloutStatus::Started => RolloutStatus::Started,
+            flux_cluster::RolloutStatus::Updating => RolloutStatus::Updating,
+            flux_cluster::RolloutStatus::Ready => RolloutStatus::Ready,
+            flux_cluster::RolloutStatus::Error => RolloutStatus::Error,
+        },
+        desired: rollout.desired,
+        updated: rollout.updated,
+        ready: rollout.ready,
+        messages: rollout.messages.clone(),
+    }
+}
+
+/// Exports each step jobs reach as seconds since the job began (the new
+/// tag first seen, for automation), and push-to-applied latency.
+pub(super) fn step_metrics(metrics: Arc<Metrics>) -> StepObserver {
+    Arc::new(move |job, step| {
+        let timeline = &job.timeline;
+        let Some(start) = timeline.first_seen.or(timeline.queued) else {
+            return;
+        };
+        let at = match step {
+            "queued" if timeline.first_seen.is_some() => timeline.queued,
+            "committed" => timeline.committed,
+            "pushed" => timeline.pushed,
+            "applied" => timeline.applied,
+            "ready" => timeline.ready,
+            _ => None,
+        };
+        let Some(at) = at else {
+            return;
+        };
+        metrics
+            .job_step
+            .get_or_create(&StepLabels { step: step.into() })
+            .observe(seconds(start, at));
+        if let ("applied", Some(pushed)) = (step, timeline.pushed) {
+            metrics.push_to_applied.observe(seconds(pushed, at));
+        }
+    })
+}
+
+fn seconds(from: Timestamp, to: Timestamp) -> f64 {
+    to.duration_since(from).as_secs_f64().max(0.0)
+}
