@@ -120,6 +120,7 @@ impl Jobs {
                     queued: Some(Timestamp::now()),
                     ..Timeline::default()
                 },
+                cluster: None,
             };
             table.jobs.insert(id.clone(), job);
             id
