@@ -3,7 +3,9 @@
 //! (`--update-image`), or for each container the newest tag its policy
 //! admits, found by scanning the registries (`--update-all-images`).
 //! Without `--manifests`, the daemon runs the release as a job: it commits
-//! and pushes, and this prints the result and the commit.
+//! and pushes, and this prints the result and the commit, waits for the
+//! commit to be applied, and with `--watch` follows the rollout;
+//! `--interactive` lets the user pick the container updates first.
 
 use std::process::ExitCode;
 
@@ -185,10 +187,11 @@ async fn follow(client: &Client, job: flux_api::Job, args: &Args) -> anyhow::Res
     }
     let mut failed = daemon::failed(&job);
     let mut job = job;
-    if !failed && job.commit.is_some() {
+    // A workload that failed does not hold back the others' commit.
+    if job.commit.is_some() {
         let (last, ok) = applied_and_rolled_out(client, job, args).await?;
         job = last;
-        failed = !ok;
+        failed |= !ok;
     } else if args.watch && !failed {
         eprintln!("fluxctl: nothing was pushed, so there is no rollout to watch");
     }
