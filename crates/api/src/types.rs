@@ -1,7 +1,7 @@
 //! Wire types. Field names are snake_case JSON; optional fields are omitted
 //! when empty so that old clients read new answers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,11 @@ pub struct ReleaseSpec {
     /// Who asked (the commit author with `--git-set-author`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Only these containers, by workload id (`fluxctl release
+    /// --interactive`): a container not listed under its workload's id is
+    /// left as it is. Empty: every container the update concerns.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A batch of policy changes, as `fluxctl policy` / `automate` / `lock` ask.
@@ -266,6 +271,11 @@ pub struct Job {
     /// When each step happened.
     #[serde(default)]
     pub timeline: Timeline,
+    /// Whether the daemon applies commits to a cluster: `Some(false)` when
+    /// it runs with `--cluster=none`, so `applied` will never be set;
+    /// `None` from a daemon that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<bool>,
 }
 
 /// Outcome of a job for one workload, as the original's result table shows it.

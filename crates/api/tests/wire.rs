@@ -13,6 +13,7 @@ fn a_release_travels_as_tagged_json() {
         dry_run: true,
         message: None,
         user: Some("jane".into()),
+        containers: Default::default(),
     });
     let wire = serde_json::to_value(&spec).unwrap();
     assert_eq!(
@@ -53,4 +54,41 @@ fn job_paths_fill_in_their_parameters() {
 fn a_bad_daemon_url_is_refused_up_front() {
     let error = flux_api::Client::new("not a url", None).unwrap_err();
     assert!(error.to_string().contains("not a url"), "{error}");
+}
+
+#[test]
+fn a_release_of_chosen_containers_lists_them_by_workload() {
+    let wire = json!({
+        "kind": "release",
+        "targets": {"workloads": ["sock-shop:deployment/front-end"]},
+        "update": "all_latest",
+        "containers": {"sock-shop:deployment/front-end": ["front-end"]},
+    });
+    let JobSpec::Release(spec) = serde_json::from_value::<JobSpec>(wire.clone()).unwrap() else {
+        panic!("a release");
+    };
+    let chosen = &spec.containers["sock-shop:deployment/front-end"];
+    assert!(chosen.contains("front-end"));
+    assert_eq!(chosen.len(), 1);
+    assert_eq!(
+        serde_json::to_value(JobSpec::Release(spec)).unwrap()["containers"],
+        wire["containers"]
+    );
+}
+
+#[test]
+fn a_job_from_a_daemon_that_does_not_say_whether_it_has_a_cluster_reads_as_unknown() {
+    let wire = json!({
+        "id": "1-1",
+        "spec": {"kind": "release", "targets": "all", "update": "all_latest"},
+        "status": "succeeded",
+    });
+    let job: flux_api::Job = serde_json::from_value(wire).unwrap();
+    assert_eq!(job.cluster, None);
+    let mut without = job.clone();
+    without.cluster = Some(false);
+    let text = serde_json::to_value(&without).unwrap();
+    assert_eq!(text["cluster"], json!(false));
+    let plain = serde_json::to_value(&job).unwrap();
+    assert!(plain.get("cluster").is_none(), "omitted when unknown");
 }

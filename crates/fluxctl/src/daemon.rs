@@ -115,16 +115,20 @@ pub fn report(job: &Job, verbosity: u8, json: bool) -> ExitCode {
             println!("Commit applied:\t{}", short(applied));
         }
     }
-    if let Some(error) = &job.error {
-        eprintln!("fluxctl: job {} failed: {error}", job.id);
-    }
-    let failed = job.status == JobStatus::Failed
-        || job.result.iter().any(|r| r.status == ResultStatus::Failed);
-    if failed {
+    if failed(job) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Whether the job or one of its workloads failed; the job's error is
+/// told on standard error.
+pub fn failed(job: &Job) -> bool {
+    if let Some(error) = &job.error {
+        eprintln!("fluxctl: job {} failed: {error}", job.id);
+    }
+    job.status == JobStatus::Failed || job.result.iter().any(|r| r.status == ResultStatus::Failed)
 }
 
 /// The `WORKLOAD STATUS UPDATES` table of results the daemon reported.

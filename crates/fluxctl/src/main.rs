@@ -4,10 +4,12 @@
 //! module of its own. With `--manifests DIR` a verb works on a checkout;
 //! without, it asks the daemon at `--url`.
 
+mod applied;
 mod check_policy;
 mod completion;
 mod daemon;
 mod identity;
+mod interactive;
 mod list_images;
 mod list_workloads;
 mod offline;
@@ -15,8 +17,10 @@ mod policy;
 mod registry_options;
 mod release;
 mod results;
+mod rollout;
 mod sync;
 mod table;
+mod timeline;
 
 use std::process::ExitCode;
 

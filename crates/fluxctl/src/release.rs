@@ -3,7 +3,9 @@
 //! (`--update-image`), or for each container the newest tag its policy
 //! admits, found by scanning the registries (`--update-all-images`).
 //! Without `--manifests`, the daemon runs the release as a job: it commits
-//! and pushes, and this prints the result and the commit.
+//! and pushes, and this prints the result and the commit, waits for the
+//! commit to be applied, and with `--watch` follows the rollout;
+//! `--interactive` lets the user pick the container updates first.
 
 use std::process::ExitCode;
 
@@ -13,10 +15,18 @@ use flux_manifests::release::{self, ContainerTargets, ReleaseSpec, Status, Targe
 use flux_manifests::{Checkout, Transaction};
 use flux_registry::newest_admitted;
 
-use crate::daemon::{self, Connection};
+use std::time::Duration;
+
+use flux_api::Client;
+
+use crate::applied::{self, Waited};
+use crate::daemon::{self, Connection, short};
+use crate::interactive;
 use crate::offline::{Manifests, Output, parse_id};
 use crate::registry_options::RegistryArgs;
 use crate::results;
+use crate::rollout::{self, Progress, Watched};
+use crate::timeline;
 
 /// Arguments of `release`.
 #[derive(Debug, clap::Args)]
@@ -48,12 +58,28 @@ pub struct Args {
     #[arg(short, long, value_name = "NAME")]
     container: Vec<String>,
     /// Show what would change, write nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["watch", "interactive"])]
     dry_run: bool,
+    /// After the commit is applied, follow the released workloads' rollouts until ready
+    /// (daemon only).
+    #[arg(long)]
+    watch: bool,
+    /// Choose the container updates to release from a checklist of the plan (daemon only;
+    /// needs a terminal).
+    #[arg(long)]
+    interactive: bool,
+    /// How long to wait for the commit to be applied, and then for the rollout (`30s`, `5m`).
+    #[arg(
+        long = "timeout",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = crate::sync::parse_duration
+    )]
+    apply_timeout: Duration,
     /// Release to locked workloads too.
     #[arg(long)]
     force: bool,
-    /// Show skipped workloads too (-vv: ignored ones as well).
+    /// Show skipped workloads and the job's timeline too (-vv: ignored workloads as well).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Output format.
@@ -73,6 +99,9 @@ pub struct Args {
 fn job_spec(args: &Args) -> anyhow::Result<flux_api::JobSpec> {
     if !args.container.is_empty() {
         bail!("--container works only with --manifests");
+    }
+    if args.interactive {
+        interactive::require_terminal()?;
     }
     for id in args.workload.iter().chain(&args.exclude) {
         parse_id(id)?;
@@ -97,6 +126,7 @@ fn job_spec(args: &Args) -> anyhow::Result<flux_api::JobSpec> {
         dry_run: args.dry_run,
         message: args.message.clone(),
         user: args.user.clone(),
+        containers: Default::default(),
     }))
 }
 
@@ -106,8 +136,23 @@ async fn through_daemon(
     connection: &Connection,
 ) -> anyhow::Result<ExitCode> {
     let client = connection.client()?;
-    eprintln!("Submitting release ...");
     let json = args.output == Output::Json;
+    let spec = match spec {
+        flux_api::JobSpec::Release(release) if args.interactive => {
+            match interactive::choose(&client, &release).await? {
+                Some(chosen) => chosen,
+                None => return Ok(ExitCode::SUCCESS),
+            }
+        }
+        spec if args.dry_run => {
+            eprintln!("Submitting dry-run release ...");
+            spec
+        }
+        spec => {
+            eprintln!("Submitting release ...");
+            spec
+        }
+    };
     if args.dry_run {
         let submitted = client.submit(&spec).await?;
         let plan = submitted.plan.unwrap_or_default();
@@ -126,7 +171,119 @@ async fn through_daemon(
         });
     }
     let job = daemon::submit_and_wait(&client, &spec).await?;
-    Ok(daemon::report(&job, args.verbose, json))
+    follow(&client, job, &args).await
+}
+
+/// After the job: the result and the commit pushed, then (unless nothing
+/// was pushed) the wait for the commit to be applied and, with `--watch`,
+/// for the rollout; with `-v` the timeline, with `-o json` the job alone.
+async fn follow(client: &Client, job: flux_api::Job, args: &Args) -> anyhow::Result<ExitCode> {
+    let json = args.output == Output::Json;
+    if !json {
+        print!("{}", daemon::render_results(&job.result, args.verbose));
+        if let Some(commit) = &job.commit {
+            println!("Commit pushed:\t{}", short(commit));
+        }
+    }
+    let mut failed = daemon::failed(&job);
+    let mut job = job;
+    // A workload that failed does not hold back the others' commit.
+    if job.commit.is_some() {
+        let (last, ok) = applied_and_rolled_out(client, job, args).await?;
+        job = last;
+        failed |= !ok;
+    } else if args.watch && !failed {
+        eprintln!("fluxctl: nothing was pushed, so there is no rollout to watch");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else if args.verbose > 0 {
+        print!("{}", timeline::render(&job.timeline));
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Waits for the commit to be applied, then (with `--watch`) for the
+/// rollout; answers with the job as last read and whether all went well.
+async fn applied_and_rolled_out(
+    client: &Client,
+    job: flux_api::Job,
+    args: &Args,
+) -> anyhow::Result<(flux_api::Job, bool)> {
+    let json = args.output == Output::Json;
+    let job = match applied::wait(client, job, args.apply_timeout).await? {
+        Waited::Applied(job) => job,
+        Waited::NoCluster(job) => {
+            eprintln!("fluxctl: {}", applied::no_cluster(&job));
+            if args.watch {
+                eprintln!("fluxctl: --watch: no rollout to follow without a cluster");
+            }
+            return Ok((job, !args.watch));
+        }
+        Waited::TimedOut(job) => {
+            let workloads = client.workloads(None).await.unwrap_or_default();
+            eprintln!(
+                "fluxctl: {}",
+                applied::timed_out(&job, args.apply_timeout, &workloads)
+            );
+            return Ok((job, false));
+        }
+    };
+    if !json && let Some(commit) = &job.applied {
+        println!("Commit applied:\t{}", short(commit));
+    }
+    if !args.watch {
+        return Ok((job, true));
+    }
+    eprintln!("Monitoring rollout ...");
+    let ids = applied::released(&job);
+    let watched = rollout::watch(client, &ids, args.apply_timeout, args.verbose, |table| {
+        if !json {
+            println!("{table}");
+        }
+    })
+    .await?;
+    let ok = explain_rollout(&watched, args.apply_timeout);
+    // The daemon may have recorded the rollout's end meanwhile.
+    let job = client.job(&job.id).await.unwrap_or(job);
+    Ok((job, ok))
+}
+
+/// Says how the watch ended, on standard error; whether all became ready.
+fn explain_rollout(watched: &Watched, timeout: Duration) -> bool {
+    match watched {
+        Watched::Ended(Progress::Ready | Progress::Rolling) => {
+            eprintln!("All workloads ready.");
+            true
+        }
+        Watched::Ended(Progress::NoRollout) => {
+            eprintln!(
+                "fluxctl: fluxd reports no rollout for the released workloads: \
+                 it has no cluster to watch"
+            );
+            false
+        }
+        Watched::Ended(Progress::Failed(failures)) => {
+            for (workload, messages) in failures {
+                eprintln!("There was a problem releasing {workload}:");
+                for message in messages {
+                    eprintln!("{message}");
+                }
+            }
+            false
+        }
+        Watched::TimedOut => {
+            eprintln!(
+                "fluxctl: the rollout was not ready within {}s; see list-workloads",
+                timeout.as_secs()
+            );
+            false
+        }
+    }
 }
 
 /// The spec as the flags give it; with `--update-all-images` its targets
@@ -181,6 +338,12 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
             }
         };
         return daemon::block_on(through_daemon(args, spec, connection));
+    }
+    if args.watch || args.interactive {
+        eprintln!(
+            "fluxctl: --watch and --interactive work with the daemon only, not with --manifests"
+        );
+        return ExitCode::from(2);
     }
     let mut spec = match spec(&args) {
         Ok(spec) => spec,

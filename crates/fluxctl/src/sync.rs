@@ -56,7 +56,7 @@ async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
 }
 
 /// Durations written like `1s`, `30s`, `5m`, `1h`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text}: give a unit (s, m or h)"))?;

@@ -137,6 +137,7 @@ impl Jobs {
                     queued: Some(Timestamp::now()),
                     ..Timeline::default()
                 },
+                cluster: None,
             };
             self.observed(&job, "queued");
             table.jobs.insert(id.clone(), job);

@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod jobs;
 pub mod metrics;
 pub mod secret;
+pub mod selection;
 pub mod server;
 pub mod view;
 pub mod webhooks;

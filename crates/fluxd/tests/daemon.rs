@@ -48,6 +48,7 @@ fn release(image: ImageUpdate, dry_run: bool) -> JobSpec {
         dry_run,
         message: None,
         user: None,
+        containers: Default::default(),
     })
 }
 
