@@ -169,6 +169,10 @@ async fn release_of_all_images_changes_only_the_image_bytes_and_the_cluster_runs
         out.contains(&format!("Commit pushed:\t{}", &head[..7])),
         "{out}"
     );
+    assert!(
+        out.contains(&format!("Commit applied:\t{}", &head[..7])),
+        "{out}"
+    );
     assert_eq!(world.repo.git(&["rev-parse", "HEAD~1"]).trim(), before);
     assert_eq!(
         world.last_change(),
@@ -201,6 +205,63 @@ async fn release_of_all_images_changes_only_the_image_bytes_and_the_cluster_runs
             .any(|l| l.starts_with(FRONT_END) && l.contains("ready"))
     })
     .await;
+}
+
+#[tokio::test]
+async fn release_watch_follows_the_rollout_until_every_workload_is_ready() {
+    let world = World::start().await;
+    let args: Vec<String> = [
+        "--url",
+        &world.fluxd.url,
+        "--token",
+        &world.fluxd.token,
+        "release",
+        "-w",
+        FRONT_END,
+        "--update-all-images",
+        "--watch",
+    ]
+    .map(str::to_string)
+    .into();
+    let watching = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fluxctl(&args)
+    });
+    // The controller rolls the new spec out a moment after it is applied.
+    world.wait_for_image("front-end", 0, ":0.4.0").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    world
+        .cluster
+        .set_workload_state("Deployment", "sock-shop", "front-end", WorkloadState::Ready);
+    let out = tokio::task::spawn_blocking(move || watching.join().expect("fluxctl ran"))
+        .await
+        .expect("the wait ends");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let image = format!("{}:0.4.0", world.image);
+    assert!(
+        rows.contains(&vec![
+            "WORKLOAD",
+            "CONTAINER",
+            "IMAGE",
+            "RELEASE",
+            "REPLICAS"
+        ]),
+        "{text}"
+    );
+    assert!(
+        rows.contains(&vec![FRONT_END, "front-end", &image, "ready", "1/1"]),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("All workloads ready."),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]

@@ -5,45 +5,16 @@
 //! --workspace` builds both; with `-p fluxctl` alone, `cargo build -p fluxd`
 //! first).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod binaries;
 
+use binaries::{fluxctl, stderr, stdout};
 use flux_testkit::daemon::{FRONT_END, Fluxd, registry_with_front_end, sock_shop_repo, wait_for};
 use flux_testkit::git::BRANCH;
-
-fn fluxd_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_fluxctl")).with_file_name("fluxd");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p fluxd`",
-        path.display()
-    );
-    path
-}
-
-/// Runs fluxctl with `args`, free of the caller's FLUX_* variables.
-fn fluxctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fluxctl"))
-        .args(args)
-        .env_remove("FLUX_URL")
-        .env_remove("FLUX_TOKEN")
-        .env_remove("FLUX_USER")
-        .output()
-        .expect("fluxctl runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 #[tokio::test]
 async fn list_workloads_through_the_daemon_equals_the_offline_listing() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let manifests = flux_testkit::sock_shop_manifests();
     let offline = fluxctl(&[
         "list-workloads",
@@ -67,7 +38,7 @@ async fn release_through_the_daemon_prints_the_result_and_the_commit_it_pushed()
     let image = registry.image("sock-shop/front-end");
     let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
     let include = format!("--registry-include-image={}/*", registry.host());
-    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[&include]).await;
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[&include]).await;
     let client = fluxd.client();
     wait_for("the registry's tags in the view", || async {
         let images = client.images(&[FRONT_END.to_string()], None).await;
@@ -141,7 +112,7 @@ async fn release_through_the_daemon_prints_the_result_and_the_commit_it_pushed()
 #[tokio::test]
 async fn automate_through_the_daemon_commits_the_annotation() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let before = repo.head(BRANCH);
     let out = fluxctl(&[
         "--url",
@@ -168,7 +139,7 @@ async fn automate_through_the_daemon_commits_the_annotation() {
 #[tokio::test]
 async fn without_a_token_a_release_is_refused_and_nothing_is_pushed() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let before = repo.head(BRANCH);
     let out = fluxctl(&[
         "--url",
@@ -191,7 +162,7 @@ async fn without_a_token_a_release_is_refused_and_nothing_is_pushed() {
 #[tokio::test]
 async fn identity_says_clearly_that_a_daemon_without_ssh_has_no_key() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let out = fluxctl(&["--url", &fluxd.url, "identity"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no deploy key"), "{}", stderr(&out));
@@ -202,7 +173,7 @@ async fn identity_says_clearly_that_a_daemon_without_ssh_has_no_key() {
 #[tokio::test]
 async fn sync_without_a_cluster_ends_once_fluxd_has_read_the_revision() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let head = repo.commit_file(
         BRANCH,
         "manifests/zz-config.yaml",
@@ -266,7 +237,7 @@ fn an_unreachable_daemon_is_named_with_the_root_cause() {
 #[tokio::test]
 async fn policy_through_the_daemon_sets_a_tag_filter_and_refuses_a_bad_one_before_sending() {
     let repo = sock_shop_repo(None);
-    let fluxd = Fluxd::start(&fluxd_binary(), &repo, &[]).await;
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let base = ["--url", &fluxd.url, "--token", &fluxd.token, "policy"];
     let before = repo.head(BRANCH);
     let bad = fluxctl(

@@ -207,6 +207,7 @@ impl Daemon {
             )));
         }
         let api = Arc::new(Api {
+            cluster: inner.cluster.is_some(),
             token: secrets.api_token,
             webhook_secret: secrets.webhook_secret,
             jobs: jobs.clone(),
@@ -728,12 +729,16 @@ impl Inner {
 
     async fn release(&self, wire: flux_api::ReleaseSpec) -> Result<Outcome, String> {
         let base = release_spec(&wire)?;
+        let chosen = crate::selection::chosen(&wire)?;
         let message = release_message(&wire);
         let job = JobSpec::Release(wire.clone());
         self.edit_and_push(&job, wire.user.as_deref(), |checkout, transaction| {
             let mut spec = base.clone();
             if wire.update == ImageUpdate::AllLatest {
                 spec.update = Update::PerContainer(self.newest_targets(checkout, &spec));
+            }
+            if let Some(chosen) = &chosen {
+                crate::selection::narrow(checkout, &mut spec, chosen);
             }
             let results = release::execute(transaction, &spec);
             Ok((
@@ -922,6 +927,7 @@ impl Inner {
             return Err("only releases can be planned".into());
         };
         let mut spec = release_spec(&wire)?;
+        let chosen = crate::selection::chosen(&wire)?;
         let checkout = {
             let loaded = self.loaded.lock().await;
             let Some(loaded) = loaded.as_ref() else {
@@ -938,6 +944,9 @@ impl Inner {
         };
         if wire.update == ImageUpdate::AllLatest {
             spec.update = Update::PerContainer(self.newest_targets(&checkout, &spec));
+        }
+        if let Some(chosen) = &chosen {
+            crate::selection::narrow(&checkout, &mut spec, chosen);
         }
         Ok(release::plan(&checkout, &spec)
             .iter()

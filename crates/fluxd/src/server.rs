@@ -55,6 +55,8 @@ pub trait Control: Send + Sync + 'static {
 
 /// Everything the handlers share.
 pub struct Api {
+    /// Whether commits are applied to a cluster (not `--cluster=none`).
+    pub cluster: bool,
     /// The bearer token state-changing calls must carry.
     pub token: String,
     /// The secret webhooks must present.
@@ -122,6 +124,14 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/hooks/{sender}/{secret}", post(hook_with_secret))
         .merge(guarded)
         .with_state(api)
+}
+
+impl Api {
+    /// A job as the API shows it: saying whether a cluster will apply it.
+    fn told(&self, mut job: Job) -> Job {
+        job.cluster = Some(self.cluster);
+        job
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -230,7 +240,8 @@ async fn submit_job(State(api): State<Shared>, Json(spec): Json<JobSpec>) -> Res
 /// first: what automation did lately, with each job's timeline.
 #[utoipa::path(get, path = "/api/v1/jobs", responses((status = 200, body = Vec<Job>)))]
 async fn jobs(State(api): State<Shared>) -> Response {
-    Json(api.jobs.list()).into_response()
+    let jobs: Vec<Job> = api.jobs.list().into_iter().map(|j| api.told(j)).collect();
+    Json(jobs).into_response()
 }
 
 /// A job by id.
@@ -238,7 +249,7 @@ async fn jobs(State(api): State<Shared>) -> Response {
     responses((status = 200, body = Job), (status = 404, body = ApiError)))]
 async fn job(State(api): State<Shared>, Path(id): Path<String>) -> Response {
     match api.jobs.get(&id) {
-        Some(job) => Json(job).into_response(),
+        Some(job) => Json(api.told(job)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no job {id}")),
     }
 }

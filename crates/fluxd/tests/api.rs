@@ -66,6 +66,7 @@ async fn start() -> Daemon {
     });
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let api = Arc::new(Api {
+        cluster: false,
         token: TOKEN.into(),
         webhook_secret: HOOK_SECRET.into(),
         jobs: jobs.clone(),
