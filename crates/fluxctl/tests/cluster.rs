@@ -31,6 +31,11 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        World::start_with(&[]).await
+    }
+
+    /// The same, with more flags for fluxd.
+    async fn start_with(extra: &[&str]) -> World {
         let port = free_port();
         let secret = tempfile::NamedTempFile::new().expect("a temporary file");
         std::fs::write(secret.path(), "registry-secret").expect("the secret is written");
@@ -53,7 +58,7 @@ impl World {
             &repo,
             Some(&cluster.kubeconfig()),
             port,
-            &[&include, "--webhook-secret-file", secret_file],
+            &[&[&include, "--webhook-secret-file", secret_file], extra].concat(),
         )
         .await;
         let world = World {
@@ -434,4 +439,33 @@ async fn a_hand_made_commit_is_applied_after_sync() {
     assert!(out.trim_end().ends_with("Done."), "{out}");
     let replicas = world.deployment("carts").expect("carts runs")["spec"]["replicas"].clone();
     assert_eq!(replicas, 3, "applied by the time sync is done");
+}
+
+#[tokio::test]
+async fn garbage_collection_deletes_what_left_the_repo_once_synced() {
+    let world = World::start_with(&["--sync-garbage-collection"]).await;
+    let shipping = || {
+        world
+            .cluster
+            .object("Service", Some("sock-shop"), "shipping")
+    };
+    assert!(
+        shipping().is_some(),
+        "the first sync applied every manifest"
+    );
+    world.repo.commit_file(
+        BRANCH,
+        "manifests/24-shipping-svc.yaml",
+        "",
+        "Retire the shipping service",
+    );
+
+    let synced = world.fluxctl(&["sync"]);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    assert!(
+        shipping().is_none(),
+        "collected by the sync that applied the commit; fluxd said:\n{}",
+        world.fluxd.log()
+    );
+    assert!(world.deployment("shipping").is_some(), "the rest stays");
 }

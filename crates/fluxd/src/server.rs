@@ -216,6 +216,14 @@ async fn images(
     responses((status = 202, body = Submitted), (status = 401, body = ApiError), (status = 422, body = ApiError)),
     security(("bearer" = [])))]
 async fn submit_job(State(api): State<Shared>, Json(spec): Json<JobSpec>) -> Response {
+    if matches!(spec, JobSpec::Automation(_)) {
+        // Automation decides for itself what moves; a client asks for a
+        // release (or automates a workload with a policy change).
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "automation jobs are fluxd's own: submit a release, or automate workloads with a policy change",
+        );
+    }
     if let JobSpec::Release(release) = &spec
         && release.dry_run
     {

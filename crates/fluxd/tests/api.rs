@@ -150,10 +150,34 @@ async fn a_submitted_job_can_be_followed_to_its_commit() {
     .await
     .unwrap();
     assert_eq!(job.commit.as_deref(), Some("1234567"));
+    assert_eq!(
+        job.cluster,
+        Some(false),
+        "the job says no cluster applies it"
+    );
+    let listed = client.jobs().await.unwrap();
+    assert_eq!(listed.iter().map(|j| &j.id).collect::<Vec<_>>(), [&job.id]);
     assert!(matches!(
         client.job("nope").await,
         Err(ClientError::Status { status: 404, .. })
     ));
+}
+
+#[tokio::test]
+async fn automation_jobs_are_not_taken_from_clients() {
+    let daemon = start().await;
+    let client = Client::new(&daemon.url, Some(TOKEN.into())).unwrap();
+    let spec = JobSpec::Automation(flux_api::AutomationSpec {
+        workloads: vec!["sock-shop:deployment/front-end".into()],
+        first_seen: None,
+    });
+    let refused = client.submit(&spec).await;
+    assert!(
+        matches!(refused, Err(ClientError::Status { status: 422, .. })),
+        "{refused:?}"
+    );
+    assert_eq!(daemon.jobs.queued(), 0);
+    assert!(client.jobs().await.unwrap().is_empty());
 }
 
 #[tokio::test]
