@@ -23,8 +23,10 @@ use crate::metrics::{Metrics, StepLabels, SyncLabels};
 /// How often rollouts are looked at while one is under way.
 const ROLLOUT_POLL: Duration = Duration::from_secs(1);
 
-/// How long a job's rollout is followed closely before only the sync
-/// interval's looks remain.
+/// How long rollouts are followed closely after a sync wrote something (or
+/// after a job was applied) before only the sync interval's looks remain:
+/// a workload that never becomes ready must not keep fluxd listing every
+/// second.
 const ROLLOUT_PATIENCE: Duration = Duration::from_secs(600);
 
 /// The manifests to apply, and the revision they were read at.
@@ -38,6 +40,8 @@ pub(super) struct Desired {
 struct Live {
     rollouts: HashMap<String, flux_api::Rollout>,
     sync_errors: HashMap<String, String>,
+    /// When a sync last wrote something.
+    changed: Option<Instant>,
 }
 
 /// The cluster, how it is synced, and what it said last.
@@ -152,7 +156,13 @@ impl Inner {
             }
         };
         log_report(&wanted.revision, &report);
-        side.live().sync_errors = sync_errors(&report);
+        {
+            let mut live = side.live();
+            live.sync_errors = sync_errors(&report);
+            if !report.applied.is_empty() || !report.deleted.is_empty() {
+                live.changed = Some(Instant::now());
+            }
+        }
         self.view
             .send_modify(|view| side.decorate(&mut view.workloads));
         // Per-object failures do not hold the marker back (as in the
@@ -205,9 +215,14 @@ impl Inner {
             .iter()
             .map(|w| (w.id.to_string(), wire_rollout(&w.rollout)))
             .collect();
-        let mut under_way = rollouts
-            .values()
-            .any(|r| matches!(r.status, RolloutStatus::Started | RolloutStatus::Updating));
+        let recently_changed = side
+            .live()
+            .changed
+            .is_some_and(|at| at.elapsed() < ROLLOUT_PATIENCE);
+        let mut under_way = recently_changed
+            && rollouts
+                .values()
+                .any(|r| matches!(r.status, RolloutStatus::Started | RolloutStatus::Updating));
         for job in jobs.awaiting_ready() {
             if all_ready(&job, &rollouts) {
                 jobs.mark_ready(&job.id);
