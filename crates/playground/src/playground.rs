@@ -235,7 +235,8 @@ impl Playground {
         let _ = writeln!(
             text,
             "The release moves front-end from 0.3.12 to 0.3.13 in one commit; once automated, \
-             each new tag pushed is committed within seconds."
+             a new tag pushed is committed as soon as fluxd has read it (the registry \
+             notifies fluxd at once; allow up to a minute)."
         );
         if self.options.kubeconfig.is_none() {
             let _ = writeln!(
@@ -328,14 +329,31 @@ impl Playground {
 
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.fluxd_log()).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        let tail = fluxd_error(&log);
         if tail.is_empty() {
             String::new()
         } else {
             format!("; its log ends with:\n{tail}")
         }
     }
+}
+
+/// The error fluxd stopped with (without the backtrace `RUST_BACKTRACE`
+/// adds), or the last lines of its log.
+fn fluxd_error(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    if let Some(start) = lines.iter().rposition(|l| l.starts_with("Error:")) {
+        return lines[start..]
+            .iter()
+            .take_while(|l| !l.starts_with("Stack backtrace:"))
+            .take(10)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim_end()
+            .to_string();
+    }
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 fn check_prerequisites(options: &Options) -> anyhow::Result<()> {
@@ -493,7 +511,7 @@ fn spawn_fluxd(
         FluxdLog::File => {
             let log = std::fs::File::create(folder.join("fluxd.log"))
                 .context("creating fluxd's log file")?;
-            command.stderr(log);
+            command.stderr(log).env("NO_COLOR", "1");
         }
         FluxdLog::Terminal => {
             command.stderr(Stdio::inherit());
@@ -525,4 +543,24 @@ fn stop_child(child: &mut Child, grace: Duration) -> anyhow::Result<ExitStatus> 
     }
     child.kill()?;
     Ok(child.wait()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fluxd_error_is_its_error_line_without_the_backtrace() {
+        let log = "INFO listening\nError: --cluster=kubeconfig is not supported yet\n\nStack backtrace:\n  0: main\n";
+        assert_eq!(
+            fluxd_error(log),
+            "Error: --cluster=kubeconfig is not supported yet"
+        );
+        assert_eq!(fluxd_error("a\nb\n"), "a\nb");
+    }
+
+    #[test]
+    fn image_references_and_pushes_name_the_registry_localhost() {
+        assert_eq!(local_host("127.0.0.1:38305"), "localhost:38305");
+    }
 }

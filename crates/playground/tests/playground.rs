@@ -92,6 +92,28 @@ fn command_name(pid: u32) -> String {
         .to_string()
 }
 
+/// The registry the env file names, `localhost:<port>`.
+fn registry_host(source_line: &str) -> String {
+    let env_file = source_line.trim_start_matches("source ").trim();
+    let env = std::fs::read_to_string(env_file).expect("the env file exists");
+    env.split_whitespace()
+        .find_map(|word| word.strip_prefix("FLUX_PLAYGROUND_REGISTRY="))
+        .expect("the env file names the registry")
+        .to_string()
+}
+
+/// The body of a plain HTTP/1.0 GET.
+fn http_get(host: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let port = host.rsplit(':').next().expect("host:port");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port.parse().expect("a port")))
+        .expect("the registry listens");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .expect("the folder is readable")
@@ -148,6 +170,21 @@ fn the_printed_commands_work_and_sigterm_leaves_nothing_behind() {
     let images = String::from_utf8_lossy(&images.stdout);
     assert!(images.contains("|   0.3.13"), "{images}");
     assert!(images.contains("'-> 0.3.12"), "{images}");
+
+    let push = printed_line(&printed, "/").to_string();
+    assert!(
+        push.contains(" push weaveworksdemos/front-end:0.3.14"),
+        "{push}"
+    );
+    let pushed = run_printed(source, &push);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let registry = registry_host(source);
+    let tags = http_get(&registry, "/v2/weaveworksdemos/front-end/tags/list");
+    assert!(tags.contains("\"0.3.14\""), "{tags}");
 
     let children = children_of(playground.id());
     let names: Vec<String> = children.iter().map(|&pid| command_name(pid)).collect();
