@@ -56,7 +56,7 @@ pub struct Playground {
     pub token: String,
     /// The registry as image references name it, `localhost:<port>`.
     pub registry_host: String,
-    /// The images pushed, one line each (`repository: tag tag …`).
+    /// The tags pushed, per repository, oldest first.
     pub pushed: Vec<(String, Vec<String>)>,
     options: Options,
     repo: BareRepo,
