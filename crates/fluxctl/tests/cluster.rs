@@ -12,7 +12,7 @@ use flux_api::{Job, JobSpec};
 use flux_testkit::daemon::{FRONT_END, Fluxd, sock_shop_repo, wait_for};
 use flux_testkit::git::{BRANCH, BareRepo, free_port};
 use flux_testkit::kube::{ApiServer, WorkloadState};
-use flux_testkit::registry::{ImageSpec, Registry};
+use flux_testkit::registry::{ImageSpec, Notifications, Registry};
 use serde_json::Value;
 
 const RABBITMQ: &str = "sock-shop:deployment/rabbitmq";
@@ -40,7 +40,10 @@ impl World {
         let secret = tempfile::NamedTempFile::new().expect("a temporary file");
         std::fs::write(secret.path(), "registry-secret").expect("the secret is written");
         let hook = format!("http://127.0.0.1:{port}/hooks/registry");
-        let registry = Registry::start_notifying(&hook, "registry-secret");
+        let registry = Registry::start_notifying(&Notifications {
+            url: hook,
+            authorization: "Bearer registry-secret".into(),
+        });
         for (tag, created) in [
             ("0.3.12", "2016-11-18T16:00:00Z"),
             ("0.3.13", "2017-01-10T10:00:00Z"),

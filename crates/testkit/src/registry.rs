@@ -83,14 +83,32 @@ impl ImageSpec {
     }
 }
 
-/// A running registry; killed when dropped.
+/// A running registry; killed when dropped. Pushes go through its
+/// [`Pusher`] (the registry dereferences to it).
 pub struct Registry {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    pusher: Pusher,
+}
+
+/// Pushes synthetic images to a registry over its HTTP API; also to a
+/// registry started by another process ([`Pusher::new`]).
+pub struct Pusher {
+    base: String,
     basic_auth: Option<String>,
     http: reqwest::Client,
     pushed_blobs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
+}
+
+/// Where a registry sends its notifications (the distribution registry's
+/// `notifications: endpoints:`): every push and pull, as JSON envelopes.
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    /// The endpoint's URL.
+    pub url: String,
+    /// The `Authorization` header value sent with each delivery.
+    pub authorization: String,
 }
 
 impl std::fmt::Debug for Registry {
@@ -107,20 +125,19 @@ impl Registry {
         Registry::launch(None, None)
     }
 
-    /// Starts an open registry that notifies `url` of every push and pull, with
-    /// `Authorization: Bearer <token>`, as a registry configured for fluxd's
-    /// `/hooks/registry` does. Deliveries are retried every 100 ms while `url` does
-    /// not answer, so the receiver may start later.
-    pub fn start_notifying(url: &str, token: &str) -> Registry {
-        Registry::launch(None, Some((url, token)))
-    }
-
     /// Starts a registry that wants HTTP basic auth (htpasswd, bcrypt).
     pub fn start_with_basic_auth(username: &str, password: &str) -> Registry {
         Registry::launch(Some((username, password)), None)
     }
 
-    fn launch(auth: Option<(&str, &str)>, notify: Option<(&str, &str)>) -> Registry {
+    /// Starts an open registry that notifies `notifications` of every
+    /// event, retrying each delivery every second while the endpoint is
+    /// down (so it may start later than the registry).
+    pub fn start_notifying(notifications: &Notifications) -> Registry {
+        Registry::launch(None, Some(notifications))
+    }
+
+    fn launch(auth: Option<(&str, &str)>, notifications: Option<&Notifications>) -> Registry {
         let dir = tempfile::tempdir().expect("a temporary folder for the registry");
         let addr = free_loopback_port();
         let storage = dir.path().join("storage");
@@ -144,12 +161,8 @@ impl Registry {
                 htpasswd.display()
             ));
         }
-        if let Some((url, token)) = notify {
-            config.push_str(&format!(
-                "notifications:\n  endpoints:\n    - name: fluxd\n      url: {url}\n      \
-                 headers:\n        Authorization: [\"Bearer {token}\"]\n      \
-                 timeout: 2s\n      threshold: 1\n      backoff: 100ms\n"
-            ));
+        if let Some(notifications) = notifications {
+            config.push_str(&notifications_config(notifications));
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
@@ -165,13 +178,13 @@ impl Registry {
             .unwrap_or_else(|e| {
                 panic!("cannot start {REGISTRY_BINARY} (Debian package docker-registry): {e}")
             });
+        let mut pusher = Pusher::new(&addr.to_string());
+        pusher.basic_auth = auth.map(|(u, p)| basic(u, p));
         let mut registry = Registry {
             child,
             addr,
             dir,
-            basic_auth: auth.map(|(u, p)| basic(u, p)),
-            http: reqwest::Client::new(),
-            pushed_blobs: Mutex::default(),
+            pusher,
         };
         registry.wait_until_listening(&log_path);
         registry
@@ -211,9 +224,31 @@ impl Registry {
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
+}
+
+impl std::ops::Deref for Registry {
+    type Target = Pusher;
+
+    fn deref(&self) -> &Pusher {
+        &self.pusher
+    }
+}
+
+impl Pusher {
+    /// Pushes over plain http to the registry at `host` (`host:port`). The
+    /// host is also what the registry's notifications name as the
+    /// request's host, so use the name image references use.
+    pub fn new(host: &str) -> Pusher {
+        Pusher {
+            base: format!("http://{host}"),
+            basic_auth: None,
+            http: reqwest::Client::new(),
+            pushed_blobs: Mutex::default(),
+        }
+    }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base)
     }
 
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
@@ -422,6 +457,17 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The registry config's `notifications:` section for one endpoint.
+fn notifications_config(notifications: &Notifications) -> String {
+    format!(
+        "notifications:\n  endpoints:\n    - name: flux\n      url: {url}\n      \
+         headers:\n        Authorization: [{authorization:?}]\n      \
+         timeout: 2s\n      threshold: 1\n      backoff: 1s\n",
+        url = notifications.url,
+        authorization = notifications.authorization,
+    )
 }
 
 fn free_loopback_port() -> SocketAddr {
