@@ -4,9 +4,15 @@
 //! poll with nothing new.
 //!
 //! `cargo bench -p flux-registry --bench scan`; sizes from `BENCH_REPOS`
-//! (50), `BENCH_TAGS` (100) and `BENCH_SKOPEO_REPOS` (2: skopeo is timed
+//! (50), `BENCH_TAGS` (100) and `BENCH_SKOPEO_REPOS` (5: skopeo is timed
 //! on that many repositories and extrapolated linearly) and
 //! `BENCH_CONCURRENCY` (16 requests in flight).
+//!
+//! Both tools read the same registry process, started with `GOGC` from
+//! `BENCH_REGISTRY_GOGC` (400; `100` is the Go default): distribution 2.8
+//! allocates a 4 MiB read buffer for every blob it serves and builds its URL
+//! router for every request, so with a live heap of a few MiB the default
+//! collects garbage every few requests.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -27,14 +33,19 @@ fn env_usize(key: &str, default: usize) -> usize {
 fn main() {
     let repos = env_usize("BENCH_REPOS", 50);
     let tags = env_usize("BENCH_TAGS", 100);
-    let skopeo_repos = env_usize("BENCH_SKOPEO_REPOS", 2).min(repos);
+    let skopeo_repos = env_usize("BENCH_SKOPEO_REPOS", 5).min(repos);
     let concurrency = env_usize("BENCH_CONCURRENCY", 16);
+    let gogc = std::env::var("BENCH_REGISTRY_GOGC").unwrap_or_else(|_| "400".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
 
-    let registry = Registry::start();
+    let registry = Registry::start_with_env(&[("GOGC", &gogc)]);
+    println!(
+        "registry: {} (filesystem storage, blob descriptors cached in memory, log level error, no access log), GOGC={gogc}",
+        registry_version()
+    );
     let setup = Instant::now();
     runtime.block_on(populate(&registry, repos, tags));
     println!(
@@ -68,14 +79,20 @@ fn main() {
     );
     let counters = client.counters();
 
-    let registry_cpu_before = cpu_seconds(registry.pid());
+    let registry_cpu_before = cpu_times(registry.pid());
     let own_cpu_before = cpu_seconds(std::process::id());
     let cold = Instant::now();
     let results = runtime.block_on(scanner.poll(&names));
     let cold_time = cold.elapsed();
-    let registry_cpu = cpu_seconds(registry.pid()) - registry_cpu_before;
+    let (registry_user, registry_system) = cpu_times(registry.pid()) - registry_cpu_before;
+    let registry_cpu = registry_user + registry_system;
     let own_cpu = cpu_seconds(std::process::id()) - own_cpu_before;
     let cold_requests = counters.total();
+    let cold_statuses: Vec<(u16, u64)> = counters
+        .snapshot()
+        .into_iter()
+        .map(|((_, status), n)| (status, n))
+        .collect();
     let with_time: usize = results
         .iter()
         .flat_map(|r| &r.info.tags)
@@ -104,8 +121,14 @@ fn main() {
         skopeo_estimate, skopeo_time
     );
     println!(
-        "  CPU during the cold scan: registry {registry_cpu:.2}s ({:.2} ms per request), flux-registry {own_cpu:.2}s",
-        registry_cpu * 1000.0 / cold_requests.max(1) as f64
+        "  CPU during the cold scan: registry {registry_cpu:.2}s (user {registry_user:.2}s, system {registry_system:.2}s; {:.2} ms per request), flux-registry {own_cpu:.2}s ({:.2} ms per request)",
+        registry_cpu * 1000.0 / cold_requests.max(1) as f64,
+        own_cpu * 1000.0 / cold_requests.max(1) as f64
+    );
+    println!(
+        "  requests per second           {:>10.0}  by status: {:?}",
+        cold_requests as f64 / cold_time.as_secs_f64(),
+        cold_statuses
     );
     println!(
         "  CPU of the registry while skopeo ran on {skopeo_repos} repositories: {skopeo_registry_cpu:.2}s"
@@ -122,9 +145,46 @@ fn main() {
     println!("  cache lookups over both polls  hits {hits}, misses {misses}");
 }
 
-/// User plus system CPU seconds of a process, from `/proc/<pid>/stat`
-/// (clock ticks of 1/100 s, as on Linux everywhere here).
+/// The registry's version line (`docker-registry --version`).
+fn registry_version() -> String {
+    Command::new(flux_testkit::registry::REGISTRY_BINARY)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            // The first word is the binary's own path.
+            let text = String::from_utf8_lossy(&o.stdout);
+            let text = text.trim();
+            text.split_once(' ')
+                .map_or(text, |(_, rest)| rest)
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// User plus system CPU seconds of a process.
 fn cpu_seconds(pid: u32) -> f64 {
+    let times = cpu_times(pid);
+    times.user + times.system
+}
+
+/// User and system CPU seconds of a process.
+#[derive(Debug, Clone, Copy)]
+struct CpuTimes {
+    user: f64,
+    system: f64,
+}
+
+impl std::ops::Sub for CpuTimes {
+    type Output = (f64, f64);
+
+    fn sub(self, before: CpuTimes) -> (f64, f64) {
+        (self.user - before.user, self.system - before.system)
+    }
+}
+
+/// User and system CPU seconds of a process, from `/proc/<pid>/stat`
+/// (clock ticks of 1/100 s, as on Linux everywhere here).
+fn cpu_times(pid: u32) -> CpuTimes {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -136,7 +196,10 @@ fn cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
+    CpuTimes {
+        user: ticks(11) / 100.0,
+        system: ticks(12) / 100.0,
+    }
 }
 
 fn repo(index: usize) -> String {
