@@ -472,3 +472,47 @@ async fn garbage_collection_deletes_what_left_the_repo_once_synced() {
     );
     assert!(world.deployment("shipping").is_some(), "the rest stays");
 }
+
+#[tokio::test]
+async fn a_broken_file_is_named_with_its_line_and_the_other_files_still_sync() {
+    let world = World::start_with(&["--sync-garbage-collection"]).await;
+    world.repo.commit_file(
+        BRANCH,
+        "manifests/30-broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n  labels: [\n",
+        "A broken file",
+    );
+    let carts = world
+        .repo
+        .git(&["show", &format!("{BRANCH}:manifests/01-carts-dep.yaml")]);
+    world.repo.commit_file(
+        BRANCH,
+        "manifests/01-carts-dep.yaml",
+        &carts.replacen("replicas: 1", "replicas: 2", 1),
+        "Scale carts",
+    );
+    world.repo.commit_file(
+        BRANCH,
+        "manifests/24-shipping-svc.yaml",
+        "",
+        "Retire the shipping service",
+    );
+
+    let synced = world.fluxctl(&["sync"]);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    let carts = world.deployment("carts").expect("carts runs");
+    assert_eq!(carts["spec"]["replicas"], 2, "the other files synced");
+    let log = world.fluxd.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("manifests/30-broken.yaml:")),
+        "{log}"
+    );
+    assert!(
+        world
+            .cluster
+            .object("Service", Some("sock-shop"), "shipping")
+            .is_some(),
+        "garbage collection holds back while a file is unreadable (its objects would look orphaned)"
+    );
+}

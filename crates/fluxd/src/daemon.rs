@@ -642,7 +642,7 @@ impl Inner {
         if let (Some(side), Some(set)) = (&self.cluster, set) {
             side.want(cluster::Desired {
                 revision: head.clone(),
-                set,
+                files: Arc::new(set),
             });
         }
         *loaded = Some(Loaded {
@@ -968,16 +968,26 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// What a sync applies: the objects of the files the checkout read, but
-/// kustomization files, which configure kustomize rather than the cluster.
-fn sync_set(root: &Path, checkout: &Checkout) -> flux_cluster::ManifestSet {
-    let files: Vec<PathBuf> = checkout
+/// What a sync applies: the texts of the files the checkout read, named as
+/// in the repo, but kustomization files, which configure kustomize rather
+/// than the cluster. Kept as text: parsed, they would take a hundred times
+/// the room for as long as they are kept.
+fn sync_set(root: &Path, checkout: &Checkout) -> Vec<(String, String)> {
+    checkout
         .files
         .iter()
         .filter(|f| f.kustomization.is_none())
-        .map(|f| f.path.clone())
-        .collect();
-    flux_cluster::ManifestSet::load_files(root, &files)
+        .filter_map(|f| {
+            let name = f.path.strip_prefix(root).unwrap_or(&f.path);
+            match std::fs::read_to_string(&f.path) {
+                Ok(text) => Some((name.display().to_string(), text)),
+                Err(error) => {
+                    tracing::warn!(file = %name.display(), %error, "not synced: unreadable");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 fn manifest_paths(dir: &Path, paths: &[String]) -> Vec<PathBuf> {

@@ -29,10 +29,11 @@ const ROLLOUT_POLL: Duration = Duration::from_secs(1);
 /// second.
 const ROLLOUT_PATIENCE: Duration = Duration::from_secs(600);
 
-/// The manifests to apply, and the revision they were read at.
+/// The manifest files to apply, `(name, text)` each, and the revision
+/// they were read at.
 pub(super) struct Desired {
     pub revision: String,
-    pub set: ManifestSet,
+    pub files: Arc<Vec<(String, String)>>,
 }
 
 /// What the cluster said last, by workload id.
@@ -137,7 +138,16 @@ pub(super) async fn rollout_loop(
 impl Inner {
     async fn sync_once(&self, side: &ClusterSide, wanted: &Desired, jobs: &Jobs) {
         let started = Instant::now();
-        let synced = side.cluster.sync(&wanted.set, &side.options).await;
+        let files = wanted.files.clone();
+        let set = match tokio::task::spawn_blocking(move || ManifestSet::parse(&files)).await {
+            Ok(set) => set,
+            Err(error) => {
+                tracing::warn!(revision = %wanted.revision, %error, "parsing the manifests failed");
+                return;
+            }
+        };
+        let synced = side.cluster.sync(&set, &side.options).await;
+        drop(set);
         let result = match &synced {
             Ok(report) if report.is_success() => "success",
             _ => "error",
