@@ -171,6 +171,13 @@ fn the_printed_commands_work_and_sigterm_leaves_nothing_behind() {
     assert!(images.contains("|   0.3.13"), "{images}");
     assert!(images.contains("'-> 0.3.12"), "{images}");
 
+    let automate = run_printed(source, printed_line(&printed, "fluxctl automate"));
+    assert!(
+        automate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&automate.stderr)
+    );
+
     let push = printed_line(&printed, "/").to_string();
     assert!(
         push.contains(" push weaveworksdemos/front-end:0.3.14"),
@@ -185,6 +192,23 @@ fn the_printed_commands_work_and_sigterm_leaves_nothing_behind() {
     let registry = registry_host(source);
     let tags = http_get(&registry, "/v2/weaveworksdemos/front-end/tags/list");
     assert!(tags.contains("\"0.3.14\""), "{tags}");
+    // The registry's notification makes fluxd commit the new tag.
+    let listing = printed_line(&printed, "fluxctl list-workloads -c front-end");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = run_printed(source, listing);
+        if String::from_utf8_lossy(&listed.stdout).contains("/weaveworksdemos/front-end:0.3.14") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "automation did not commit 0.3.14"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let synced = run_printed(source, printed_line(&printed, "fluxctl sync"));
+    let synced = String::from_utf8_lossy(&synced.stdout);
+    assert!(synced.trim_end().ends_with("Done."), "{synced}");
 
     let children = children_of(playground.id());
     let names: Vec<String> = children.iter().map(|&pid| command_name(pid)).collect();
