@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use flux_registry::Platform;
 
 /// The Flux daemon: keeps a cluster in step with a git repo of manifests,
 /// and the images in those manifests in step with their registries.
@@ -84,6 +85,24 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub registry_insecure_hosts: Vec<String>,
+    /// Platforms whose images are scanned, first preferred (repeatable,
+    /// `os/architecture[/variant]`).
+    #[arg(
+        long = "registry-platform",
+        env = "FLUXD_REGISTRY_PLATFORM",
+        value_delimiter = ',',
+        default_value = "linux/amd64"
+    )]
+    pub registry_platforms: Vec<Platform>,
+    /// Images (globs) whose creation time is read from the
+    /// `org.opencontainers.image.created` or `org.label-schema.build-date`
+    /// label when they carry one (repeatable).
+    #[arg(
+        long = "registry-use-labels",
+        env = "FLUXD_REGISTRY_USE_LABELS",
+        value_delimiter = ','
+    )]
+    pub registry_use_labels: Vec<String>,
     /// Namespaces fluxd may touch (repeatable; default: all).
     #[arg(
         long = "k8s-allow-namespace",
@@ -195,6 +214,50 @@ mod tests {
         for bad in ["", "5", "m", "1d", "-1s", "1.5s", "s5"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let base = ["fluxd", "--git-url", "file:///tmp/repo.git"];
+        Config::try_parse_from(base.iter().chain(args))
+    }
+
+    #[test]
+    fn registry_platforms_default_to_linux_amd64_and_keep_their_order() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.registry_platforms, [Platform::linux_amd64()]);
+        let config = parse(&[
+            "--registry-platform=linux/arm64/v8",
+            "--registry-platform",
+            "linux/amd64",
+        ])
+        .unwrap();
+        let platforms: Vec<String> = config
+            .registry_platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(platforms, ["linux/arm64/v8", "linux/amd64"]);
+    }
+
+    #[test]
+    fn a_malformed_platform_is_refused_naming_the_flag() {
+        let error = parse(&["--registry-platform=linux"]).unwrap_err();
+        assert!(error.to_string().contains("--registry-platform"), "{error}");
+    }
+
+    #[test]
+    fn registry_use_labels_takes_globs_repeated_or_comma_separated() {
+        let config = parse(&[
+            "--registry-use-labels=quay.io/team/*,ghcr.io/acme/*",
+            "--registry-use-labels",
+            "weaveworksdemos/*",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.registry_use_labels,
+            ["quay.io/team/*", "ghcr.io/acme/*", "weaveworksdemos/*"]
+        );
+        assert!(parse(&[]).unwrap().registry_use_labels.is_empty());
     }
 
     #[test]

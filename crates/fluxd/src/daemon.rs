@@ -345,6 +345,12 @@ fn scanner(config: &Config) -> Scanner {
             .map(|g| Glob::new(g))
             .collect(),
         poll_interval: config.registry_poll_interval,
+        platforms: config.registry_platforms.clone(),
+        use_labels: config
+            .registry_use_labels
+            .iter()
+            .map(|g| Glob::new(g))
+            .collect(),
         ..ScanConfig::default()
     };
     Scanner::new(

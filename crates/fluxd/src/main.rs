@@ -9,6 +9,12 @@ use fluxd::config::{Config, LogFormat};
 use fluxd::daemon::{Daemon, Running, SHUTDOWN_GRACE, Secrets};
 use tokio::sync::watch;
 
+/// jemalloc gives freed pages back to the system a few seconds after they
+/// are freed; glibc's malloc keeps them in per-thread arenas, so a reload
+/// of a large checkout on the loader's threads stays resident.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logging(config.log_format);

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -35,7 +35,7 @@ pub struct View {
     /// Workloads from git (and the cluster, when there is one).
     pub workloads: Vec<Workload>,
     /// Images of every workload's containers.
-    pub images: Vec<WorkloadImages>,
+    pub images: crate::view::Images,
 }
 
 /// A boxed future, so [`Control`] can be a trait object.
@@ -168,47 +168,47 @@ fn in_namespace(id: &str, namespace: Option<&str>) -> bool {
 /// Workloads, optionally of one namespace.
 #[utoipa::path(get, path = "/api/v1/workloads", params(("namespace" = Option<String>, Query, description = "only this namespace")),
     responses((status = 200, body = Vec<Workload>)))]
-async fn workloads(
-    State(api): State<Shared>,
-    Query(query): Query<NamespaceQuery>,
-) -> Json<Vec<Workload>> {
-    let view = api.view.borrow();
+async fn workloads(State(api): State<Shared>, Query(query): Query<NamespaceQuery>) -> Response {
     let namespace = query.namespace.as_deref();
-    Json(
-        view.workloads
-            .iter()
-            .filter(|w| in_namespace(&w.id, namespace))
-            .cloned()
-            .collect(),
-    )
+    let view = api.view.borrow();
+    let selected: Vec<&Workload> = view
+        .workloads
+        .iter()
+        .filter(|w| in_namespace(&w.id, namespace))
+        .collect();
+    json_body(serde_json::to_vec(&selected))
+}
+
+/// A JSON answer written from the view while it is borrowed: no copy of
+/// the selected part of the view is made, only its JSON.
+fn json_body(json: serde_json::Result<Vec<u8>>) -> Response {
+    match json {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// Images of workloads: `?workload=` (repeatable) and `?namespace=`.
 #[utoipa::path(get, path = "/api/v1/images",
     params(("workload" = Option<Vec<String>>, Query, description = "workload ids"), ("namespace" = Option<String>, Query, description = "only this namespace")),
     responses((status = 200, body = Vec<WorkloadImages>)))]
-async fn images(
-    State(api): State<Shared>,
-    Query(query): Query<Vec<(String, String)>>,
-) -> Json<Vec<WorkloadImages>> {
-    let wanted: Vec<&str> = query
+async fn images(State(api): State<Shared>, Query(query): Query<Vec<(String, String)>>) -> Response {
+    let wanted: Vec<String> = query
         .iter()
         .filter(|(k, _)| k == "workload")
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.clone())
         .collect();
     let namespace = query
         .iter()
         .find(|(k, _)| k == "namespace")
-        .map(|(_, v)| v.as_str());
-    let view = api.view.borrow();
-    Json(
-        view.images
-            .iter()
-            .filter(|w| wanted.is_empty() || wanted.contains(&w.id.as_str()))
-            .filter(|w| in_namespace(&w.id, namespace))
-            .cloned()
-            .collect(),
-    )
+        .map(|(_, v)| v.clone());
+    let images = api.view.borrow().images.clone();
+    let pieces = images.json_pieces(move |id| {
+        (wanted.is_empty() || wanted.iter().any(|w| w == id))
+            && in_namespace(id, namespace.as_deref())
+    });
+    let body = Body::from_stream(futures::stream::iter(pieces.map(|p| p.map(Bytes::from))));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Submit a release or policy change. A dry-run release answers with its plan.

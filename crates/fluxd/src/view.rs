@@ -1,10 +1,14 @@
 //! What the API shows, made from what git says (a loaded checkout) and what
 //! the registries hold (the scanner's cache).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use flux_api::{Container, ContainerImages, Policies, TagInfo, Workload, WorkloadImages};
-use flux_image::Name;
+use flux_image::{Name, Policy};
 use flux_manifests::Checkout;
 use flux_registry::RepositoryInfo;
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 /// The workloads of a checkout, as the API shows them.
 pub fn workloads(checkout: &Checkout) -> Vec<Workload> {
@@ -43,62 +47,249 @@ fn policies(p: &flux_manifests::Policies) -> Policies {
     }
 }
 
+/// The images of a checkout's workloads, as the API shows them.
+///
+/// The tags a policy admits from a repository are kept once per
+/// (repository, policy) and shared by every container that runs it: with
+/// thousands of workloads on a few hundred repositories, copies per
+/// container would be most of the daemon's memory.
+///
+/// Cloning is cheap (one shared list), so an answer can be written from a
+/// clone, piece by piece, while the daemon moves on to a newer view.
+#[derive(Debug, Clone, Default)]
+pub struct Images {
+    workloads: Arc<Vec<WorkloadEntry>>,
+}
+
+#[derive(Debug, Clone)]
+struct WorkloadEntry {
+    id: String,
+    containers: Vec<ContainerEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct ContainerEntry {
+    name: String,
+    repository: String,
+    current: String,
+    policy: String,
+    available: Arc<Available>,
+}
+
+/// What a policy admits from a repository, or why it is not known.
+#[derive(Debug, Default)]
+struct Available {
+    tags: Vec<TagInfo>,
+    error: Option<String>,
+}
+
+impl Images {
+    /// How many workloads there are.
+    pub fn len(&self) -> usize {
+        self.workloads.len()
+    }
+
+    /// True when there are no workloads.
+    pub fn is_empty(&self) -> bool {
+        self.workloads.is_empty()
+    }
+
+    /// The workloads whose id `keep` accepts, in the API's shape.
+    pub fn to_wire(&self, keep: impl Fn(&str) -> bool) -> Vec<WorkloadImages> {
+        self.workloads
+            .iter()
+            .filter(|w| keep(&w.id))
+            .map(WorkloadEntry::to_wire)
+            .collect()
+    }
+
+    /// The workloads whose id `keep` accepts, as the JSON of
+    /// `Vec<WorkloadImages>` in pieces of about [`JSON_PIECE`] bytes, each
+    /// written when it is asked for: a large answer never sits in memory
+    /// whole.
+    pub fn json_pieces<K>(&self, keep: K) -> JsonPieces<K>
+    where
+        K: Fn(&str) -> bool,
+    {
+        JsonPieces {
+            workloads: self.workloads.clone(),
+            keep,
+            next: 0,
+            state: Piece::First,
+        }
+    }
+}
+
+/// Bytes after which a piece of JSON is handed on.
+pub const JSON_PIECE: usize = 64 * 1024;
+
+/// The JSON of a selection of [`Images`], piece by piece (see
+/// [`Images::json_pieces`]).
+#[derive(Debug)]
+pub struct JsonPieces<K> {
+    workloads: Arc<Vec<WorkloadEntry>>,
+    keep: K,
+    next: usize,
+    state: Piece,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    First,
+    Later,
+    Done,
+}
+
+impl<K: Fn(&str) -> bool> Iterator for JsonPieces<K> {
+    type Item = serde_json::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.state == Piece::Done {
+            return None;
+        }
+        let mut piece = Vec::with_capacity(JSON_PIECE + JSON_PIECE / 4);
+        if self.state == Piece::First {
+            piece.push(b'[');
+        }
+        while piece.len() < JSON_PIECE {
+            let Some(workload) = self.workloads.get(self.next) else {
+                piece.push(b']');
+                self.state = Piece::Done;
+                return Some(Ok(piece));
+            };
+            self.next += 1;
+            if !(self.keep)(&workload.id) {
+                continue;
+            }
+            if self.state == Piece::Later {
+                piece.push(b',');
+            }
+            self.state = Piece::Later;
+            if let Err(error) = serde_json::to_writer(&mut piece, workload) {
+                self.state = Piece::Done;
+                return Some(Err(error));
+            }
+        }
+        Some(Ok(piece))
+    }
+}
+
+impl WorkloadEntry {
+    fn to_wire(&self) -> WorkloadImages {
+        WorkloadImages {
+            id: self.id.clone(),
+            containers: self
+                .containers
+                .iter()
+                .map(|c| ContainerImages {
+                    name: c.name.clone(),
+                    repository: c.repository.clone(),
+                    current: c.current.clone(),
+                    policy: c.policy.clone(),
+                    available: c.available.tags.clone(),
+                    error: c.available.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The same JSON as [`WorkloadImages`].
+impl Serialize for WorkloadEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("WorkloadImages", 2)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("containers", &self.containers)?;
+        s.end()
+    }
+}
+
+/// The same JSON as [`ContainerImages`].
+impl Serialize for ContainerEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let error = self.available.error.as_ref();
+        let mut s =
+            serializer.serialize_struct("ContainerImages", 5 + usize::from(error.is_some()))?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("repository", &self.repository)?;
+        s.serialize_field("current", &self.current)?;
+        s.serialize_field("policy", &self.policy)?;
+        s.serialize_field("available", &self.available.tags)?;
+        if let Some(error) = error {
+            s.serialize_field("error", error)?;
+        }
+        s.end()
+    }
+}
+
 /// The images of a checkout's workloads, with the tags each container's
 /// policy admits, newest first; `repository` looks a repository up in the
-/// scanner's cache (no network).
-pub fn images(
-    checkout: &Checkout,
-    repository: impl Fn(&Name) -> Option<RepositoryInfo>,
-) -> Vec<WorkloadImages> {
-    checkout
+/// scanner's cache (no network), once per repository.
+pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<RepositoryInfo>) -> Images {
+    let mut infos: HashMap<String, Option<RepositoryInfo>> = HashMap::new();
+    let mut admitted: HashMap<(String, String), Arc<Available>> = HashMap::new();
+    let workloads = checkout
         .workloads
         .iter()
-        .map(|w| WorkloadImages {
+        .map(|w| WorkloadEntry {
             id: w.id.to_string(),
             containers: w
                 .containers
                 .iter()
-                .map(|c| container_images(c, &w.policies, repository(c.image.name())))
+                .map(|c| {
+                    let name = c.image.name();
+                    let policy = w.policies.tag_policy(&c.name);
+                    let key = (name.canonical(), policy.to_string());
+                    let available = admitted
+                        .entry(key)
+                        .or_insert_with_key(|(canonical, _)| {
+                            let info = infos
+                                .entry(canonical.clone())
+                                .or_insert_with(|| repository(name));
+                            Arc::new(available(&policy, info.as_ref()))
+                        })
+                        .clone();
+                    ContainerEntry {
+                        name: c.name.clone(),
+                        repository: name.familiar(),
+                        current: c
+                            .image
+                            .tag()
+                            .or(c.image.digest())
+                            .unwrap_or("latest")
+                            .to_string(),
+                        policy: policy.to_string(),
+                        available,
+                    }
+                })
                 .collect(),
         })
-        .collect()
+        .collect();
+    Images {
+        workloads: Arc::new(workloads),
+    }
 }
 
-fn container_images(
-    container: &flux_manifests::Container,
-    policies: &flux_manifests::Policies,
-    info: Option<RepositoryInfo>,
-) -> ContainerImages {
-    let policy = policies.tag_policy(&container.name);
-    let current = container
-        .image
-        .tag()
-        .or(container.image.digest())
-        .unwrap_or("latest")
-        .to_string();
-    let (available, error) = match info {
-        None => (Vec::new(), Some("not scanned yet".to_string())),
-        Some(info) => {
-            let verdict = policy.judge(info.candidates());
-            let available = verdict
-                .admitted
-                .into_iter()
-                .map(|candidate| TagInfo {
-                    digest: info.tag(&candidate.tag).and_then(|t| t.digest.clone()),
-                    tag: candidate.tag,
-                    created: candidate.created,
-                })
-                .collect();
-            (available, info.error)
-        }
+fn available(policy: &Policy, info: Option<&RepositoryInfo>) -> Available {
+    let Some(info) = info else {
+        return Available {
+            tags: Vec::new(),
+            error: Some("not scanned yet".to_string()),
+        };
     };
-    ContainerImages {
-        name: container.name.clone(),
-        repository: container.image.name().familiar(),
-        current,
-        policy: policy.to_string(),
-        available,
-        error,
+    let tags = policy
+        .judge(info.candidates())
+        .admitted
+        .into_iter()
+        .map(|candidate| TagInfo {
+            digest: info.tag(&candidate.tag).and_then(|t| t.digest.clone()),
+            tag: candidate.tag,
+            created: candidate.created,
+        })
+        .collect();
+    Available {
+        tags,
+        error: info.error.clone(),
     }
 }
 
@@ -157,7 +348,7 @@ mod tests {
             error: None,
             listed_at: None,
         };
-        let images = images(&checkout, |n| (n == &name).then(|| info.clone()));
+        let images = images(&checkout, |n| (n == &name).then(|| info.clone())).to_wire(|_| true);
         let container = &images[0].containers[0];
         assert_eq!(container.current, "0.3.12");
         assert_eq!(container.policy, "semver:~0.3");
@@ -170,8 +361,35 @@ mod tests {
     }
 
     #[test]
+    fn the_json_in_pieces_reads_back_as_the_api_shape() {
+        let text = FRONT_END.replace("name: front-end\n  namespace", "name: NAME\n  namespace");
+        let many: String = (0..400)
+            .map(|n| format!("---\n{}", text.replace("NAME", &format!("front-end-{n}"))))
+            .collect();
+        let checkout = Checkout::from_text(
+            std::path::Path::new("many.yaml"),
+            &many,
+            LoadOptions::default(),
+        );
+        assert_eq!(checkout.workloads.len(), 400);
+        let images = images(&checkout, |_| None);
+        let keep = |id: &str| !id.ends_with("-7");
+        let pieces: Vec<Vec<u8>> = images.json_pieces(keep).map(|p| p.unwrap()).collect();
+        assert!(pieces.len() > 1, "400 workloads make more than one piece");
+        let json: Vec<u8> = pieces.concat();
+        let read: Vec<WorkloadImages> = serde_json::from_slice(&json).unwrap();
+        assert_eq!(read, images.to_wire(keep));
+        assert_eq!(read.len(), 399);
+        let none: Vec<u8> = images
+            .json_pieces(|_| false)
+            .flat_map(|p| p.unwrap())
+            .collect();
+        assert_eq!(none, b"[]");
+    }
+
+    #[test]
     fn an_unscanned_repository_says_so() {
-        let images = images(&checkout(), |_| None);
+        let images = images(&checkout(), |_| None).to_wire(|_| true);
         assert_eq!(
             images[0].containers[0].error.as_deref(),
             Some("not scanned yet")

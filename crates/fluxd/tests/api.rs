@@ -62,7 +62,7 @@ async fn start() -> Daemon {
             rollout: None,
             sync_error: None,
         }],
-        images: vec![],
+        images: Default::default(),
     });
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let api = Arc::new(Api {

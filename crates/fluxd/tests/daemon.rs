@@ -583,3 +583,37 @@ async fn a_locked_automated_workload_is_not_released() {
     settle().await;
     assert_eq!(commit_count(&repo), start);
 }
+
+#[tokio::test]
+async fn registry_platform_and_use_labels_decide_what_is_available() {
+    let registry = Registry::start();
+    let name = "sock-shop/front-end";
+    registry
+        .push_image(name, "0.3.12", &ImageSpec::created("2016-11-18T16:00:00Z"))
+        .await;
+    let arm = ImageSpec::created("2016-12-01T10:00:00Z")
+        .platform("linux", "arm64")
+        .label("org.opencontainers.image.created", "2024-05-01T12:00:00Z");
+    registry.push_image(name, "0.4.0-arm", &arm).await;
+    let image = registry.image(name);
+    let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
+    let platform = "--registry-platform=linux/arm64";
+    let labels = format!("--registry-use-labels={}/sock-shop/*", registry.host());
+    let include = format!("--registry-include-image={}/*", registry.host());
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[platform, &labels, &include]).await;
+    let client = fluxd.client();
+    let available = || async {
+        let images = client.images(&[FRONT_END.to_string()], None).await.unwrap();
+        images[0].containers[0].available.clone()
+    };
+    wait_for("the first scan", || async { !available().await.is_empty() }).await;
+
+    // Only the arm64 image is wanted; its time is the label's, not the config's.
+    let available = available().await;
+    let tags: Vec<&str> = available.iter().map(|t| t.tag.as_str()).collect();
+    assert_eq!(tags, ["0.4.0-arm"]);
+    assert_eq!(
+        available[0].created.map(|c| c.to_string()).as_deref(),
+        Some("2024-05-01T12:00:00Z")
+    );
+}

@@ -106,12 +106,24 @@ struct Style {
 
 /// The files for `workloads` workloads spread over `files` files.
 pub fn files(workloads: usize, files: usize, seed: u64) -> Vec<GeneratedFile> {
+    files_with_images(workloads, files, seed, &[])
+}
+
+/// [`files`], with every container's image drawn from `images` (full
+/// references, e.g. of a local registry's repositories) instead of the
+/// built-in mix of public names; an empty list means the built-in mix.
+pub fn files_with_images(
+    workloads: usize,
+    files: usize,
+    seed: u64,
+    images: &[String],
+) -> Vec<GeneratedFile> {
     let mut dice = Dice::new(seed);
     let files = files.max(1);
     (0..files)
         .map(|f| {
             let count = workloads / files + usize::from(f < workloads % files);
-            file(&mut dice, f, count)
+            file(&mut dice, f, count, images)
         })
         .collect()
 }
@@ -123,8 +135,19 @@ pub fn write(
     file_count: usize,
     seed: u64,
 ) -> std::io::Result<Vec<PathBuf>> {
+    write_with_images(dir, workloads, file_count, seed, &[])
+}
+
+/// Writes [`files_with_images`] into `dir` (created if missing); returns the paths.
+pub fn write_with_images(
+    dir: &Path,
+    workloads: usize,
+    file_count: usize,
+    seed: u64,
+    images: &[String],
+) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
-    files(workloads, file_count, seed)
+    files_with_images(workloads, file_count, seed, images)
         .into_iter()
         .map(|file| {
             let path = dir.join(&file.name);
@@ -134,7 +157,7 @@ pub fn write(
         .collect()
 }
 
-fn file(dice: &mut Dice, n: usize, count: usize) -> GeneratedFile {
+fn file(dice: &mut Dice, n: usize, count: usize, images: &[String]) -> GeneratedFile {
     let style = Style {
         eol: if dice.one_in(5) { "\r\n" } else { "\n" },
         quote: dice.below(3),
@@ -149,7 +172,7 @@ fn file(dice: &mut Dice, n: usize, count: usize) -> GeneratedFile {
     let mut workloads = Vec::new();
     let mut bodies = Vec::new();
     for w in 0..count {
-        let (body, workload) = workload(dice, &style, n, w, if as_list { 2 } else { 0 });
+        let (body, workload) = workload(dice, &style, n, w, if as_list { 2 } else { 0 }, images);
         bodies.push(body);
         workloads.push(workload);
     }
@@ -192,6 +215,7 @@ fn workload(
     file: usize,
     n: usize,
     base: usize,
+    images: &[String],
 ) -> (String, GeneratedWorkload) {
     let kind = KINDS[dice.below(KINDS.len())];
     let name = format!("app-{file}-{n}");
@@ -257,8 +281,12 @@ fn workload(
         let flow = dice.one_in(8);
         let mut entries = Vec::new();
         for c in 0..count {
-            let repository = REPOSITORIES[dice.below(REPOSITORIES.len())];
-            let image = format!("{repository}:{}", TAGS[dice.below(TAGS.len())]);
+            let image = if images.is_empty() {
+                let repository = REPOSITORIES[dice.below(REPOSITORIES.len())];
+                format!("{repository}:{}", TAGS[dice.below(TAGS.len())])
+            } else {
+                images[dice.below(images.len())].clone()
+            };
             let cname = format!(
                 "{}-{c}",
                 if field == "initContainers" {
@@ -366,6 +394,19 @@ mod tests {
         assert_eq!(files.len(), 3);
         let total: usize = files.iter().map(|f| f.workloads.len()).sum();
         assert_eq!(total, 10);
+    }
+
+    #[test]
+    fn images_can_be_drawn_from_a_given_list() {
+        let images = ["127.0.0.1:5000/bench/app00:1.0.0".to_string()];
+        let files = files_with_images(20, 4, 3, &images);
+        for workload in files.iter().flat_map(|f| &f.workloads) {
+            for container in &workload.containers {
+                assert_eq!(container.image, images[0]);
+            }
+        }
+        let text: String = files.iter().map(|f| f.text.as_str()).collect();
+        assert!(!text.contains("nginx"), "{text}");
     }
 
     #[test]
