@@ -199,3 +199,29 @@ pub async fn registry_with_front_end() -> Registry {
     }
     registry
 }
+
+#[cfg(test)]
+mod tests {
+    use super::hourly_polls;
+
+    #[test]
+    fn the_fixture_polls_hourly_unless_the_flags_say_otherwise() {
+        assert_eq!(
+            hourly_polls(&["--automation-batch-window=1s"]),
+            [
+                "--git-poll-interval",
+                "1h",
+                "--registry-poll-interval",
+                "1h"
+            ]
+        );
+        assert_eq!(
+            hourly_polls(&["--registry-poll-interval=1s"]),
+            ["--git-poll-interval", "1h"]
+        );
+        assert_eq!(
+            hourly_polls(&["--git-poll-interval", "5s"]),
+            ["--registry-poll-interval", "1h"]
+        );
+    }
+}
