@@ -500,7 +500,8 @@ async fn route_changes(
 /// looked at again after these pauses: the distribution registry notifies
 /// of a manifest push before it tags the manifest, so a quick listing can
 /// miss the tag the notification is about.
-const RECHECKS: [Duration; 3] = [
+const RECHECKS: [Duration; 4] = [
+    Duration::from_millis(20),
     Duration::from_millis(100),
     Duration::from_millis(500),
     Duration::from_secs(2),

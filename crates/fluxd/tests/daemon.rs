@@ -286,9 +286,12 @@ async fn sigterm_stops_fluxd_cleanly() {
 }
 
 #[test]
-fn kubeconfig_mode_is_refused_with_a_clear_message() {
+fn without_a_cluster_configuration_fluxd_refuses_to_start_and_names_the_way_out() {
     let data = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_fluxd"))
+        .env("HOME", data.path())
+        .env("KUBECONFIG", data.path().join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .args([
             "--git-url",
             "file:///nowhere.git",

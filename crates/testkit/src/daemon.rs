@@ -38,8 +38,8 @@ impl Drop for Fluxd {
 
 impl Fluxd {
     /// Starts `binary` on `repo`'s `manifests` folder, polling git and the
-    /// registries hourly (tests ask for what they need), plus `extra`
-    /// flags; returns once it serves the manifests' workloads.
+    /// registries hourly unless `extra` sets the interval (tests ask for
+    /// what they need), plus `extra` flags; returns once it serves the manifests' workloads.
     pub async fn start(binary: &Path, repo: &BareRepo, extra: &[&str]) -> Fluxd {
         Fluxd::launch(binary, repo, None, free_port(), extra).await
     }
@@ -87,11 +87,8 @@ impl Fluxd {
                 "manifests",
                 "--listen",
                 &listen,
-                "--git-poll-interval",
-                "1h",
-                "--registry-poll-interval",
-                "1h",
             ])
+            .args(hourly_polls(extra))
             .arg("--data-dir")
             .arg(data.path())
             .args(extra)
@@ -134,6 +131,16 @@ impl Fluxd {
     pub fn client(&self) -> Client {
         Client::new(&self.url, Some(self.token.clone())).expect("the URL is well formed")
     }
+}
+
+/// `--git-poll-interval 1h` and `--registry-poll-interval 1h`, each unless
+/// `extra` sets it (fluxd refuses a flag given twice).
+fn hourly_polls(extra: &[&str]) -> Vec<&'static str> {
+    ["--git-poll-interval", "--registry-poll-interval"]
+        .into_iter()
+        .filter(|flag| !extra.iter().any(|e| e.split('=').next() == Some(*flag)))
+        .flat_map(|flag| [flag, "1h"])
+        .collect()
 }
 
 /// Polls `done` every 100 ms; panics after a minute naming `what`.
@@ -191,4 +198,30 @@ pub async fn registry_with_front_end() -> Registry {
             .await;
     }
     registry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hourly_polls;
+
+    #[test]
+    fn the_fixture_polls_hourly_unless_the_flags_say_otherwise() {
+        assert_eq!(
+            hourly_polls(&["--automation-batch-window=1s"]),
+            [
+                "--git-poll-interval",
+                "1h",
+                "--registry-poll-interval",
+                "1h"
+            ]
+        );
+        assert_eq!(
+            hourly_polls(&["--registry-poll-interval=1s"]),
+            ["--git-poll-interval", "1h"]
+        );
+        assert_eq!(
+            hourly_polls(&["--git-poll-interval", "5s"]),
+            ["--registry-poll-interval", "1h"]
+        );
+    }
 }

@@ -175,11 +175,13 @@ impl Inner {
         }
         self.view
             .send_modify(|view| side.decorate(&mut view.workloads));
+        // Jobs are applied once the cluster has their commit; moving the
+        // marker (a push) may wait behind a job holding the repo.
+        self.mark_applied(jobs, &wanted.revision).await;
         // Per-object failures do not hold the marker back (as in the
         // original): the rest was applied, and the errors are shown per
         // workload until a sync succeeds.
         self.move_marker(&wanted.revision).await;
-        self.mark_applied(jobs, &wanted.revision).await;
         side.look.notify_one();
     }
 
