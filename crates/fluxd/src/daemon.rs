@@ -410,16 +410,10 @@ async fn automation_loop(
             },
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        let window = tokio::time::Instant::now() + daemon.config.automation_batch_window;
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(window) => break,
-                request = requests.recv() => match request {
-                    Some(seen) => first_seen = earliest(first_seen, seen),
-                    None => return,
-                },
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
+        let window = daemon.config.automation_batch_window;
+        match gather(&mut requests, first_seen, window, &mut shutdown).await {
+            Some(seen) => first_seen = seen,
+            None => return,
         }
         if daemon.config.git_readonly {
             // Nothing could be pushed; a failing job per new tag helps no one.
@@ -443,6 +437,32 @@ async fn automation_loop(
         let id = jobs.submit(spec, first_seen);
         daemon.metrics.queue_length.set(jobs.queued() as i64);
         last = Some(Submitted { id, head });
+    }
+}
+
+/// Gathers automation's triggers into one batch: until they stop coming for
+/// a quarter of the batch window, and at most the whole window after the
+/// first. A lone new tag is acted on a quarter-window later; a burst makes
+/// one job. Answers with the earliest first-seen time, or `None` when
+/// fluxd stops.
+async fn gather(
+    requests: &mut mpsc::UnboundedReceiver<Option<Timestamp>>,
+    mut first_seen: Option<Timestamp>,
+    window: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Option<Timestamp>> {
+    let quiet = window / 4;
+    let last_chance = tokio::time::Instant::now() + window;
+    let mut settles = (tokio::time::Instant::now() + quiet).min(last_chance);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(settles) => return Some(first_seen),
+            request = requests.recv() => {
+                first_seen = earliest(first_seen, request?);
+                settles = (tokio::time::Instant::now() + quiet).min(last_chance);
+            }
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        }
     }
 }
 
@@ -1228,6 +1248,52 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends a trigger after each pause, then waits for the batch.
+    async fn batch_after(pauses: &[u64]) -> (Duration, Option<Timestamp>) {
+        let (triggers, mut requests) = mpsc::unbounded_channel();
+        let (_stop, mut shutdown) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        let sender = tokio::spawn({
+            let pauses = pauses.to_vec();
+            async move {
+                for (n, pause) in pauses.into_iter().enumerate() {
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    let seen = Timestamp::from_second(1_000 + n as i64).expect("a valid time");
+                    let _ = triggers.send(Some(seen));
+                }
+                // Keeps the channel open for the rest of the test.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        });
+        let window = Duration::from_secs(1);
+        let gathered = gather(&mut requests, None, window, &mut shutdown).await;
+        sender.abort();
+        (started.elapsed(), gathered.expect("fluxd did not stop"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_trigger_is_acted_on_a_quarter_window_later() {
+        let (took, _) = batch_after(&[]).await;
+        assert_eq!(took, Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_triggers_is_one_batch_with_the_earliest_first_seen() {
+        let (took, seen) = batch_after(&[100, 100, 100]).await;
+        assert_eq!(
+            took,
+            Duration::from_millis(550),
+            "a quarter-window after the last"
+        );
+        assert_eq!(seen, Some(Timestamp::from_second(1_000).unwrap()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn triggers_that_keep_coming_are_cut_at_the_whole_window() {
+        let (took, _) = batch_after(&[200; 20]).await;
+        assert_eq!(took, Duration::from_secs(1));
+    }
 
     #[test]
     fn ssh_urls_are_told_from_others() {
