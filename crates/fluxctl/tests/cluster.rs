@@ -197,11 +197,20 @@ async fn release_of_all_images_changes_only_the_image_bytes_and_the_cluster_runs
         })
         .await;
     assert_eq!(job.applied.as_deref(), Some(head.as_str()));
-    assert_eq!(
-        world.repo.git(&["rev-parse", "flux-sync^{commit}"]).trim(),
-        head,
-        "the sync marker moved to the applied commit"
-    );
+    world
+        .eventually(
+            "the sync marker to move to the applied commit",
+            async || {
+                // The annotated tag, peeled to its commit; empty while absent.
+                let marker = world.repo.git(&[
+                    "for-each-ref",
+                    "--format=%(*objectname)",
+                    "refs/tags/flux-sync",
+                ]);
+                (marker.trim() == head).then_some(())
+            },
+        )
+        .await;
 
     world
         .cluster

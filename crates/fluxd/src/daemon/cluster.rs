@@ -96,6 +96,8 @@ pub(super) async fn sync_loop(daemon: Arc<Inner>, jobs: Jobs, mut shutdown: watc
         return;
     };
     let mut desired = side.desired.subscribe();
+    // Manifests read before this loop started are not yet synced.
+    desired.mark_changed();
     loop {
         tokio::select! {
             () = tokio::time::sleep(daemon.config.sync_interval) => {}
