@@ -20,11 +20,11 @@
 //! `FLUX_BENCH_FLUXD` measures another fluxd binary (e.g. an older build).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flux_api::{Client, WorkloadImages};
-use flux_testkit::git::{BRANCH, BareRepo, IsolatedEnv, free_port};
+use flux_api::WorkloadImages;
+use flux_testkit::daemon::Fluxd;
+use flux_testkit::git::BareRepo;
 use flux_testkit::registry::{ImageSpec, Registry};
 use futures::StreamExt as _;
 
@@ -80,8 +80,8 @@ fn main() {
         manifest_bytes as f64 / MIB
     );
 
-    let mut fluxd = Daemon::start(&repo);
-    let client = runtime.block_on(fluxd.client());
+    let mut fluxd = Daemon::start(&runtime, &repo);
+    let client = fluxd.0.client();
     let started = Instant::now();
     runtime.block_on(fluxd.wait("every workload to be served", || async {
         client
@@ -104,7 +104,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let first = fluxd.memory();
 
-    let url = fluxd.url.clone();
+    let url = fluxd.0.url.clone();
     let requests = runtime.block_on(registry_requests(&url));
     runtime.block_on(fluxd.wait("the second registry poll", || async {
         registry_requests(&url).await >= requests + repositories as u64
@@ -244,69 +244,16 @@ impl Memory {
     }
 }
 
-/// The `fluxd` under measure, killed when dropped.
-struct Daemon {
-    child: Child,
-    url: String,
-    data: tempfile::TempDir,
-    _env: IsolatedEnv,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The `fluxd` under measure (the tests' fixture, killed when dropped).
+struct Daemon(Fluxd);
 
 impl Daemon {
-    fn start(repo: &BareRepo) -> Daemon {
+    fn start(runtime: &tokio::runtime::Runtime, repo: &BareRepo) -> Daemon {
         let binary = std::env::var_os("FLUX_BENCH_FLUXD")
             .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fluxd")), PathBuf::from);
-        let data = tempfile::tempdir().expect("a temporary folder");
-        let env = IsolatedEnv::new();
-        let listen = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(data.path().join("fluxd.log")).expect("a log file");
-        let child = Command::new(&binary)
-            .args([
-                "--cluster=none",
-                "--git-url",
-                &repo.url(),
-                "--git-branch",
-                BRANCH,
-                "--git-path",
-                "manifests",
-                "--listen",
-                &listen,
-                "--git-poll-interval",
-                "1h",
-                "--registry-poll-interval",
-                REGISTRY_POLL,
-            ])
-            .arg("--data-dir")
-            .arg(data.path())
-            .envs(env.vars())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
         println!("fluxd: {}", binary.display());
-        Daemon {
-            child,
-            url: format!("http://{listen}"),
-            data,
-            _env: env,
-        }
-    }
-
-    /// A client once fluxd answers.
-    async fn client(&mut self) -> Client {
-        let client = Client::new(&self.url, None).expect("a well-formed URL");
-        self.wait("fluxd to answer", || async {
-            client.version().await.is_ok()
-        })
-        .await;
-        client
+        let extra = ["--registry-poll-interval", REGISTRY_POLL];
+        Daemon(runtime.block_on(Fluxd::start(&binary, repo, &extra)))
     }
 
     /// Polls `done` every 250 ms; panics after five minutes, or at once
@@ -325,9 +272,8 @@ impl Daemon {
     }
 
     fn assert_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let log =
-                std::fs::read_to_string(self.data.path().join("fluxd.log")).unwrap_or_default();
+        if let Ok(Some(status)) = self.0.child.try_wait() {
+            let log = self.0.log();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             panic!("fluxd died ({status}); its log ends:\n{}", tail.join("\n"));
@@ -336,6 +282,6 @@ impl Daemon {
 
     fn memory(&mut self) -> Memory {
         self.assert_alive();
-        Memory::of(self.child.id())
+        Memory::of(self.0.child.id())
     }
 }
