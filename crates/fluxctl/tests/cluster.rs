@@ -105,6 +105,29 @@ impl World {
         .await;
     }
 
+    /// Commits, as a person would, carts scaled from one replica to
+    /// `replicas`; answers with the commit.
+    fn scale_carts(&self, replicas: u32) -> String {
+        let path = "manifests/01-carts-dep.yaml";
+        let carts = self.repo.git(&["show", &format!("{BRANCH}:{path}")]);
+        let scaled = carts.replacen("replicas: 1", &format!("replicas: {replicas}"), 1);
+        assert_ne!(scaled, carts, "the fixture runs one carts replica");
+        self.repo.commit_file(BRANCH, path, &scaled, "Scale carts")
+    }
+
+    /// Commits the shipping service's manifest emptied.
+    fn retire_shipping_service(&self) {
+        let path = "manifests/24-shipping-svc.yaml";
+        self.repo
+            .commit_file(BRANCH, path, "", "Retire the shipping service");
+    }
+
+    /// The shipping service as the cluster holds it.
+    fn shipping_service(&self) -> Option<Value> {
+        self.cluster
+            .object("Service", Some("sock-shop"), "shipping")
+    }
+
     /// The changed lines of the last commit, `-` and `+` alike.
     fn last_change(&self) -> Vec<String> {
         self.repo
@@ -429,17 +452,7 @@ async fn a_tag_policy_restricts_what_automation_releases() {
 #[tokio::test]
 async fn a_hand_made_commit_is_applied_after_sync() {
     let world = World::start().await;
-    let carts = world
-        .repo
-        .git(&["show", &format!("{BRANCH}:manifests/01-carts-dep.yaml")]);
-    let scaled = carts.replacen("replicas: 1", "replicas: 3", 1);
-    assert_ne!(scaled, carts, "the fixture runs one carts replica");
-    let head = world.repo.commit_file(
-        BRANCH,
-        "manifests/01-carts-dep.yaml",
-        &scaled,
-        "Scale carts",
-    );
+    let head = world.scale_carts(3);
 
     let synced = world.fluxctl(&["sync"]);
     assert!(synced.status.success(), "{}", stderr(&synced));
@@ -456,21 +469,12 @@ async fn a_hand_made_commit_is_applied_after_sync() {
 #[tokio::test]
 async fn garbage_collection_deletes_what_left_the_repo_once_synced() {
     let world = World::start_with(&["--sync-garbage-collection"]).await;
-    let shipping = || {
-        world
-            .cluster
-            .object("Service", Some("sock-shop"), "shipping")
-    };
+    let shipping = || world.shipping_service();
     assert!(
         shipping().is_some(),
         "the first sync applied every manifest"
     );
-    world.repo.commit_file(
-        BRANCH,
-        "manifests/24-shipping-svc.yaml",
-        "",
-        "Retire the shipping service",
-    );
+    world.retire_shipping_service();
 
     let synced = world.fluxctl(&["sync"]);
     assert!(synced.status.success(), "{}", stderr(&synced));
@@ -491,21 +495,8 @@ async fn a_broken_file_is_named_with_its_line_and_the_other_files_still_sync() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n  labels: [\n",
         "A broken file",
     );
-    let carts = world
-        .repo
-        .git(&["show", &format!("{BRANCH}:manifests/01-carts-dep.yaml")]);
-    world.repo.commit_file(
-        BRANCH,
-        "manifests/01-carts-dep.yaml",
-        &carts.replacen("replicas: 1", "replicas: 2", 1),
-        "Scale carts",
-    );
-    world.repo.commit_file(
-        BRANCH,
-        "manifests/24-shipping-svc.yaml",
-        "",
-        "Retire the shipping service",
-    );
+    world.scale_carts(2);
+    world.retire_shipping_service();
 
     let synced = world.fluxctl(&["sync"]);
     assert!(synced.status.success(), "{}", stderr(&synced));
@@ -518,10 +509,7 @@ async fn a_broken_file_is_named_with_its_line_and_the_other_files_still_sync() {
         "{log}"
     );
     assert!(
-        world
-            .cluster
-            .object("Service", Some("sock-shop"), "shipping")
-            .is_some(),
+        world.shipping_service().is_some(),
         "garbage collection holds back while a file is unreadable (its objects would look orphaned)"
     );
 }
