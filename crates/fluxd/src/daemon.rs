@@ -618,12 +618,13 @@ impl Inner {
     }
 
     /// Reads the manifests at the mirror's head when it is not the one last
-    /// read, and replaces the view and the images in use.
-    async fn reload(&self) -> Result<(), String> {
+    /// read, and replaces the view and the images in use (and, with a
+    /// cluster, what the sync applies); true when it read a new head.
+    async fn reload(&self) -> Result<bool, String> {
         let mut loaded = self.loaded.lock().await;
         let head = self.repo.head().await.map_err(|e| e.to_string())?;
         if loaded.as_ref().is_some_and(|l| l.head == head) {
-            return Ok(());
+            return Ok(false);
         }
         let files = self
             .repo
@@ -677,7 +678,7 @@ impl Inner {
             checkout: Arc::new(checkout),
         });
         let _ = self.automation.send(None);
-        Ok(())
+        Ok(true)
     }
 
     /// Recomputes the view's images from the cache.
@@ -1204,8 +1205,10 @@ impl Control for Controls {
         Box::pin(async move {
             let daemon = &self.0;
             daemon.repo.refresh().await.map_err(|e| e.to_string())?;
-            daemon.reload().await?;
-            if let Some(side) = &daemon.cluster {
+            let moved = daemon.reload().await?;
+            // A new head is synced as soon as it is read; only an unmoved
+            // one needs asking.
+            if let Some(side) = daemon.cluster.as_ref().filter(|_| !moved) {
                 side.wake.notify_one();
             }
             let revision = daemon.repo.head().await.map_err(|e| e.to_string())?;
