@@ -162,6 +162,84 @@ fn kubectl_sees_conflicts_with_another_field_manager() {
 }
 
 #[test]
+fn kubectl_scale_takes_ownership_of_replicas_through_the_scale_subresource() {
+    let server = ApiServer::start();
+    run(&server, &["apply", "--server-side", "-f", &sock_shop()]);
+    let scaled = run(
+        &server,
+        &[
+            "-n",
+            "sock-shop",
+            "scale",
+            "deploy",
+            "carts",
+            "--replicas=2",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&scaled.stdout).contains("deployment.apps/carts scaled"),
+        "{}",
+        String::from_utf8_lossy(&scaled.stdout)
+    );
+    let carts = json_of(&run(
+        &server,
+        &[
+            "-n",
+            "sock-shop",
+            "get",
+            "deploy",
+            "carts",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
+    assert_eq!(carts["spec"]["replicas"], 2);
+    let managers = carts["metadata"]["managedFields"]
+        .as_array()
+        .expect("managed fields");
+    let scaler = managers
+        .iter()
+        .find(|m| m["subresource"] == "scale")
+        .unwrap_or_else(|| panic!("an entry for the scale subresource: {managers:?}"));
+    assert_eq!(scaler["operation"], "Update");
+    assert!(
+        scaler["fieldsV1"]["f:spec"]["f:replicas"].is_object(),
+        "{scaler}"
+    );
+
+    // Applying git's replicas again now conflicts (kubectl's apply and its
+    // scale are two managers), worded as the real API server words it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest =
+        std::fs::read_to_string(flux_testkit::sock_shop_manifests().join("01-carts-dep.yaml"))
+            .expect("fixture");
+    let file = dir.path().join("carts.yaml");
+    std::fs::write(&file, manifest.replace("carts:0.4.8", "carts:0.4.10")).expect("write");
+    let file = file.display().to_string();
+    let conflicted = server
+        .kubectl()
+        .args(["apply", "--server-side", "-f", &file])
+        .output()
+        .expect("kubectl runs");
+    assert!(!conflicted.status.success());
+    let stderr = String::from_utf8_lossy(&conflicted.stderr);
+    let scaler_name = scaler["manager"].as_str().expect("a manager");
+    let expected = format!(
+        "Apply failed with 1 conflict: conflict with \"{scaler_name}\" with subresource \"scale\" using apps/v1: .spec.replicas"
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    run(
+        &server,
+        &["apply", "--server-side", "--force-conflicts", "-f", &file],
+    );
+    let carts = server
+        .object("Deployment", Some("sock-shop"), "carts")
+        .expect("exists");
+    assert_eq!(carts["spec"]["replicas"], 1);
+}
+
+#[test]
 fn kubectl_gets_unknown_fields_refused() {
     let server = ApiServer::start();
     let dir = tempfile::tempdir().expect("temp dir");

@@ -524,23 +524,32 @@ fn objects(
     query: &[(String, String)],
     body: &Bytes,
 ) -> Result<(u16, Value), ApiError> {
-    if subresource.is_some_and(|s| s != "status")
-        || (subresource.is_some() && *method != Method::GET)
-    {
-        return Err(ApiError::method_not_allowed());
-    }
     let mut options = WriteOptions {
         dry_run: query_value(query, "dryRun") == Some("All"),
         field_manager: query_value(query, "fieldManager").map(str::to_string),
         force: query_value(query, "force") == Some("true"),
         strict: query_value(query, "fieldValidation") == Some("Strict"),
     };
-    if options.field_manager.is_none() && *method != Method::PATCH {
+    // Only apply needs a named manager; other writes are put down to the
+    // client's user agent (`kubectl/v1.33 …` is `kubectl`), as the real server does.
+    let applying = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/apply-patch"));
+    if options.field_manager.is_none() && !applying {
         let agent = headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("unknown");
         options.field_manager = Some(agent.split('/').next().unwrap_or("unknown").to_string());
+    }
+    if subresource == Some("scale") && target.rt.has_scale() && target.name.is_some() {
+        return scale(store, method, headers, target, &options, body);
+    }
+    if subresource.is_some_and(|s| s != "status")
+        || (subresource.is_some() && *method != Method::GET)
+    {
+        return Err(ApiError::method_not_allowed());
     }
     let name = target.name.clone();
     if *method == Method::GET {
@@ -602,6 +611,53 @@ fn objects(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// `GET`, `PUT` and merge `PATCH` of a workload's `scale` subresource, as
+/// `kubectl scale` and autoscalers use it.
+fn scale(
+    store: &mut Store,
+    method: &Method,
+    headers: &HeaderMap,
+    target: &Target,
+    options: &WriteOptions,
+    body: &Bytes,
+) -> Result<(u16, Value), ApiError> {
+    let change: Value = match method.as_str() {
+        "GET" => return store.scale(target).map(|v| (200, v)),
+        "PUT" | "PATCH" => parse_body(body)?,
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    if *method == Method::PATCH {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        if !matches!(
+            media,
+            "application/merge-patch+json" | "application/strategic-merge-patch+json"
+        ) {
+            return Err(ApiError::unsupported_media_type(media));
+        }
+    }
+    if !options.dry_run
+        && let Some(name) = &target.name
+    {
+        store.record_write(target, name);
+    }
+    let put = *method == Method::PUT;
+    store.update_scale(
+        target,
+        |scale| {
+            if put {
+                *scale = change;
+            } else {
+                store::merge_patch(scale, &change);
+            }
+        },
+        options,
+    )
 }
 
 #[cfg(test)]

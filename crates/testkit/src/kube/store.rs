@@ -162,6 +162,8 @@ type Path = Vec<String>;
 struct FieldOwner {
     manager: String,
     operation: &'static str,
+    /// The subresource the fields were written through (`scale`), if any.
+    subresource: Option<&'static str>,
     api_version: String,
     time: String,
     fields: BTreeSet<Path>,
@@ -292,14 +294,18 @@ impl Store {
             .owners
             .iter()
             .map(|o| {
-                json!({
+                let mut entry = json!({
                     "manager": o.manager,
                     "operation": o.operation,
                     "apiVersion": o.api_version,
                     "time": o.time,
                     "fieldsType": "FieldsV1",
                     "fieldsV1": fields_v1(&o.fields),
-                })
+                });
+                if let Some(subresource) = o.subresource {
+                    entry["subresource"] = json!(subresource);
+                }
+                entry
             })
             .collect();
         (!managed.is_empty()).then_some(Value::Array(managed))
@@ -401,6 +407,7 @@ impl Store {
         let owner = FieldOwner {
             manager,
             operation: "Update",
+            subresource: None,
             api_version: target.rt.api_version(),
             time: now(),
             fields: leaves(&object),
@@ -438,7 +445,7 @@ impl Store {
             return Err(ApiError::stale(&target.rt, &name));
         }
         strip_server_fields(&mut object, &target.rt);
-        self.finish_update(target, key, live, object, options)
+        self.finish_update(target, key, live, object, options, None)
     }
 
     pub fn merge_patch(
@@ -459,7 +466,55 @@ impl Store {
         strip_server_fields(&mut object, &target.rt);
         check_identity(target, &object)?;
         check_fields(target, &object, options.strict, false)?;
-        self.finish_update(target, key, live, object, options)
+        self.finish_update(target, key, live, object, options, None)
+    }
+
+    /// The `scale` subresource of a workload with replicas, as `autoscaling/v1`
+    /// `Scale`.
+    pub fn scale(&self, target: &Target) -> Result<Value, ApiError> {
+        Ok(scale_of(&self.get(target)?))
+    }
+
+    /// Writes the `scale` subresource: `change` turns the current `Scale` into the
+    /// wanted one (a merge patch, or the body of a PUT). As on the real server the
+    /// manager of the request then owns `.spec.replicas`, recorded with
+    /// `subresource: scale`, so a later apply of another value conflicts.
+    pub fn update_scale(
+        &mut self,
+        target: &Target,
+        change: impl FnOnce(&mut Value),
+        options: &WriteOptions,
+    ) -> Result<(u16, Value), ApiError> {
+        let name = target.name.clone().unwrap_or_default();
+        let key = key_of(&target.rt, &Self::namespace_key(target), &name);
+        let live = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&target.rt, &name))?;
+        let mut scale = scale_of(&live.object);
+        change(&mut scale);
+        if let Some(sent) = scale["metadata"]["resourceVersion"].as_str()
+            && Some(sent) != live.object["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(ApiError::stale(&target.rt, &name));
+        }
+        let Some(replicas) = scale["spec"]["replicas"].as_i64().filter(|r| *r >= 0) else {
+            return Err(ApiError::invalid(
+                &target.rt,
+                &name,
+                vec![(
+                    "spec.replicas".into(),
+                    "FieldValueInvalid",
+                    "must be greater than or equal to 0".into(),
+                )],
+            ));
+        };
+        let mut object = live.object.clone();
+        object["spec"]["replicas"] = json!(replicas);
+        let (code, written) =
+            self.finish_update(target, key, live, object, options, Some("scale"))?;
+        Ok((code, scale_of(&written)))
     }
 
     fn finish_update(
@@ -469,6 +524,7 @@ impl Store {
         live: Stored,
         object: Value,
         options: &WriteOptions,
+        subresource: Option<&'static str>,
     ) -> Result<(u16, Value), ApiError> {
         let manager = options
             .field_manager
@@ -483,10 +539,10 @@ impl Store {
             .cloned()
             .collect();
         let mut owners = live.owners.clone();
-        for owner in owners
-            .iter_mut()
-            .filter(|o| !(o.manager == manager && o.operation == "Update"))
-        {
+        let same = |o: &FieldOwner| {
+            o.manager == manager && o.operation == "Update" && o.subresource == subresource
+        };
+        for owner in owners.iter_mut().filter(|o| !same(o)) {
             owner
                 .fields
                 .retain(|q| !changed.iter().any(|p| overlaps(p, q)));
@@ -496,10 +552,7 @@ impl Store {
             .filter(|p| get_path(&object, p).is_some())
             .collect();
         if !mine.is_empty() {
-            match owners
-                .iter_mut()
-                .find(|o| o.manager == manager && o.operation == "Update")
-            {
+            match owners.iter_mut().find(|o| same(o)) {
                 Some(owner) => {
                     owner.fields.extend(mine);
                     owner.time = now();
@@ -507,6 +560,7 @@ impl Store {
                 None => owners.push(FieldOwner {
                     manager,
                     operation: "Update",
+                    subresource,
                     api_version: target.rt.api_version(),
                     time: now(),
                     fields: mine,
@@ -546,6 +600,7 @@ impl Store {
             let owner = FieldOwner {
                 manager,
                 operation: "Apply",
+                subresource: None,
                 api_version: target.rt.api_version(),
                 time: now(),
                 fields: applied,
@@ -561,7 +616,10 @@ impl Store {
         };
         let mut owners = live.owners.clone();
         let mut conflicts: Vec<(String, Path)> = Vec::new();
-        for owner in owners.iter_mut().filter(|o| o.manager != manager) {
+        // A manager is its name with the operation (and subresource): the
+        // same name's `Update` (say through `scale`) conflicts with its `Apply`.
+        let applier = |o: &FieldOwner| o.manager == manager && o.operation == "Apply";
+        for owner in owners.iter_mut().filter(|o| !applier(o)) {
             let contested: Vec<Path> = owner
                 .fields
                 .iter()
@@ -578,7 +636,8 @@ impl Store {
             if options.force {
                 owner.fields.retain(|q| !contested.contains(q));
             } else {
-                conflicts.extend(contested.into_iter().map(|p| (owner.manager.clone(), p)));
+                let who = owner.described();
+                conflicts.extend(contested.into_iter().map(|p| (who.clone(), p)));
             }
         }
         if !conflicts.is_empty() {
@@ -612,6 +671,7 @@ impl Store {
             None => owners.push(FieldOwner {
                 manager: manager.clone(),
                 operation: "Apply",
+                subresource: None,
                 api_version: target.rt.api_version(),
                 time: now(),
                 fields: applied,
@@ -1094,31 +1154,85 @@ fn validate_workload(object: &Value, causes: &mut Vec<(String, &'static str, Str
 }
 
 fn apply_conflict(rt: &ResourceType, name: &str, conflicts: &[(String, Path)]) -> ApiError {
+    let field = |path: &Path| format!(".{}", path.join("."));
     let causes: Vec<Value> = conflicts
         .iter()
-        .map(|(manager, path)| {
+        .map(|(who, path)| {
             json!({
                 "reason": "FieldManagerConflict",
-                "message": format!("conflict with \"{manager}\""),
-                "field": format!(".{}", path.join(".")),
+                "message": format!("conflict with {who}"),
+                "field": field(path),
             })
         })
         .collect();
-    let lines: Vec<String> = conflicts
-        .iter()
-        .map(|(manager, path)| format!("- conflict with \"{manager}\": .{}", path.join(".")))
-        .collect();
+    // The real server's wording: one conflict on one line, several grouped by manager.
+    let described = match conflicts {
+        [(who, path)] => format!("conflict with {who}: {}", field(path)),
+        _ => {
+            let mut by_manager: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (who, path) in conflicts {
+                by_manager.entry(who).or_default().push(field(path));
+            }
+            let mut lines = Vec::new();
+            for (who, paths) in by_manager {
+                lines.push(format!("conflicts with {who}:"));
+                lines.extend(paths.into_iter().map(|p| format!("- {p}")));
+            }
+            lines.join("\n")
+        }
+    };
     ApiError {
         code: 409,
         reason: "Conflict",
         message: format!(
-            "Apply failed with {} conflict{}: {}",
+            "Apply failed with {} conflict{}: {described}",
             conflicts.len(),
             if conflicts.len() == 1 { "" } else { "s" },
-            lines.join("\n")
         ),
         details: json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}),
     }
+}
+
+impl FieldOwner {
+    /// How the real server names a manager in conflicts:
+    /// `"kubectl" with subresource "scale" using apps/v1`.
+    fn described(&self) -> String {
+        match self.subresource {
+            Some(sub) => format!(
+                "{:?} with subresource {sub:?} using {}",
+                self.manager, self.api_version
+            ),
+            None => format!("{:?} using {}", self.manager, self.api_version),
+        }
+    }
+}
+
+/// The `autoscaling/v1` `Scale` of a workload object.
+fn scale_of(object: &Value) -> Value {
+    let meta = &object["metadata"];
+    let labels = &object["spec"]["selector"]["matchLabels"];
+    let selector: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {
+            "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector.join(","),
+        },
+    })
 }
 
 /// Field paths a client sets: maps are walked, lists and scalars are leaves (atomic),
@@ -1239,7 +1353,8 @@ fn deep_merge(target: &mut Value, config: &Value) {
 }
 
 /// RFC 7386 JSON merge patch (strategic merge patches are read the same way here).
-fn merge_patch(target: &mut Value, patch: &Value) {
+/// RFC 7386 merge patch of `target` by `patch`.
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     let Some(patch_map) = patch.as_object() else {
         *target = patch.clone();
         return;

@@ -36,6 +36,16 @@ impl ResourceType {
         }
     }
 
+    /// Whether the type has a `scale` subresource (`kubectl scale`, HPAs), as the
+    /// built-in workloads with replicas do.
+    pub fn has_scale(&self) -> bool {
+        self.group == "apps"
+            && matches!(
+                self.kind.as_str(),
+                "Deployment" | "StatefulSet" | "ReplicaSet"
+            )
+    }
+
     /// `apps/v1`, or `v1` for the core group.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -327,6 +337,17 @@ pub(crate) fn resource_list(types: &[ResourceType], group: &str, version: &str) 
                 "singularName": "",
                 "namespaced": t.namespaced,
                 "kind": t.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if t.has_scale() {
+            resources.push(json!({
+                "name": format!("{}/scale", t.plural),
+                "singularName": "",
+                "namespaced": t.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
                 "verbs": ["get", "patch", "update"],
             }));
         }
