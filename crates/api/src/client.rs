@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 
 use crate::paths;
 use crate::types::{
-    ApiError, Change, Identity, Job, JobSpec, Submitted, SyncRequested, SyncStatus, VersionInfo,
-    Workload, WorkloadImages,
+    ApiError, Change, Identity, Job, JobSpec, ReadState, Submitted, SyncRequested, SyncStatus,
+    VersionInfo, Workload, WorkloadImages,
 };
 
 /// Why a call to the daemon failed.
@@ -115,6 +115,11 @@ impl Client {
     /// Asks the daemon to fetch git now; answers with the revision to wait for.
     pub async fn sync(&self) -> Result<SyncRequested, ClientError> {
         self.post(paths::SYNC, &serde_json::json!({})).await
+    }
+
+    /// The revision fluxd read last and the files it could not read there.
+    pub async fn read_state(&self) -> Result<ReadState, ClientError> {
+        self.get(paths::SYNC, &[]).await
     }
 
     /// Whether `revision` has been applied.

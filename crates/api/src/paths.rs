@@ -12,6 +12,7 @@ pub const JOBS: &str = "/api/v1/jobs";
 /// `GET`: one job, `/api/v1/jobs/{id}`.
 pub const JOB: &str = "/api/v1/jobs/{id}";
 /// `POST`: fetch git now and sync; answers with the revision to apply.
+/// `GET`: the revision read last and the files that could not be read.
 pub const SYNC: &str = "/api/v1/sync";
 /// `GET`: whether a revision has been applied, `/api/v1/sync/{rev}`.
 pub const SYNC_STATUS: &str = "/api/v1/sync/{rev}";

@@ -24,6 +24,10 @@ pub struct Workload {
     /// Why the last sync of this workload failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_error: Option<String>,
+    /// Why its file could not be read at the current revision
+    /// (`path:line:column: message`): the workload is shown as last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_error: Option<String>,
 }
 
 /// A container and the image it runs.
@@ -33,6 +37,9 @@ pub struct Container {
     pub name: String,
     /// The image as the manifest spells it.
     pub image: String,
+    /// The image the cluster's pod template runs, when it is not git's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_image: Option<String>,
 }
 
 /// The policies a workload carries in its annotations.
@@ -271,11 +278,24 @@ pub struct Job {
     /// When each step happened.
     #[serde(default)]
     pub timeline: Timeline,
+    /// Objects the sync of a revision holding the commit could not apply,
+    /// with the API server's message; empty once the commit is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apply_errors: Vec<ApplyError>,
     /// Whether the daemon applies commits to a cluster: `Some(false)` when
     /// it runs with `--cluster=none`, so `applied` will never be set;
     /// `None` from a daemon that does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<bool>,
+}
+
+/// An object a job changed that the sync failed to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyError {
+    /// The object, `<namespace>:<kind>/<name>`.
+    pub id: String,
+    /// Why: the API server's message, or why its file could not be read.
+    pub error: String,
 }
 
 /// Outcome of a job for one workload, as the original's result table shows it.
@@ -374,6 +394,36 @@ pub struct SyncStatus {
     /// Commits between the last applied revision and this one that touch
     /// the synced paths; empty when applied.
     pub pending: Vec<String>,
+    /// Files that could not be read at the revision fluxd read last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FileError>,
+}
+
+/// A manifest file that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileError {
+    /// The file, relative to the repository's root.
+    pub file: String,
+    /// 1-based line, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// What is wrong, as `file:line:column: message`.
+    pub message: String,
+}
+
+/// What fluxd read from git last: the revision, and the files it could not
+/// read there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReadState {
+    /// The revision the workloads were read at.
+    pub revision: String,
+    /// Files that could not be read at it; their workloads are shown as
+    /// last read.
+    #[serde(default)]
+    pub errors: Vec<FileError>,
 }
 
 /// The daemon's deploy key.

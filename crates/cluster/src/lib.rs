@@ -42,8 +42,8 @@ use kube::api::{Api, DynamicObject};
 pub use checksum::{CHECKSUM_ANNOTATION, GC_MARK_LABEL, gc_mark};
 pub use connect::Connection;
 pub use resource::{
-    CLUSTER_SCOPE, IGNORE_ANNOTATION, IgnorePolicy, LEGACY_IGNORE_ANNOTATION, Manifest,
-    ManifestError, ManifestSet, ResourceId,
+    CLUSTER_SCOPE, FORCE_CONFLICTS_ANNOTATION, IGNORE_ANNOTATION, IgnorePolicy,
+    LEGACY_IGNORE_ANNOTATION, Manifest, ManifestError, ManifestSet, ResourceId,
 };
 pub use sync::{GarbageCollection, KeepReason, Kept, SyncError, SyncOptions, SyncReport};
 pub use workload::{Container, Rollout, RolloutStatus, Workload};

@@ -14,6 +14,10 @@ pub const CLUSTER_SCOPE: &str = "<cluster>";
 pub const IGNORE_ANNOTATION: &str = "fluxcd.io/ignore";
 /// The same, under the legacy prefix.
 pub const LEGACY_IGNORE_ANNOTATION: &str = "flux.weave.works/ignore";
+/// Annotation by which a manifest opts out of forced ownership (`"false"`): its
+/// fields owned by another manager (`kubectl scale`, an autoscaler) are not
+/// taken back, and a different value there fails the object with a conflict.
+pub const FORCE_CONFLICTS_ANNOTATION: &str = "fluxcd.io/force-conflicts";
 
 /// `<namespace>:<kind>/<name>` as in Flux (`sock-shop:deployment/carts`); the kind is
 /// lower-case and cluster-scoped objects have the namespace `<cluster>`.

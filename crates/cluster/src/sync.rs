@@ -15,7 +15,8 @@ use crate::checksum::{
 };
 use crate::order::{RANKS, rank};
 use crate::resource::{
-    IGNORE_ANNOTATION, IgnorePolicy, LEGACY_IGNORE_ANNOTATION, Manifest, ManifestSet, ResourceId,
+    FORCE_CONFLICTS_ANNOTATION, IGNORE_ANNOTATION, IgnorePolicy, LEGACY_IGNORE_ANNOTATION,
+    Manifest, ManifestSet, ResourceId,
 };
 use crate::{Cluster, ClusterError, describe};
 
@@ -39,7 +40,8 @@ pub struct SyncOptions {
     pub set_name: String,
     /// Field manager for server-side apply (`fluxd`).
     pub field_manager: String,
-    /// Take over fields other managers own (server-side apply `force`).
+    /// Take over fields other managers own (server-side apply `force`), except
+    /// on manifests annotated `fluxcd.io/force-conflicts: "false"`.
     pub force: bool,
     /// Server-side dry run: the API server validates, nothing is stored.
     pub dry_run: bool,
@@ -186,6 +188,13 @@ enum Outcome {
     Unchanged,
     Ignored,
     Failed(String),
+}
+
+/// Whether a manifest opts out of forced ownership
+/// (`fluxcd.io/force-conflicts: "false"`): then a field another manager owns
+/// with another value fails the object with the API server's conflict.
+fn keeps_conflicts(object: &Value) -> bool {
+    object["metadata"]["annotations"][FORCE_CONFLICTS_ANNOTATION].as_str() == Some("false")
 }
 
 impl Cluster {
@@ -441,7 +450,8 @@ impl Cluster {
                 Outcome::Unchanged => report.unchanged.push(plan.id),
                 Outcome::Ignored => report.ignored.push(plan.id),
                 Outcome::Failed(message) => {
-                    tracing::warn!(resource = %plan.id, source = %plan.source, %message, "apply failed");
+                    // The caller reports failures (once); this is for tracing.
+                    tracing::debug!(resource = %plan.id, source = %plan.source, %message, "apply failed");
                     report.errors.push(SyncError {
                         id: Some(plan.id),
                         source: plan.source,
@@ -474,7 +484,8 @@ impl Cluster {
         // An object sync has not marked yet is only seen by asking for it. Without
         // force, server-side apply refuses to change another manager's fields anyway;
         // with force, read it first so that its `fluxcd.io/ignore` is honoured.
-        if live.is_none() && options.force {
+        let force = options.force && !keeps_conflicts(&plan.object);
+        if live.is_none() && force {
             match self.ignored_in_cluster(plan).await {
                 Ok(true) => return Outcome::Ignored,
                 Ok(false) => {}
@@ -482,7 +493,7 @@ impl Cluster {
             }
         }
         let mut params = PatchParams::apply(&options.field_manager);
-        params.force = options.force;
+        params.force = force;
         params.dry_run = options.dry_run;
         // Unknown fields (typos) fail the resource instead of being dropped silently.
         params.field_validation = Some(ValidationDirective::Strict);

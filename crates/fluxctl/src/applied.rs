@@ -17,6 +17,9 @@ pub enum Waited {
     Applied(Job),
     /// The daemon says it runs without a cluster: nothing will apply it.
     NoCluster(Job),
+    /// The sync of a revision holding the commit failed some of the objects
+    /// the job changed (`apply_errors`).
+    Failed(Job),
     /// Not applied before the deadline.
     TimedOut(Job),
 }
@@ -34,6 +37,9 @@ pub async fn wait(client: &Client, mut job: Job, timeout: Duration) -> anyhow::R
         }
         if job.cluster == Some(false) {
             break Waited::NoCluster(job);
+        }
+        if !job.apply_errors.is_empty() {
+            break Waited::Failed(job);
         }
         if Instant::now() >= deadline {
             break Waited::TimedOut(job);
@@ -70,6 +76,17 @@ pub fn timed_out(job: &Job, timeout: Duration, workloads: &[Workload]) -> String
             " (fluxd reports no rollout for the released workloads: \
              it likely runs without a cluster, --cluster=none)",
         );
+    }
+    message
+}
+
+/// Why the commit was not applied, for a person: each object the sync
+/// failed, with the API server's message.
+pub fn failed(job: &Job) -> String {
+    let commit = job.commit.as_deref().map(short).unwrap_or("the commit");
+    let mut message = format!("{commit} was not applied:");
+    for failure in &job.apply_errors {
+        message.push_str(&format!("\n  {}: {}", failure.id, failure.error));
     }
     message
 }
@@ -129,6 +146,7 @@ mod tests {
             commit: Some("0123456789abcdef".into()),
             applied: None,
             timeline: Default::default(),
+            apply_errors: Vec::new(),
             cluster,
         }
     }
@@ -140,6 +158,7 @@ mod tests {
             policies: Default::default(),
             rollout,
             sync_error: None,
+            read_error: None,
         }
     }
 
@@ -172,6 +191,28 @@ mod tests {
         assert!(
             !said.contains("cluster"),
             "the daemon said it has one: {said}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_objects_failed_is_not_applied() {
+        let mut failed = job(Some(true));
+        failed.apply_errors = vec![flux_api::ApplyError {
+            id: FRONT_END.into(),
+            error: "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas".into(),
+        }];
+        let client = flux_api::Client::new("http://127.0.0.1:9", None).expect("a valid URL");
+        let outcome = super::wait(&client, failed, Duration::from_secs(60))
+            .await
+            .expect("no request is made");
+        let super::Waited::Failed(job) = outcome else {
+            panic!("{outcome:?}")
+        };
+        let message = super::failed(&job);
+        assert_eq!(
+            message,
+            "0123456 was not applied:\n  sock-shop:deployment/front-end: Apply failed with 1 conflict: \
+             conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"
         );
     }
 

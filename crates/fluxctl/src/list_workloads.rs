@@ -38,7 +38,15 @@ struct Listed {
     id: String,
     policy: String,
     release: String,
-    containers: Vec<(String, String)>,
+    containers: Vec<Row>,
+}
+
+/// A container's row: its name, git's image, and the image the cluster runs
+/// when that is another one.
+struct Row {
+    name: String,
+    image: String,
+    live: Option<String>,
 }
 
 /// Prints the table; exits 1 when a file could not be read or the daemon
@@ -76,7 +84,11 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
                     containers: w
                         .containers
                         .iter()
-                        .map(|c| (c.name.clone(), c.spelling.clone()))
+                        .map(|c| Row {
+                            name: c.name.clone(),
+                            image: c.spelling.clone(),
+                            live: None,
+                        })
                         .collect(),
                 })
                 .collect();
@@ -94,6 +106,17 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
 async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
     let client = connection.client()?;
     let mut workloads = client.workloads(args.namespace.as_deref()).await?;
+    // Files fluxd could not read: their workloads are listed as last read,
+    // and the listing is not complete.
+    let unread = client.read_state().await?.errors;
+    for error in &unread {
+        eprintln!("fluxctl: {}", error.message);
+    }
+    let status = if unread.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     workloads.retain(|w| {
         args.container
             .as_deref()
@@ -106,7 +129,7 @@ async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<Exit
             workload.containers.retain(|c| shown(&c.name));
         }
         println!("{}", serde_json::to_string_pretty(&workloads)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status);
     }
     let listed: Vec<Listed> = workloads
         .iter()
@@ -121,12 +144,16 @@ async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<Exit
             containers: w
                 .containers
                 .iter()
-                .map(|c| (c.name.clone(), c.image.clone()))
+                .map(|c| Row {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    live: c.live_image.clone(),
+                })
                 .collect(),
         })
         .collect();
     print!("{}", text_listing(&listed, &shown, args.no_headers));
-    Ok(ExitCode::SUCCESS)
+    Ok(status)
 }
 
 /// The markers of the POLICY column, in the offline order.
@@ -161,10 +188,10 @@ fn text_listing(workloads: &[Listed], shown: &dyn Fn(&str) -> bool, no_headers: 
     }
     for workload in workloads {
         let policy = workload.policy.clone();
-        let containers: Vec<_> = workload
+        let containers: Vec<&Row> = workload
             .containers
             .iter()
-            .filter(|(name, _)| shown(name))
+            .filter(|row| shown(&row.name))
             .collect();
         if containers.is_empty() {
             rows.push(vec![
@@ -176,8 +203,8 @@ fn text_listing(workloads: &[Listed], shown: &dyn Fn(&str) -> bool, no_headers: 
             ]);
             continue;
         }
-        for (n, (name, image)) in containers.iter().enumerate() {
-            let (id, release, policy) = if n == 0 {
+        for (n, row) in containers.iter().enumerate() {
+            let (id, mut release, policy) = if n == 0 {
                 (
                     workload.id.clone(),
                     workload.release.clone(),
@@ -186,7 +213,19 @@ fn text_listing(workloads: &[Listed], shown: &dyn Fn(&str) -> bool, no_headers: 
             } else {
                 (String::new(), String::new(), String::new())
             };
-            rows.push(vec![id, name.clone(), image.clone(), release, policy]);
+            if let Some(live) = &row.live {
+                if !release.is_empty() {
+                    release.push(' ');
+                }
+                release.push_str(&format!("(live: {live})"));
+            }
+            rows.push(vec![
+                id,
+                row.name.clone(),
+                row.image.clone(),
+                release,
+                policy,
+            ]);
         }
     }
     table::render(&rows)

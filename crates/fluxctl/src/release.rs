@@ -224,6 +224,10 @@ async fn applied_and_rolled_out(
             }
             return Ok((job, !args.watch));
         }
+        Waited::Failed(job) => {
+            eprintln!("fluxctl: {}", applied::failed(&job));
+            return Ok((job, false));
+        }
         Waited::TimedOut(job) => {
             let workloads = client.workloads(None).await.unwrap_or_default();
             eprintln!(

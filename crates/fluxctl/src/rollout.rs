@@ -59,9 +59,12 @@ pub fn progress(released: &[&Workload]) -> Progress {
     if !failed.is_empty() {
         return Progress::Failed(failed);
     }
+    // Ready means running git's spec: a live image other than git's is a
+    // spec the cluster has not taken yet, whatever its replicas say.
+    let runs_git = |w: &Workload| w.containers.iter().all(|c| c.live_image.is_none());
     if rolling
         .iter()
-        .all(|(_, r)| r.status == RolloutStatus::Ready)
+        .all(|(w, r)| r.status == RolloutStatus::Ready && runs_git(w))
     {
         return Progress::Ready;
     }
@@ -163,11 +166,13 @@ mod tests {
                 .map(|(name, image)| Container {
                     name: name.to_string(),
                     image: image.to_string(),
+                    live_image: None,
                 })
                 .collect(),
             policies: Default::default(),
             rollout,
             sync_error: None,
+            read_error: None,
         }
     }
 
@@ -228,6 +233,19 @@ mod tests {
         assert_eq!(super::progress(&[&a, &cron]), Progress::Ready);
         assert_eq!(super::progress(&[&cron]), Progress::NoRollout);
         assert_eq!(super::progress(&[]), Progress::NoRollout);
+    }
+
+    #[test]
+    fn a_ready_rollout_of_another_image_than_gits_is_not_ready() {
+        let mut carts = workload(
+            "sock-shop:deployment/carts",
+            &[("carts", "weaveworksdemos/carts:0.4.10")],
+            rollout(RolloutStatus::Ready, 2, 2, 2),
+        );
+        carts.containers[0].live_image = Some("weaveworksdemos/carts:0.4.8".into());
+        assert_eq!(super::progress(&[&carts]), Progress::Rolling);
+        carts.containers[0].live_image = None;
+        assert_eq!(super::progress(&[&carts]), Progress::Ready);
     }
 
     #[test]

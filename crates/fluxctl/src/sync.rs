@@ -30,10 +30,10 @@ async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
     println!("Waiting for {revision} to be applied ...");
     let spinner = daemon::spinner("Waiting for the sync");
     let deadline = Instant::now() + args.timeout;
-    loop {
+    let unread = loop {
         let status = client.sync_status(&requested.revision).await?;
         if status.pending.is_empty() {
-            break;
+            break status.errors;
         }
         if Instant::now() >= deadline {
             if let Some(spinner) = spinner {
@@ -47,12 +47,23 @@ async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    };
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
-    println!("Done.");
-    Ok(ExitCode::SUCCESS)
+    if unread.is_empty() {
+        println!("Done.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // What those files hold was not applied: not "Done".
+    for error in &unread {
+        eprintln!("fluxctl: {}", error.message);
+    }
+    eprintln!(
+        "fluxctl: {revision} synced, except what the {} file(s) above hold: they could not be read",
+        unread.len()
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 /// Durations written like `1s`, `30s`, `5m`, `1h`.

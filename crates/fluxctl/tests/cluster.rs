@@ -499,7 +499,13 @@ async fn a_broken_file_is_named_with_its_line_and_the_other_files_still_sync() {
     world.retire_shipping_service();
 
     let synced = world.fluxctl(&["sync"]);
-    assert!(synced.status.success(), "{}", stderr(&synced));
+    assert_eq!(synced.status.code(), Some(1), "a file was not synced");
+    let said = stderr(&synced);
+    assert!(
+        said.contains("fluxctl: manifests/30-broken.yaml:5:"),
+        "{said}"
+    );
+    assert!(!stdout(&synced).contains("Done."), "{}", stdout(&synced));
     let carts = world.deployment("carts").expect("carts runs");
     assert_eq!(carts["spec"]["replicas"], 2, "the other files synced");
     let log = world.fluxd.log();
@@ -511,5 +517,190 @@ async fn a_broken_file_is_named_with_its_line_and_the_other_files_still_sync() {
     assert!(
         world.shipping_service().is_some(),
         "garbage collection holds back while a file is unreadable (its objects would look orphaned)"
+    );
+}
+
+/// `kubectl scale`, as a person (or an autoscaler) does it: the scale
+/// subresource, which takes `.spec.replicas` away from fluxd.
+fn kubectl_scale_carts(world: &World, replicas: u32) {
+    let scaled = world
+        .cluster
+        .kubectl()
+        .args(["-n", "sock-shop", "scale", "deploy", "carts"])
+        .arg(format!("--replicas={replicas}"))
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        scaled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scaled.stderr)
+    );
+}
+
+const CARTS: &str = "sock-shop:deployment/carts";
+
+#[tokio::test]
+async fn a_release_that_conflicts_with_kubectl_scale_is_not_reported_applied() {
+    let world = World::start_with(&["--sync-force-conflicts=false"]).await;
+    world.wait_for_image("carts", 0, "carts:0.4.8").await;
+    kubectl_scale_carts(&world, 2);
+    world
+        .cluster
+        .set_workload_state("Deployment", "sock-shop", "carts", WorkloadState::Ready);
+
+    let released = world.fluxctl(&[
+        "release",
+        "-w",
+        CARTS,
+        "--update-image",
+        "weaveworksdemos/carts:0.4.10",
+        "--watch",
+        "--timeout",
+        "30s",
+    ]);
+    assert_eq!(released.status.code(), Some(1), "{}", stdout(&released));
+    let out = stdout(&released);
+    let said = stderr(&released);
+    assert!(out.contains("Commit pushed:"), "{out}");
+    assert!(!out.contains("Commit applied:"), "{out}");
+    assert!(!said.contains("All workloads ready."), "{said}");
+    assert!(said.contains("was not applied:"), "{said}");
+    assert!(
+        said.contains(&format!("{CARTS}: Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas")),
+        "{said}"
+    );
+    let carts = world.deployment("carts").expect("carts runs");
+    assert_eq!(
+        carts["spec"]["replicas"], 2,
+        "kubectl's replicas are left alone"
+    );
+    // One failure, one log line: each sync names the conflict once.
+    let log = world.fluxd.log();
+    let named = log.lines().filter(|l| l.contains("Apply failed")).count();
+    let failed_syncs = log
+        .lines()
+        .filter(|l| l.contains(" synced") && l.contains("errors=1"))
+        .count();
+    assert!(named >= 1 && named == failed_syncs, "{log}");
+
+    let job = world
+        .job("the release", |j| releases_to(j, "carts:0.4.10"))
+        .await;
+    assert_eq!(job.applied, None);
+    assert_eq!(job.apply_errors.len(), 1, "{job:?}");
+    assert_eq!(job.apply_errors[0].id, CARTS);
+
+    // What runs is not what git says: both are shown.
+    wait_for("list-workloads to show the live image", || async {
+        let listed = world.fluxctl(&["list-workloads", "-n", "sock-shop"]);
+        stdout(&listed).lines().any(|l| {
+            l.starts_with(CARTS)
+                && l.contains("weaveworksdemos/carts:0.4.10")
+                && l.contains("(live: weaveworksdemos/carts:0.4.8)")
+        })
+    })
+    .await;
+    let workloads = world
+        .fluxd
+        .client()
+        .workloads(Some("sock-shop"))
+        .await
+        .unwrap();
+    let carts = workloads
+        .iter()
+        .find(|w| w.id == CARTS)
+        .expect("carts is listed");
+    assert_eq!(carts.containers[0].image, "weaveworksdemos/carts:0.4.10");
+    assert_eq!(
+        carts.containers[0].live_image.as_deref(),
+        Some("weaveworksdemos/carts:0.4.8")
+    );
+}
+
+#[tokio::test]
+async fn by_default_git_takes_back_what_kubectl_scale_changed() {
+    let world = World::start().await;
+    world.wait_for_image("carts", 0, "carts:0.4.8").await;
+    kubectl_scale_carts(&world, 2);
+
+    let released = world.fluxctl(&[
+        "release",
+        "-w",
+        CARTS,
+        "--update-image",
+        "weaveworksdemos/carts:0.4.10",
+    ]);
+    assert!(released.status.success(), "{}", stderr(&released));
+    assert!(
+        stdout(&released).contains("Commit applied:"),
+        "{}",
+        stdout(&released)
+    );
+    let carts = world.deployment("carts").expect("carts runs");
+    assert_eq!(carts["spec"]["replicas"], 1, "git's replicas");
+    assert_eq!(
+        carts["spec"]["template"]["spec"]["containers"][0]["image"],
+        "weaveworksdemos/carts:0.4.10"
+    );
+}
+
+#[tokio::test]
+async fn a_manifest_can_opt_out_of_taking_fields_back() {
+    let world = World::start().await;
+    world.wait_for_image("carts", 0, "carts:0.4.8").await;
+    let path = "manifests/01-carts-dep.yaml";
+    let carts = world.repo.git(&["show", &format!("{BRANCH}:{path}")]);
+    let opted_out = carts.replacen(
+        "metadata:\n",
+        "metadata:\n  annotations:\n    fluxcd.io/force-conflicts: \"false\"\n",
+        1,
+    );
+    assert_ne!(opted_out, carts);
+    world
+        .repo
+        .commit_file(BRANCH, path, &opted_out, "Leave carts' replicas to kubectl");
+    let synced = world.fluxctl(&["sync"]);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    kubectl_scale_carts(&world, 3);
+
+    let released = world.fluxctl(&[
+        "release",
+        "-w",
+        CARTS,
+        "--update-image",
+        "weaveworksdemos/carts:0.4.10",
+        "--timeout",
+        "30s",
+    ]);
+    assert_eq!(released.status.code(), Some(1), "{}", stdout(&released));
+    assert!(
+        stderr(&released).contains(".spec.replicas"),
+        "{}",
+        stderr(&released)
+    );
+    assert_eq!(
+        world.deployment("carts").expect("carts runs")["spec"]["replicas"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn an_unavailable_api_group_is_logged_by_fluxd_alone() {
+    let world = World::start().await;
+    world
+        .cluster
+        .add_unavailable_group("metrics.k8s.io", "v1beta1");
+    let synced = world.fluxctl(&["sync"]);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    let log = world
+        .eventually("fluxd to name the unavailable group", async || {
+            let log = world.fluxd.log();
+            log.contains("metrics.k8s.io").then_some(log)
+        })
+        .await;
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ERROR") || l.contains("failed with status")),
+        "no second report from the Kubernetes client: {log}"
     );
 }

@@ -297,3 +297,137 @@ fn bad_release_arguments_are_refused_before_the_daemon_is_asked() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn a_broken_file_keeps_its_workloads_listed_and_is_named_with_its_line() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
+    let path = "manifests/09-front-end-dep.yaml";
+    let front_end = repo.git(&["show", &format!("{BRANCH}:{path}")]);
+    repo.commit_file(
+        BRANCH,
+        path,
+        &format!("{front_end}  broken: [\n"),
+        "Break front-end",
+    );
+    let synced = fluxctl(&["--url", &fluxd.url, "--token", &fluxd.token, "sync"]);
+    assert_eq!(synced.status.code(), Some(1), "{}", stdout(&synced));
+    assert!(
+        stderr(&synced).contains(&format!("fluxctl: {path}:")),
+        "{}",
+        stderr(&synced)
+    );
+
+    let listed = fluxctl(&["--url", &fluxd.url, "list-workloads", "-n", "sock-shop"]);
+    assert_eq!(listed.status.code(), Some(1), "the listing is not whole");
+    let said = stderr(&listed);
+    let named: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with(&format!("fluxctl: {path}:")))
+        .collect();
+    assert_eq!(named.len(), 1, "{said}");
+    let line_and_column = named[0].trim_start_matches(&format!("fluxctl: {path}:"));
+    let mut numbers = line_and_column
+        .split(':')
+        .take(2)
+        .map(|n| n.parse::<usize>());
+    assert!(numbers.all(|n| n.is_ok()), "{}", named[0]);
+    assert!(
+        stdout(&listed).lines().any(|l| l.starts_with(FRONT_END)),
+        "{}",
+        stdout(&listed)
+    );
+
+    let client = fluxd.client();
+    let workloads = client.workloads(None).await.expect("workloads are listed");
+    let front_end = workloads
+        .iter()
+        .find(|w| w.id == FRONT_END)
+        .expect("front-end still listed");
+    assert!(
+        front_end
+            .read_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(path)),
+        "{front_end:?}"
+    );
+    let read = client.read_state().await.expect("the read state");
+    assert_eq!(read.errors.len(), 1, "{read:?}");
+    assert_eq!(read.errors[0].file, path);
+    assert!(read.errors[0].line.is_some() && read.errors[0].column.is_some());
+    assert_eq!(read.revision, repo.head(BRANCH));
+}
+
+#[tokio::test]
+async fn before_fluxd_has_read_git_every_listing_says_why() {
+    let missing = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("file://{}/nothing-here.git", missing.path().display());
+    let fluxd = Fluxd::spawn(
+        &binaries::fluxd(),
+        &url,
+        None,
+        flux_testkit::git::free_port(),
+        &["--git-poll-interval", "1s"],
+        &[],
+    )
+    .await;
+    for verb in [&["list-workloads"][..], &["list-images"][..]] {
+        let listed = fluxctl(&[&["--url", fluxd.url.as_str()][..], verb].concat());
+        assert_eq!(
+            listed.status.code(),
+            Some(1),
+            "{verb:?}: {}",
+            stdout(&listed)
+        );
+        assert_eq!(stdout(&listed), "", "no empty table");
+        let said = stderr(&listed);
+        assert!(
+            said.contains("fluxd has not read the git repo"),
+            "{verb:?}: {said}"
+        );
+        assert!(said.contains("nothing-here.git"), "{verb:?}: {said}");
+    }
+}
+
+#[tokio::test]
+async fn fluxds_commits_are_by_its_own_identity_whatever_its_environment_says() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::spawn(
+        &binaries::fluxd(),
+        &repo.url(),
+        None,
+        flux_testkit::git::free_port(),
+        &["--git-user", "Flux Bot", "--git-email", "flux@example.com"],
+        &[
+            ("GIT_AUTHOR_NAME", "Someone Else"),
+            ("GIT_AUTHOR_EMAIL", "someone@example.com"),
+            ("GIT_COMMITTER_NAME", "Someone Else"),
+            ("GIT_COMMITTER_EMAIL", "someone@example.com"),
+            ("EMAIL", "someone@example.com"),
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "user.name"),
+            ("GIT_CONFIG_VALUE_0", "Config Person"),
+        ],
+    )
+    .await;
+    let client = fluxd.client();
+    wait_for("the manifests to be read", || async {
+        client.workloads(None).await.is_ok_and(|w| !w.is_empty())
+    })
+    .await;
+    let automated = fluxctl(&[
+        "--url",
+        &fluxd.url,
+        "--token",
+        &fluxd.token,
+        "automate",
+        "-w",
+        FRONT_END,
+    ]);
+    assert!(automated.status.success(), "{}", stderr(&automated));
+    let who = repo.git(&["log", "-1", "--format=%an <%ae>|%cn <%ce>", BRANCH]);
+    assert_eq!(
+        who.trim(),
+        "Flux Bot <flux@example.com>|Flux Bot <flux@example.com>"
+    );
+}

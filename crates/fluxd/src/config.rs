@@ -49,6 +49,12 @@ pub struct Config {
     /// Delete cluster objects that fluxd applied and that left the repo.
     #[arg(long, env = "FLUXD_SYNC_GARBAGE_COLLECTION")]
     pub sync_garbage_collection: bool,
+    /// Take back fields another field manager changed (`kubectl scale`, an
+    /// autoscaler) when they differ from git; `false` leaves them and fails
+    /// the object with the API server's conflict. A manifest annotated
+    /// `fluxcd.io/force-conflicts: "false"` is never forced.
+    #[arg(long, env = "FLUXD_SYNC_FORCE_CONFLICTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
+    pub sync_force_conflicts: bool,
     /// How often automation looks for newer images, besides on new tags.
     #[arg(long, env = "FLUXD_AUTOMATION_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub automation_interval: Duration,
@@ -199,6 +205,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// The log filter for a `FLUXD_LOG` value: the Kubernetes client's own
+/// request tracing is left out unless the value names it, because fluxd logs
+/// every failure it gets back, once, with what it was doing.
+pub fn log_filter(spec: &str) -> String {
+    if spec.contains("kube") {
+        return spec.to_string();
+    }
+    format!("{spec},kube_client=off")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +235,31 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         let base = ["fluxd", "--git-url", "file:///tmp/repo.git"];
         Config::try_parse_from(base.iter().chain(args))
+    }
+
+    #[test]
+    fn conflicts_are_forced_unless_told_otherwise() {
+        assert!(parse(&[]).unwrap().sync_force_conflicts);
+        assert!(
+            parse(&["--sync-force-conflicts"])
+                .unwrap()
+                .sync_force_conflicts
+        );
+        assert!(
+            !parse(&["--sync-force-conflicts=false"])
+                .unwrap()
+                .sync_force_conflicts
+        );
+        assert!(parse(&["--sync-force-conflicts=maybe"]).is_err());
+    }
+
+    #[test]
+    fn the_kubernetes_clients_own_request_log_is_left_out() {
+        assert_eq!(log_filter("info"), "info,kube_client=off");
+        assert_eq!(
+            log_filter("debug,kube_client=debug"),
+            "debug,kube_client=debug"
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flux_api::{
-    AutomationSpec, ContainerUpdate, Identity, ImageUpdate, JobSpec, PolicySpec, ResultStatus,
-    SyncRequested, SyncStatus, WorkloadResult,
+    AutomationSpec, ContainerUpdate, Identity, ImageUpdate, JobSpec, PolicySpec, ReadState,
+    ResultStatus, SyncRequested, SyncStatus, WorkloadResult,
 };
 use flux_git::{
     CommitMessage, CommitSpec, DeployKey, GitError, Person, Repo, RepoConfig, RepoState,
@@ -86,6 +86,10 @@ pub struct Secrets {
 struct Loaded {
     head: String,
     checkout: Arc<Checkout>,
+    /// Where the checkout was read (gone since; its paths start with it).
+    root: PathBuf,
+    /// Workloads of files that could not be read at `head`, as last read.
+    carried: Vec<crate::view::Carried>,
 }
 
 /// Everything the loops, the job worker and the API share.
@@ -150,7 +154,13 @@ impl Daemon {
         }
         repo_config.ssh = ssh;
         let metrics = Arc::new(Metrics::new());
-        let (view, view_rx) = watch::channel(View::default());
+        let (view, view_rx) = watch::channel(View {
+            read: Err(format!(
+                "fluxd has not read the git repo {} yet: the first fetch is under way",
+                config.git_url
+            )),
+            ..View::default()
+        });
         let (images, images_rx) = watch::channel(BTreeSet::new());
         let (automation, automation_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -265,6 +275,7 @@ async fn connect(config: &Config) -> Result<cluster::ClusterSide, StartError> {
         } else {
             flux_cluster::GarbageCollection::Off
         },
+        force: config.sync_force_conflicts,
         ..flux_cluster::SyncOptions::default()
     };
     Ok(cluster::ClusterSide::new(cluster, options))
@@ -604,17 +615,33 @@ impl Inner {
                 self.metrics.git_ready.set(i64::from(ready));
                 if let Some(error) = status.last_error {
                     tracing::warn!(url = %self.config.git_url, %error, "git repo");
+                    self.not_read(&error).await;
                 }
             }
             Err(error) => {
                 self.metrics.git_ready.set(0);
                 tracing::warn!(url = %self.config.git_url, %error, "git refresh failed");
+                self.not_read(&error.to_string()).await;
                 return;
             }
         }
         if let Err(error) = self.reload().await {
             tracing::warn!(%error, "reading the manifests failed");
+            self.not_read(&error).await;
         }
+    }
+
+    /// Until the manifests were read once, listings answer why they cannot
+    /// be made (a wrong URL, a missing branch) instead of an empty list.
+    async fn not_read(&self, why: &str) {
+        if self.loaded.lock().await.is_some() {
+            return;
+        }
+        let why = format!(
+            "fluxd has not read the git repo {} yet: {why}",
+            self.config.git_url
+        );
+        self.view.send_modify(|view| view.read = Err(why));
     }
 
     /// Reads the manifests at the mirror's head when it is not the one last
@@ -634,9 +661,10 @@ impl Inner {
         let paths = manifest_paths(files.dir(), &self.config.git_paths);
         let root = files.dir().to_path_buf();
         let applying = self.cluster.is_some();
+        let at = root.clone();
         let (checkout, set) = tokio::task::spawn_blocking(move || {
             let checkout = Checkout::load(&paths, LoadOptions::default());
-            let set = applying.then(|| sync_set(&root, &checkout));
+            let set = applying.then(|| sync_set(&at, &checkout));
             (checkout, set)
         })
         .await
@@ -644,8 +672,9 @@ impl Inner {
         if let Err(error) = files.remove().await {
             tracing::warn!(%error, "removing a read checkout failed");
         }
-        for error in &checkout.errors {
-            tracing::warn!(revision = %head, "{error}");
+        let errors = crate::view::file_errors(&checkout, &root);
+        for error in &errors {
+            tracing::warn!(revision = %head, "{}", error.message);
         }
         let in_use: BTreeSet<Name> = checkout
             .workloads
@@ -653,9 +682,21 @@ impl Inner {
             .flat_map(|w| &w.containers)
             .map(|c| c.image.name().clone())
             .collect();
+        let mut workloads = crate::view::workloads(&checkout);
+        let before = loaded.as_ref().map(|l| crate::view::Before {
+            checkout: &l.checkout,
+            root: &l.root,
+            carried: &l.carried,
+        });
+        let carried = crate::view::carried(&errors, &workloads, before);
+        workloads.extend(carried.iter().map(|c| c.workload.clone()));
         let mut view = View {
-            workloads: crate::view::workloads(&checkout),
+            workloads,
             images: crate::view::images(&checkout, |name| self.cached(name)),
+            read: Ok(ReadState {
+                revision: head.clone(),
+                errors,
+            }),
         };
         if let Some(side) = &self.cluster {
             side.decorate(&mut view.workloads);
@@ -676,6 +717,8 @@ impl Inner {
         *loaded = Some(Loaded {
             head,
             checkout: Arc::new(checkout),
+            root,
+            carried,
         });
         let _ = self.automation.send(None);
         Ok(true)
@@ -821,6 +864,7 @@ impl Inner {
     {
         let mut results = Vec::new();
         let mut committed = None;
+        let mut first_seen = None;
         let pushed = self
             .repo
             .commit_and_push(|dir| {
@@ -833,10 +877,33 @@ impl Inner {
                 };
                 transaction.write()?;
                 committed = Some(Timestamp::now());
-                Ok::<_, std::io::Error>(Some(commit(message, user, note(job, &results))))
+                first_seen = self.first_seen(job, &results);
+                let spec = with_first_seen(job, first_seen);
+                Ok::<_, std::io::Error>(Some(commit(message, user, note(&spec, &results))))
             })
             .await;
-        self.finish(pushed, results, committed)
+        let mut outcome = self.finish(pushed, results, committed)?;
+        outcome.first_seen = first_seen;
+        Ok(outcome)
+    }
+
+    /// For automation: when the scanner first saw the tags the job moves
+    /// to (the earliest), whatever trigger started the job; a trigger's own
+    /// time counts too.
+    fn first_seen(&self, job: &JobSpec, results: &[WorkloadResult]) -> Option<Timestamp> {
+        let JobSpec::Automation(automation) = job else {
+            return None;
+        };
+        let cache = self.scanner.cache();
+        results
+            .iter()
+            .flat_map(|r| &r.updates)
+            .filter_map(|u| {
+                let image = ImageRef::parse(&u.target).ok()?;
+                let state = cache.repository(&image.name().canonical())?;
+                state.tags.get(image.tag()?)?.first_seen
+            })
+            .fold(automation.first_seen, |a, b| earliest(a, Some(b)))
     }
 
     /// A release of every automated, unlocked workload to the newest tags
@@ -919,6 +986,7 @@ impl Inner {
                     commit: Some(pushed.revision),
                     committed,
                     pushed: Some(Timestamp::now()),
+                    first_seen: None,
                 })
             }
             Err(GitError::NothingToCommit) => Ok(Outcome {
@@ -1171,6 +1239,18 @@ fn commit(message: CommitMessage, user: Option<&str>, note: String) -> CommitSpe
 }
 
 /// The git note of a job: what was asked and what it did.
+/// The spec as the note records it: an automation job with the time its
+/// tags were first seen.
+fn with_first_seen(job: &JobSpec, first_seen: Option<Timestamp>) -> JobSpec {
+    match job {
+        JobSpec::Automation(automation) => JobSpec::Automation(AutomationSpec {
+            first_seen,
+            ..automation.clone()
+        }),
+        other => other.clone(),
+    }
+}
+
 fn note(spec: &JobSpec, result: &[WorkloadResult]) -> String {
     serde_json::json!({ "spec": spec, "result": result }).to_string()
 }
@@ -1229,9 +1309,14 @@ impl Control for Controls {
                 daemon.repo.commits_since(read.as_deref(), &revision).await
             };
             let pending = pending.map_err(|e| e.to_string())?;
+            let errors = match &daemon.view.borrow().read {
+                Ok(read) => read.errors.clone(),
+                Err(_) => Vec::new(),
+            };
             Ok(SyncStatus {
                 revision,
                 pending: pending.into_iter().map(|c| c.id).collect(),
+                errors,
             })
         })
     }

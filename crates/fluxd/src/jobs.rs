@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use flux_api::{Job, JobSpec, JobStatus, Timeline, WorkloadResult};
+use flux_api::{ApplyError, Job, JobSpec, JobStatus, Timeline, WorkloadResult};
 use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
@@ -24,6 +24,8 @@ pub struct Outcome {
     pub committed: Option<Timestamp>,
     /// When the push was accepted.
     pub pushed: Option<Timestamp>,
+    /// Automation: when the tags it released were first seen.
+    pub first_seen: Option<Timestamp>,
 }
 
 /// Marks the worker stopped when dropped.
@@ -137,6 +139,7 @@ impl Jobs {
                     queued: Some(Timestamp::now()),
                     ..Timeline::default()
                 },
+                apply_errors: Vec::new(),
                 cluster: None,
             };
             self.observed(&job, "queued");
@@ -189,19 +192,27 @@ impl Jobs {
             .collect()
     }
 
-    /// Marks jobs whose commit `applied_contains` says is in the applied
-    /// revision as applied at `revision`; answers with the jobs it marked.
+    /// Settles the jobs whose commit a synced revision holds
+    /// (`synced_contains`): a job is applied at `revision` when `failures`
+    /// finds none among the objects it changed, and otherwise keeps those
+    /// failures and stays waiting (a later sync may still apply it).
+    /// Answers with the jobs it marked applied.
     pub fn mark_applied(
         &self,
         revision: &str,
-        applied_contains: impl Fn(&str) -> bool,
+        synced_contains: impl Fn(&str) -> bool,
+        failures: impl Fn(&Job) -> Vec<ApplyError>,
     ) -> Vec<Job> {
         let now = Timestamp::now();
         let mut marked = Vec::new();
         let mut table = self.lock();
         for job in table.jobs.values_mut() {
             let Some(commit) = &job.commit else { continue };
-            if job.applied.is_none() && applied_contains(commit) {
+            if job.applied.is_some() || !synced_contains(commit) {
+                continue;
+            }
+            job.apply_errors = failures(job);
+            if job.apply_errors.is_empty() {
                 job.applied = Some(revision.to_string());
                 job.timeline.applied = Some(now);
                 marked.push(job.clone());
@@ -255,6 +266,10 @@ impl Jobs {
                 job.commit = outcome.commit;
                 job.timeline.committed = outcome.committed;
                 job.timeline.pushed = outcome.pushed;
+                job.timeline.first_seen = match (job.timeline.first_seen, outcome.first_seen) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
             Err(error) => {
                 job.status = JobStatus::Failed;

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flux_api::{
-    ApiError, Change, Identity, Job, JobSpec, Submitted, SyncRequested, SyncStatus, VersionInfo,
-    Workload, WorkloadImages, WorkloadResult,
+    ApiError, Change, Identity, Job, JobSpec, ReadState, Submitted, SyncRequested, SyncStatus,
+    VersionInfo, Workload, WorkloadImages, WorkloadResult,
 };
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -30,12 +30,32 @@ use crate::metrics::Metrics;
 use crate::webhooks::{self, Delivery, Sender};
 
 /// What the API shows: refreshed by the loops, read by the handlers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct View {
     /// Workloads from git (and the cluster, when there is one).
     pub workloads: Vec<Workload>,
     /// Images of every workload's containers.
     pub images: crate::view::Images,
+    /// What was read from git, `Err` with the reason until git has been read.
+    pub read: Result<ReadState, String>,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            workloads: Vec::new(),
+            images: crate::view::Images::default(),
+            read: Err("fluxd has not read the git repo yet".into()),
+        }
+    }
+}
+
+impl View {
+    /// Why nothing can be listed yet: git has not been read.
+    fn unread(&self) -> Option<Response> {
+        let why = self.read.as_ref().err()?;
+        Some(error(StatusCode::SERVICE_UNAVAILABLE, why.clone()))
+    }
 }
 
 /// A boxed future, so [`Control`] can be a trait object.
@@ -78,7 +98,7 @@ type Shared = Arc<Api>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "fluxd", description = "The Flux daemon's API. State-changing calls need `Authorization: Bearer <token>`."),
-    paths(workloads, images, submit_job, jobs, job, sync, sync_status, identity, notify, version),
+    paths(workloads, images, submit_job, jobs, job, sync, read_state, sync_status, identity, notify, version),
     components(schemas(ApiError)),
     modifiers(&BearerScheme)
 )]
@@ -115,6 +135,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/images", get(images))
         .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/{id}", get(job))
+        .route("/api/v1/sync", get(read_state))
         .route("/api/v1/sync/{rev}", get(sync_status))
         .route("/api/v1/identity", get(identity))
         .route("/api/v1/version", get(version))
@@ -167,10 +188,13 @@ fn in_namespace(id: &str, namespace: Option<&str>) -> bool {
 
 /// Workloads, optionally of one namespace.
 #[utoipa::path(get, path = "/api/v1/workloads", params(("namespace" = Option<String>, Query, description = "only this namespace")),
-    responses((status = 200, body = Vec<Workload>)))]
+    responses((status = 200, body = Vec<Workload>), (status = 503, body = ApiError)))]
 async fn workloads(State(api): State<Shared>, Query(query): Query<NamespaceQuery>) -> Response {
     let namespace = query.namespace.as_deref();
     let view = api.view.borrow();
+    if let Some(unread) = view.unread() {
+        return unread;
+    }
     let selected: Vec<&Workload> = view
         .workloads
         .iter()
@@ -191,8 +215,11 @@ fn json_body(json: serde_json::Result<Vec<u8>>) -> Response {
 /// Images of workloads: `?workload=` (repeatable) and `?namespace=`.
 #[utoipa::path(get, path = "/api/v1/images",
     params(("workload" = Option<Vec<String>>, Query, description = "workload ids"), ("namespace" = Option<String>, Query, description = "only this namespace")),
-    responses((status = 200, body = Vec<WorkloadImages>)))]
+    responses((status = 200, body = Vec<WorkloadImages>), (status = 503, body = ApiError)))]
 async fn images(State(api): State<Shared>, Query(query): Query<Vec<(String, String)>>) -> Response {
+    if let Some(unread) = api.view.borrow().unread() {
+        return unread;
+    }
     let wanted: Vec<String> = query
         .iter()
         .filter(|(k, _)| k == "workload")
@@ -269,6 +296,15 @@ async fn sync(State(api): State<Shared>) -> Response {
     match api.control.sync().await {
         Ok(answer) => Json(answer).into_response(),
         Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
+}
+
+/// The revision read last from git and the files that could not be read there.
+#[utoipa::path(get, path = "/api/v1/sync", responses((status = 200, body = ReadState), (status = 503, body = ApiError)))]
+async fn read_state(State(api): State<Shared>) -> Response {
+    match &api.view.borrow().read {
+        Ok(read) => Json(read).into_response(),
+        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, why.clone()),
     }
 }
 

@@ -1,35 +1,131 @@
 //! What the API shows, made from what git says (a loaded checkout) and what
 //! the registries hold (the scanner's cache).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
-use flux_api::{Container, ContainerImages, Policies, TagInfo, Workload, WorkloadImages};
+use flux_api::{
+    Container, ContainerImages, FileError, Policies, TagInfo, Workload, WorkloadImages,
+};
 use flux_image::{Name, Policy};
-use flux_manifests::Checkout;
+use flux_manifests::{Checkout, LoadError};
 use flux_registry::RepositoryInfo;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 /// The workloads of a checkout, as the API shows them.
 pub fn workloads(checkout: &Checkout) -> Vec<Workload> {
+    checkout.workloads.iter().map(workload).collect()
+}
+
+fn workload(w: &flux_manifests::Workload) -> Workload {
+    Workload {
+        id: w.id.to_string(),
+        containers: w
+            .containers
+            .iter()
+            .map(|c| Container {
+                name: c.name.clone(),
+                image: c.spelling.clone(),
+                live_image: None,
+            })
+            .collect(),
+        policies: policies(&w.policies),
+        rollout: None,
+        sync_error: None,
+        read_error: None,
+    }
+}
+
+/// The problems of a checkout read at `root`, each naming its file relative
+/// to the repository's root.
+pub fn file_errors(checkout: &Checkout, root: &Path) -> Vec<FileError> {
+    let prefix = format!("{}/", root.display());
     checkout
-        .workloads
+        .errors
         .iter()
-        .map(|w| Workload {
-            id: w.id.to_string(),
-            containers: w
-                .containers
-                .iter()
-                .map(|c| Container {
-                    name: c.name.clone(),
-                    image: c.spelling.clone(),
-                })
-                .collect(),
-            policies: policies(&w.policies),
-            rollout: None,
-            sync_error: None,
+        .map(|error| {
+            let path = error.path();
+            let (line, column) = match error {
+                LoadError::Syntax { line, column, .. } => (Some(*line), Some(*column)),
+                LoadError::Policy { line, .. } | LoadError::Invalid { line, .. } => {
+                    (Some(*line), None)
+                }
+                LoadError::Io { .. } | LoadError::Duplicate { .. } => (None, None),
+            };
+            FileError {
+                file: relative(path, root),
+                line,
+                column,
+                message: error.to_string().replace(&prefix, ""),
+            }
         })
         .collect()
+}
+
+fn relative(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A workload of a file that could not be read, as the file last held it.
+#[derive(Debug, Clone)]
+pub struct Carried {
+    /// The file, relative to the repository's root.
+    pub file: String,
+    /// The workload as last read, with the file's error.
+    pub workload: Workload,
+}
+
+/// What was read before: the checkout, where it was read, and what it
+/// carried itself.
+pub struct Before<'a> {
+    /// The checkout read last.
+    pub checkout: &'a Checkout,
+    /// Where it was read.
+    pub root: &'a Path,
+    /// Workloads it carried from files it could not read either.
+    pub carried: &'a [Carried],
+}
+
+/// The workloads that a file which cannot be read now held when it last
+/// could be, and that the new checkout no longer has: a broken file must
+/// not make its workloads vanish from the listing (they still run).
+pub fn carried(errors: &[FileError], now: &[Workload], before: Option<Before<'_>>) -> Vec<Carried> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    let listed: HashSet<&str> = now.iter().map(|w| w.id.as_str()).collect();
+    let mut carried: Vec<Carried> = Vec::new();
+    for error in errors {
+        let held = before
+            .checkout
+            .workloads
+            .iter()
+            .filter(|w| relative(&w.location.file, before.root) == error.file)
+            .map(workload)
+            .chain(
+                before
+                    .carried
+                    .iter()
+                    .filter(|c| c.file == error.file)
+                    .map(|c| c.workload.clone()),
+            );
+        for mut workload in held {
+            let already = carried.iter().any(|c| c.workload.id == workload.id);
+            if listed.contains(workload.id.as_str()) || already {
+                continue;
+            }
+            workload.read_error = Some(error.message.clone());
+            carried.push(Carried {
+                file: error.file.clone(),
+                workload,
+            });
+        }
+    }
+    carried
 }
 
 fn policies(p: &flux_manifests::Policies) -> Policies {
@@ -319,6 +415,7 @@ mod tests {
             platform: Some("linux/amd64".parse().unwrap()),
             image_digest: None,
             error: None,
+            first_seen: None,
         }
     }
 
@@ -385,6 +482,65 @@ mod tests {
             .flat_map(|p| p.unwrap())
             .collect();
         assert_eq!(none, b"[]");
+    }
+
+    #[test]
+    fn a_file_that_breaks_keeps_its_workloads_listed_with_the_error() {
+        let root = std::path::Path::new("/checkout-1");
+        let good = Checkout::from_text(
+            &root.join("front-end.yaml"),
+            FRONT_END,
+            LoadOptions::default(),
+        );
+        let broken_root = std::path::Path::new("/checkout-2");
+        let broken = Checkout::from_text(
+            &broken_root.join("front-end.yaml"),
+            &format!("{FRONT_END}  broken: [\n"),
+            LoadOptions::default(),
+        );
+        assert!(
+            broken.workloads.is_empty(),
+            "the broken file yields nothing"
+        );
+        let errors = file_errors(&broken, broken_root);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].file, "front-end.yaml");
+        assert!(
+            errors[0].line.is_some() && errors[0].column.is_some(),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].message.starts_with("front-end.yaml:"),
+            "{}",
+            errors[0].message
+        );
+        let before = Before {
+            checkout: &good,
+            root,
+            carried: &[],
+        };
+        let kept = carried(&errors, &workloads(&broken), Some(before));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].workload.id, "sock-shop:deployment/front-end");
+        assert_eq!(
+            kept[0].workload.read_error.as_deref(),
+            Some(errors[0].message.as_str())
+        );
+        // Still broken at the next revision: still carried.
+        let again = Before {
+            checkout: &broken,
+            root: broken_root,
+            carried: &kept,
+        };
+        let still = carried(&errors, &[], Some(again));
+        assert_eq!(still.len(), 1);
+        // Mended: nothing is carried.
+        let before = Before {
+            checkout: &broken,
+            root: broken_root,
+            carried: &still,
+        };
+        assert!(carried(&[], &workloads(&good), Some(before)).is_empty());
     }
 
     #[test]

@@ -41,6 +41,29 @@ struct Daemon {
 }
 
 async fn start() -> Daemon {
+    start_with(View {
+        workloads: vec![flux_api::Workload {
+            id: "sock-shop:deployment/front-end".into(),
+            containers: vec![flux_api::Container {
+                name: "front-end".into(),
+                image: "weaveworksdemos/front-end:0.3.12".into(),
+                live_image: None,
+            }],
+            policies: Default::default(),
+            rollout: None,
+            sync_error: None,
+            read_error: None,
+        }],
+        images: Default::default(),
+        read: Ok(flux_api::ReadState {
+            revision: "c0ffee1".into(),
+            errors: Vec::new(),
+        }),
+    })
+    .await
+}
+
+async fn start_with(view: View) -> Daemon {
     let (stop, shutdown) = watch::channel(false);
     let jobs = Jobs::start(
         |_| async {
@@ -51,19 +74,7 @@ async fn start() -> Daemon {
         },
         shutdown,
     );
-    let (view_tx, view) = watch::channel(View {
-        workloads: vec![flux_api::Workload {
-            id: "sock-shop:deployment/front-end".into(),
-            containers: vec![flux_api::Container {
-                name: "front-end".into(),
-                image: "weaveworksdemos/front-end:0.3.12".into(),
-            }],
-            policies: Default::default(),
-            rollout: None,
-            sync_error: None,
-        }],
-        images: Default::default(),
-    });
+    let (view_tx, view) = watch::channel(view);
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let api = Arc::new(Api {
         cluster: false,
@@ -128,6 +139,32 @@ async fn without_the_token_state_changing_calls_are_refused_and_change_nothing()
         1
     );
     assert_eq!(anonymous.workloads(Some("default")).await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn before_git_is_read_every_listing_says_why() {
+    let why = "fluxd has not read the git repo file:///nowhere.git yet: repository not found";
+    let daemon = start_with(View {
+        read: Err(why.into()),
+        ..View::default()
+    })
+    .await;
+    let client = Client::new(&daemon.url, None).unwrap();
+    let refused = [
+        client.workloads(None).await.map(|_| ()),
+        client.images(&[], None).await.map(|_| ()),
+        client.read_state().await.map(|_| ()),
+    ];
+    for answer in refused {
+        match answer {
+            Err(ClientError::Status {
+                status, message, ..
+            }) => {
+                assert_eq!((status, message.as_str()), (503, why));
+            }
+            other => panic!("expected a 503 saying why, got {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

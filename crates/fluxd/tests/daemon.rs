@@ -620,3 +620,77 @@ async fn registry_platform_and_use_labels_decide_what_is_available() {
         Some("2024-05-01T12:00:00Z")
     );
 }
+
+#[tokio::test]
+async fn a_tag_seen_before_automation_was_on_carries_when_it_was_seen() {
+    let registry = registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = annotated_repo(&format!("{image}:0.4.0"), &[]);
+    let fluxd = automating_fluxd(&repo, &registry).await;
+    let client = fluxd.client();
+    registry
+        .push_image(
+            "sock-shop/front-end",
+            "0.5.0",
+            &ImageSpec::created("2017-06-01T10:00:00Z"),
+        )
+        .await;
+    let pushed_at = jiff::Timestamp::now();
+    client
+        .notify(&flux_api::Change::Image {
+            name: image.clone(),
+        })
+        .await
+        .unwrap();
+    wait_for("the scanner to see 0.5.0", || async {
+        let images = client.images(&[FRONT_END.to_string()], None).await.unwrap();
+        images[0].containers[0]
+            .available
+            .iter()
+            .any(|t| t.tag == "0.5.0")
+    })
+    .await;
+    let seen_by = jiff::Timestamp::now();
+
+    // Automation is turned on by a hand-made commit: the job that releases
+    // 0.5.0 starts from the new head, not from the tag's own trigger.
+    let path = "manifests/09-front-end-dep.yaml";
+    let text = repo.git(&["show", &format!("{BRANCH}:{path}")]);
+    let automated = text.replacen(
+        "  annotations:\n",
+        "  annotations:\n    fluxcd.io/automated: \"true\"\n",
+        1,
+    );
+    assert_ne!(automated, text);
+    let start = commit_count(&repo) + 1;
+    repo.commit_file(BRANCH, path, &automated, "Automate front-end");
+    client.sync().await.unwrap();
+    wait_for_commits(&repo, start + 1).await;
+    assert_eq!(
+        last_commit_message(&repo),
+        format!("Auto-release {image}:0.5.0")
+    );
+
+    let job = client
+        .jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.commit.as_deref() == Some(repo.head(BRANCH).as_str()))
+        .expect("the automation job");
+    let seen = job
+        .timeline
+        .first_seen
+        .expect("the job knows when its tag was first seen");
+    assert!(
+        seen > pushed_at && seen <= seen_by,
+        "{seen} not in {pushed_at}..{seen_by}"
+    );
+    let note = repo.git(&["notes", "--ref=flux", "show", &repo.head(BRANCH)]);
+    let note: serde_json::Value = serde_json::from_str(&note).unwrap();
+    assert_eq!(
+        note["spec"]["first_seen"],
+        serde_json::json!(seen.to_string()),
+        "{note}"
+    );
+}

@@ -127,10 +127,47 @@ async fn applied_revisions_mark_the_jobs_whose_commits_they_contain() {
     );
     let id = jobs.submit(policy_job("ns:deployment/a"), None);
     wait_for(&jobs, &id, JobStatus::Succeeded).await;
-    jobs.mark_applied("d00d000", |commit| commit == "nope");
+    jobs.mark_applied("d00d000", |commit| commit == "nope", |_| Vec::new());
     assert_eq!(jobs.get(&id).unwrap().applied, None);
-    jobs.mark_applied("d00d000", |commit| commit == "c0ffee1");
+    jobs.mark_applied("d00d000", |commit| commit == "c0ffee1", |_| Vec::new());
     let job = jobs.get(&id).unwrap();
     assert_eq!(job.applied.as_deref(), Some("d00d000"));
     assert!(job.timeline.applied.is_some());
+}
+
+#[tokio::test]
+async fn a_revision_whose_sync_failed_the_jobs_objects_does_not_apply_it() {
+    let (_stop, shutdown) = watch::channel(false);
+    let jobs = Jobs::start(
+        |_| async {
+            Ok(Outcome {
+                commit: Some("c0ffee1".into()),
+                ..Outcome::default()
+            })
+        },
+        shutdown,
+    );
+    let id = jobs.submit(policy_job("ns:deployment/a"), None);
+    wait_for(&jobs, &id, JobStatus::Succeeded).await;
+    let conflict = flux_api::ApplyError {
+        id: "ns:deployment/a".into(),
+        error:
+            "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas"
+                .into(),
+    };
+    let marked = jobs.mark_applied("d00d000", |_| true, |_| vec![conflict.clone()]);
+    assert!(marked.is_empty());
+    let job = jobs.get(&id).unwrap();
+    assert_eq!((job.applied.as_deref(), job.timeline.applied), (None, None));
+    assert_eq!(job.apply_errors, [conflict]);
+    assert_eq!(
+        jobs.awaiting_apply(),
+        ["c0ffee1"],
+        "a later sync may still apply it"
+    );
+    // A later sync that applies the objects applies the job, and the errors go.
+    jobs.mark_applied("d00d001", |_| true, |_| Vec::new());
+    let job = jobs.get(&id).unwrap();
+    assert_eq!(job.applied.as_deref(), Some("d00d001"));
+    assert!(job.apply_errors.is_empty());
 }

@@ -49,7 +49,18 @@ impl Git {
 
     fn command(&self, dir: &Path) -> Command {
         let mut command = Command::new("git");
+        // Git of our own: identity, signing and config come from our settings,
+        // never from the variables or config files of whoever started us (a
+        // `GIT_AUTHOR_NAME` would author fluxd's commits, a global
+        // `core.autocrlf` would rewrite the bytes we edit).
+        for (name, _) in std::env::vars_os() {
+            if !inherited(&name) {
+                command.env_remove(&name);
+            }
+        }
         command
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .current_dir(dir)
             // Hooks in a repository we fetched are not ours to run.
             .args(["-c", "core.hooksPath=/dev/null"])
@@ -99,6 +110,36 @@ impl Git {
     {
         Ok(self.run(dir, args).await?)
     }
+}
+
+/// Whether a variable of our own environment reaches git: everything but
+/// git's own variables and `EMAIL` (which name the author and committer,
+/// point at other config or repositories), except those that only shape the
+/// transport or git's diagnostics.
+fn inherited(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return true;
+    };
+    if name == "EMAIL" {
+        return false;
+    }
+    let Some(rest) = name.strip_prefix("GIT_") else {
+        return true;
+    };
+    const TRANSPORT: &[&str] = &[
+        "SSH",
+        "SSH_COMMAND",
+        "SSH_VARIANT",
+        "SSL_CAINFO",
+        "SSL_CAPATH",
+        "PROXY_COMMAND",
+        "HTTP_USER_AGENT",
+        "HTTP_LOW_SPEED_LIMIT",
+        "HTTP_LOW_SPEED_TIME",
+        "CURL_VERBOSE",
+        "EXEC_PATH",
+    ];
+    TRANSPORT.contains(&rest) || rest.starts_with("TRACE")
 }
 
 /// Runs a prepared command to completion and collects its output.
@@ -171,6 +212,46 @@ impl Drop for GroupGuard {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    #[test]
+    fn identity_and_config_variables_do_not_reach_git() {
+        for name in [
+            "GIT_AUTHOR_NAME",
+            "GIT_AUTHOR_EMAIL",
+            "GIT_COMMITTER_NAME",
+            "GIT_COMMITTER_DATE",
+            "EMAIL",
+            "GIT_CONFIG_PARAMETERS",
+            "GIT_CONFIG_COUNT",
+            "GIT_CONFIG_KEY_0",
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_INDEX_FILE",
+        ] {
+            assert!(!super::inherited(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn transport_and_ordinary_variables_do() {
+        for name in [
+            "HOME",
+            "PATH",
+            "SSH_AUTH_SOCK",
+            "https_proxy",
+            "GIT_SSH_COMMAND",
+            "GIT_SSL_CAINFO",
+            "GIT_TRACE",
+            "GIT_TRACE_PACKET",
+        ] {
+            assert!(super::inherited(OsStr::new(name)), "{name}");
         }
     }
 }

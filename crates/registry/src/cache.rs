@@ -54,6 +54,10 @@ pub struct TagState {
     pub recheck_at: Option<Timestamp>,
     /// The current re-check interval, seconds; doubles while the tag holds still.
     pub recheck_interval: u64,
+    /// When a poll first found the tag (or found it moved); `None` for tags
+    /// already there at the first poll, whose arrival was not seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<Timestamp>,
 }
 
 /// One transaction's worth of cache writes.

@@ -118,6 +118,7 @@ mod tests {
             platform: runs_here.then(Platform::linux_amd64),
             image_digest: None,
             error: None,
+            first_seen: None,
         }
     }
 

@@ -89,6 +89,9 @@ pub struct TagInfo {
     pub image_digest: Option<String>,
     /// Why the tag could not be read.
     pub error: Option<String>,
+    /// When a poll first found the tag here (or found it moved); `None` for
+    /// tags present at the first poll.
+    pub first_seen: Option<Timestamp>,
 }
 
 impl TagInfo {
@@ -319,10 +322,13 @@ impl Scanner {
             ..RepositoryState::default()
         };
         let mut events = Vec::new();
-        for outcome in outcomes {
+        for mut outcome in outcomes {
             if let Some((digest, previous)) = outcome.event
                 && !baseline
             {
+                // Recorded with the tag itself, so whoever reads the cache
+                // next (automation) knows when it arrived.
+                outcome.state.first_seen = Some(now);
                 events.push((outcome.tag.clone(), digest, previous));
             }
             state.tags.insert(outcome.tag, outcome.state);
@@ -608,6 +614,7 @@ impl Scanner {
             platform: None,
             image_digest: None,
             error: state.error.clone(),
+            first_seen: state.first_seen,
         };
         let Some(digest) = &state.digest else {
             return info;

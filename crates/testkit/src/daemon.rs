@@ -65,6 +65,26 @@ impl Fluxd {
         port: u16,
         extra: &[&str],
     ) -> Fluxd {
+        let fluxd = Fluxd::spawn(binary, &repo.url(), kubeconfig, port, extra, &[]).await;
+        let client = Client::new(&fluxd.url, None).expect("the URL is well formed");
+        wait_for("the manifests to be read", || async {
+            client.workloads(None).await.is_ok_and(|w| !w.is_empty())
+        })
+        .await;
+        fluxd
+    }
+
+    /// Starts `binary` on the repo at `git_url` (its `manifests` folder)
+    /// with `env` added to its environment; returns once it serves its API,
+    /// whether or not it could read the repo.
+    pub async fn spawn(
+        binary: &Path,
+        git_url: &str,
+        kubeconfig: Option<&Path>,
+        port: u16,
+        extra: &[&str],
+        added: &[(&str, &str)],
+    ) -> Fluxd {
         let data = tempfile::tempdir().expect("a temporary folder can be made");
         let env = IsolatedEnv::new();
         let listen = format!("127.0.0.1:{port}");
@@ -80,7 +100,7 @@ impl Fluxd {
         let child = command
             .args([
                 "--git-url",
-                &repo.url(),
+                git_url,
                 "--git-branch",
                 BRANCH,
                 "--git-path",
@@ -93,6 +113,7 @@ impl Fluxd {
             .arg(data.path())
             .args(extra)
             .envs(env.vars())
+            .envs(added.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -115,10 +136,6 @@ impl Fluxd {
             .expect("the token file exists")
             .trim()
             .to_string();
-        wait_for("the manifests to be read", || async {
-            client.workloads(None).await.is_ok_and(|w| !w.is_empty())
-        })
-        .await;
         fluxd
     }
 

@@ -7,11 +7,11 @@
 //! change, when asked, and every `--sync-interval`; an unchanged object is
 //! not written (its checksum says so), so the interval costs reads only.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flux_api::{JobStatus, RolloutStatus};
+use flux_api::{ApplyError, JobStatus, ResultStatus, RolloutStatus};
 use flux_cluster::{Cluster, ManifestSet, SyncOptions, SyncReport};
 use jiff::Timestamp;
 use tokio::sync::{Notify, watch};
@@ -40,6 +40,8 @@ pub(super) struct Desired {
 #[derive(Default)]
 struct Live {
     rollouts: HashMap<String, flux_api::Rollout>,
+    /// The images each workload's pod template runs, by container name.
+    images: HashMap<String, HashMap<String, String>>,
     sync_errors: HashMap<String, String>,
     /// When a sync last wrote something.
     changed: Option<Instant>,
@@ -80,6 +82,13 @@ impl ClusterSide {
         for workload in workloads {
             workload.rollout = live.rollouts.get(&workload.id).cloned();
             workload.sync_error = live.sync_errors.get(&workload.id).cloned();
+            let images = live.images.get(&workload.id);
+            for container in &mut workload.containers {
+                let running = images.and_then(|i| i.get(&container.name));
+                container.live_image = running
+                    .filter(|running| !same_image(running, &container.image))
+                    .cloned();
+            }
         }
     }
 
@@ -177,9 +186,9 @@ impl Inner {
         }
         self.view
             .send_modify(|view| side.decorate(&mut view.workloads));
-        // Jobs are applied once the cluster has their commit; moving the
-        // marker (a push) may wait behind a job holding the repo.
-        self.mark_applied(jobs, &wanted.revision).await;
+        // Jobs are applied once the cluster has their objects as committed;
+        // moving the marker (a push) may wait behind a job holding the repo.
+        self.mark_applied(jobs, &wanted.revision, &report).await;
         // Per-object failures do not hold the marker back (as in the
         // original): the rest was applied, and the errors are shown per
         // workload until a sync succeeds.
@@ -198,20 +207,30 @@ impl Inner {
         }
     }
 
-    async fn mark_applied(&self, jobs: &Jobs, revision: &str) {
-        let mut applied = BTreeSet::new();
+    async fn mark_applied(&self, jobs: &Jobs, revision: &str, report: &SyncReport) {
+        let mut synced = BTreeSet::new();
         for commit in jobs.awaiting_apply() {
             match self.repo.is_ancestor(&commit, revision).await {
                 Ok(true) => {
-                    applied.insert(commit);
+                    synced.insert(commit);
                 }
                 Ok(false) => {}
                 // A commit the mirror has not fetched yet is not applied.
                 Err(error) => tracing::debug!(%commit, %error, "ancestry unknown"),
             }
         }
-        if !applied.is_empty() {
-            jobs.mark_applied(revision, |commit| applied.contains(commit));
+        if synced.is_empty() {
+            return;
+        }
+        let outcomes = Outcomes::of(report);
+        let marked = jobs.mark_applied(
+            revision,
+            |commit| synced.contains(commit),
+            |job| outcomes.failures(job),
+        );
+        let failed = synced.len() - marked.len();
+        if failed > 0 {
+            tracing::debug!(%revision, jobs = failed, "jobs not applied: some of their objects failed");
         }
     }
 
@@ -229,6 +248,14 @@ impl Inner {
             .iter()
             .map(|w| (w.id.to_string(), wire_rollout(&w.rollout)))
             .collect();
+        let images: HashMap<String, HashMap<String, String>> = workloads
+            .iter()
+            .map(|w| {
+                let containers = w.containers.iter();
+                let images = containers.map(|c| (c.name.clone(), c.image.clone()));
+                (w.id.to_string(), images.collect())
+            })
+            .collect();
         let recently_changed = side
             .live()
             .changed
@@ -238,31 +265,134 @@ impl Inner {
                 .values()
                 .any(|r| matches!(r.status, RolloutStatus::Started | RolloutStatus::Updating));
         for job in jobs.awaiting_ready() {
-            if all_ready(&job, &rollouts) {
+            if all_ready(&job, &rollouts, &images) {
                 jobs.mark_ready(&job.id);
             } else if recently_applied(&job) {
                 under_way = true;
             }
         }
-        side.live().rollouts = rollouts;
+        {
+            let mut live = side.live();
+            live.rollouts = rollouts;
+            live.images = images;
+        }
         self.view
             .send_modify(|view| side.decorate(&mut view.workloads));
         under_way
     }
 }
 
-/// Whether every workload a job changed runs its new spec, ready.
-fn all_ready(job: &flux_api::Job, rollouts: &HashMap<String, flux_api::Rollout>) -> bool {
+/// Whether every workload a job changed runs its new spec, ready: the
+/// controller observed the latest generation and every replica runs it
+/// (the rollout is `ready`), and that spec's images are the ones released.
+fn all_ready(
+    job: &flux_api::Job,
+    rollouts: &HashMap<String, flux_api::Rollout>,
+    images: &HashMap<String, HashMap<String, String>>,
+) -> bool {
     job.status == JobStatus::Succeeded
         && job
             .result
             .iter()
             .filter(|r| !r.updates.is_empty())
             .all(|r| {
-                rollouts
+                let ready = rollouts
                     .get(&r.workload)
-                    .is_some_and(|rollout| rollout.status == RolloutStatus::Ready)
+                    .is_some_and(|rollout| rollout.status == RolloutStatus::Ready);
+                let running = images.get(&r.workload);
+                ready
+                    && r.updates.iter().all(|u| {
+                        running
+                            .and_then(|i| i.get(&u.container))
+                            .is_some_and(|image| same_image(image, &u.target))
+                    })
             })
+}
+
+/// Whether two spellings name the same image (`nginx:1` and
+/// `docker.io/library/nginx:1` do).
+fn same_image(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (
+        flux_image::ImageRef::parse(a),
+        flux_image::ImageRef::parse(b),
+    ) {
+        (Ok(a), Ok(b)) => a.canonical() == b.canonical(),
+        _ => false,
+    }
+}
+
+/// What one sync did to each object, by id.
+struct Outcomes {
+    /// Applied, or already as applied.
+    synced: HashSet<String>,
+    /// Refused by the API server (or the sync), with the message.
+    failed: HashMap<String, String>,
+    /// Skipped for `fluxcd.io/ignore`.
+    ignored: HashSet<String>,
+    /// Files that could not be read: their objects were not in the sync.
+    unread: Vec<String>,
+}
+
+impl Outcomes {
+    fn of(report: &SyncReport) -> Outcomes {
+        let ids =
+            |list: &[flux_cluster::ResourceId]| list.iter().map(ToString::to_string).collect();
+        let mut failed = HashMap::new();
+        let mut unread = Vec::new();
+        for error in &report.errors {
+            match &error.id {
+                Some(id) => {
+                    failed
+                        .entry(id.to_string())
+                        .or_insert_with(|| error.message.clone());
+                }
+                None => unread.push(format!("{}: {}", error.source, error.message)),
+            }
+        }
+        let mut synced: HashSet<String> = ids(&report.applied);
+        synced.extend(ids(&report.unchanged));
+        Outcomes {
+            synced,
+            failed,
+            ignored: ids(&report.ignored),
+            unread,
+        }
+    }
+
+    /// The objects a job changed that this sync did not apply, and why.
+    /// Kustomization files are not applied by the sync, so they are not
+    /// counted.
+    fn failures(&self, job: &flux_api::Job) -> Vec<ApplyError> {
+        job.result
+            .iter()
+            .filter(|r| r.status == ResultStatus::Success)
+            .filter(|r| !r.workload.contains(":kustomization/"))
+            .filter(|r| !self.synced.contains(&r.workload))
+            .map(|r| ApplyError {
+                id: r.workload.clone(),
+                error: self.why(&r.workload),
+            })
+            .collect()
+    }
+
+    fn why(&self, id: &str) -> String {
+        if let Some(message) = self.failed.get(id) {
+            return message.clone();
+        }
+        if self.ignored.contains(id) {
+            return "not applied: the object is marked fluxcd.io/ignore".into();
+        }
+        if self.unread.is_empty() {
+            return "not applied: the synced manifests do not hold it".into();
+        }
+        format!(
+            "not applied: the synced manifests do not hold it ({})",
+            self.unread.join("; ")
+        )
+    }
 }
 
 fn recently_applied(job: &flux_api::Job) -> bool {
@@ -345,4 +475,130 @@ pub(super) fn step_metrics(metrics: Arc<Metrics>) -> StepObserver {
 
 fn seconds(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64().max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use flux_api::{
+        AutomationSpec, ContainerUpdate, Job, JobSpec, JobStatus, ResultStatus, Rollout,
+        RolloutStatus, WorkloadResult,
+    };
+    use flux_cluster::{ResourceId, SyncError, SyncReport};
+
+    use super::{Outcomes, all_ready};
+
+    const CARTS: &str = "sock-shop:deployment/carts";
+
+    fn released(workload: &str, target: &str) -> Job {
+        Job {
+            id: "1-1".into(),
+            spec: JobSpec::Automation(AutomationSpec {
+                workloads: vec![workload.into()],
+                first_seen: None,
+            }),
+            status: JobStatus::Succeeded,
+            error: None,
+            result: vec![WorkloadResult {
+                workload: workload.into(),
+                status: ResultStatus::Success,
+                error: None,
+                updates: vec![ContainerUpdate {
+                    container: "carts".into(),
+                    current: "weaveworksdemos/carts:0.4.8".into(),
+                    target: target.into(),
+                }],
+            }],
+            commit: Some("c0ffee1".into()),
+            applied: Some("c0ffee1".into()),
+            timeline: Default::default(),
+            apply_errors: Vec::new(),
+            cluster: Some(true),
+        }
+    }
+
+    fn ready() -> HashMap<String, Rollout> {
+        let rollout = Rollout {
+            status: RolloutStatus::Ready,
+            desired: 2,
+            updated: 2,
+            ready: 2,
+            messages: Vec::new(),
+        };
+        HashMap::from([(CARTS.to_string(), rollout)])
+    }
+
+    fn running(image: &str) -> HashMap<String, HashMap<String, String>> {
+        let containers = HashMap::from([("carts".to_string(), image.to_string())]);
+        HashMap::from([(CARTS.to_string(), containers)])
+    }
+
+    #[test]
+    fn ready_needs_the_released_images_running_not_only_ready_replicas() {
+        let job = released(CARTS, "weaveworksdemos/carts:0.4.10");
+        let old = running("weaveworksdemos/carts:0.4.8");
+        assert!(!all_ready(&job, &ready(), &old));
+        let new = running("docker.io/weaveworksdemos/carts:0.4.10");
+        assert!(
+            all_ready(&job, &ready(), &new),
+            "spelled otherwise, the same image"
+        );
+        assert!(!all_ready(&job, &HashMap::new(), &new), "no rollout seen");
+    }
+
+    fn id(text: &str) -> ResourceId {
+        text.parse().expect("a resource id")
+    }
+
+    #[test]
+    fn a_job_is_applied_only_when_every_object_it_changed_was() {
+        let job = released(CARTS, "weaveworksdemos/carts:0.4.10");
+        let conflict = "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas";
+        let failed = SyncReport {
+            applied: vec![id("sock-shop:deployment/front-end")],
+            errors: vec![SyncError {
+                id: Some(id(CARTS)),
+                source: "manifests/01-carts-dep.yaml".into(),
+                message: conflict.into(),
+            }],
+            ..SyncReport::default()
+        };
+        let failures = Outcomes::of(&failed).failures(&job);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(
+            (failures[0].id.as_str(), failures[0].error.as_str()),
+            (CARTS, conflict)
+        );
+
+        let unchanged = SyncReport {
+            unchanged: vec![id(CARTS)],
+            ..SyncReport::default()
+        };
+        assert!(Outcomes::of(&unchanged).failures(&job).is_empty());
+
+        let unreadable = SyncReport {
+            errors: vec![SyncError {
+                id: None,
+                source: "manifests/01-carts-dep.yaml".into(),
+                message: "line 3: did not find expected key".into(),
+            }],
+            ..SyncReport::default()
+        };
+        let failures = Outcomes::of(&unreadable).failures(&job);
+        assert!(
+            failures[0]
+                .error
+                .contains("manifests/01-carts-dep.yaml: line 3"),
+            "{failures:?}"
+        );
+        let kustomized = released(
+            "<cluster>:kustomization/app",
+            "weaveworksdemos/carts:0.4.10",
+        );
+        assert!(
+            Outcomes::of(&unreadable).failures(&kustomized).is_empty(),
+            "kustomization files are not applied by the sync"
+        );
+    }
 }
