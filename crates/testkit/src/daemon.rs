@@ -44,6 +44,17 @@ impl Fluxd {
         Fluxd::launch(binary, repo, None, free_port(), extra).await
     }
 
+    /// The same with these environment variables set for it (on top of
+    /// its isolated git environment), e.g. `HTTPS_PROXY`.
+    pub async fn start_with_env(
+        binary: &Path,
+        repo: &BareRepo,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Fluxd {
+        Fluxd::spawn(binary, repo, None, free_port(), extra, vars).await
+    }
+
     /// The same, syncing the cluster of `kubeconfig` (the API server
     /// double's, say) instead of running without one.
     pub async fn start_with_cluster(
@@ -64,6 +75,17 @@ impl Fluxd {
         kubeconfig: Option<&Path>,
         port: u16,
         extra: &[&str],
+    ) -> Fluxd {
+        Fluxd::spawn(binary, repo, kubeconfig, port, extra, &[]).await
+    }
+
+    async fn spawn(
+        binary: &Path,
+        repo: &BareRepo,
+        kubeconfig: Option<&Path>,
+        port: u16,
+        extra: &[&str],
+        vars: &[(&str, &str)],
     ) -> Fluxd {
         let data = tempfile::tempdir().expect("a temporary folder can be made");
         let env = IsolatedEnv::new();
@@ -93,6 +115,7 @@ impl Fluxd {
             .arg(data.path())
             .args(extra)
             .envs(env.vars())
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
