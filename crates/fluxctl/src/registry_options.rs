@@ -10,16 +10,29 @@ use std::time::Duration;
 use anyhow::Context as _;
 use flux_image::{Glob, Name};
 use flux_registry::{
-    Cache, Client, ClientConfig, Credentials, HostLimits, Platform, RepositoryInfo, ScanConfig,
-    Scanner,
+    Cache, Client, ClientConfig, Credentials, DOCKER_CERTS_DIR, HostCaFile, HostLimits, Platform,
+    RepositoryInfo, ScanConfig, Scanner, TlsConfig,
 };
 
 /// How to reach registries.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
-    /// Registry host spoken to over plain http (localhost and 127.0.0.0/8 always are).
+    /// Registry host whose certificate is not checked, tried over https
+    /// then plain http (localhost and 127.0.0.0/8 always are).
     #[arg(long = "registry-insecure-host", value_name = "HOST")]
     insecure_hosts: Vec<String>,
+    /// Per-host certificates in docker's layout: DIR/<host[:port]>/*.crt
+    /// are CAs, *.cert with *.key a client certificate.
+    #[arg(
+        long = "registry-certs-dir",
+        value_name = "DIR",
+        default_value = DOCKER_CERTS_DIR
+    )]
+    certs_dir: PathBuf,
+    /// CA file (PEM) trusted for one registry host, HOST=FILE; HOST
+    /// without a port is every port of it (repeatable).
+    #[arg(long = "registry-ca-file", value_name = "HOST=FILE")]
+    ca_files: Vec<HostCaFile>,
     /// Requests per second per registry host.
     #[arg(long = "registry-rps", default_value_t = 50.0)]
     rps: f64,
@@ -70,6 +83,10 @@ impl RegistryArgs {
                 ..HostLimits::default()
             },
             insecure_hosts: self.insecure_hosts.clone(),
+            tls: TlsConfig {
+                certs_dir: Some(self.certs_dir.clone()),
+                ca_files: self.ca_files.clone(),
+            },
             timeout: Duration::from_secs(self.timeout.max(1)),
             ..ClientConfig::default()
         };

@@ -84,13 +84,32 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub registry_exclude_images: Vec<String>,
-    /// Registry hosts to reach over plain http (repeatable).
+    /// Registry hosts whose certificate is not checked, tried over https
+    /// then plain http (repeatable).
     #[arg(
         long = "registry-insecure-host",
         env = "FLUXD_REGISTRY_INSECURE_HOST",
         value_delimiter = ','
     )]
     pub registry_insecure_hosts: Vec<String>,
+    /// Per-host certificates in docker's layout: `DIR/<host[:port]>/*.crt`
+    /// are CAs, `*.cert` with `*.key` a client certificate.
+    #[arg(
+        long = "registry-certs-dir",
+        env = "FLUXD_REGISTRY_CERTS_DIR",
+        value_name = "DIR",
+        default_value = flux_registry::DOCKER_CERTS_DIR
+    )]
+    pub registry_certs_dir: PathBuf,
+    /// CA files (PEM) trusted for one registry host each, `HOST=FILE`;
+    /// `HOST` without a port is every port of it (repeatable).
+    #[arg(
+        long = "registry-ca-file",
+        env = "FLUXD_REGISTRY_CA_FILE",
+        value_name = "HOST=FILE",
+        value_delimiter = ','
+    )]
+    pub registry_ca_files: Vec<flux_registry::HostCaFile>,
     /// Platforms whose images are scanned, first preferred (repeatable,
     /// `os/architecture[/variant]`).
     #[arg(

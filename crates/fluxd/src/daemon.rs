@@ -33,7 +33,7 @@ use flux_manifests::release::{self, ReleaseSpec, Status, Targets, Update};
 use flux_manifests::{Checkout, LoadOptions, PolicyUpdate, ResourceId, Transaction};
 use flux_registry::{
     Cache, Client, ClientConfig, Credentials, HostLimits, RepositoryInfo, ScanConfig, Scanner,
-    newest_admitted,
+    TlsConfig, newest_admitted,
 };
 use jiff::Timestamp;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
@@ -340,6 +340,10 @@ fn scanner(config: &Config) -> Scanner {
             ..HostLimits::default()
         },
         insecure_hosts: config.registry_insecure_hosts.clone(),
+        tls: TlsConfig {
+            certs_dir: Some(config.registry_certs_dir.clone()),
+            ca_files: config.registry_ca_files.clone(),
+        },
         ..ClientConfig::default()
     };
     let credentials = docker_credentials();

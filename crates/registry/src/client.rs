@@ -6,7 +6,9 @@
 //! follow `Link` pages, learn page-size caps and honour `Retry-After`, and
 //! `oci-client` performs those requests inside its own calls.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,15 +22,22 @@ use crate::auth::{Challenge, Credential, CredentialError, Credentials, parse_cha
 use crate::limit::{HostGate, HostLimits};
 use crate::manifest::{self, ACCEPT_MANIFESTS, ImageConfig, Manifest, ParseError};
 use crate::metrics::{NO_RESPONSE, RequestCounters};
+use crate::tls::{TlsConfig, TlsError, Transports};
 
 /// How the client talks to registries.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Pace and concurrency per host.
     pub limits: HostLimits,
-    /// Hosts spoken to over plain http (`--registry-insecure-host`), besides
-    /// `localhost` and `127.0.0.0/8`, which always are.
+    /// Hosts whose certificate is not checked and which are spoken to over
+    /// plain http when https fails (`--registry-insecure-host`), besides
+    /// `localhost`, `127.0.0.0/8` and `[::1]`, which always are.
     pub insecure_hosts: Vec<String>,
+    /// CA roots and client certificates per host.
+    pub tls: TlsConfig,
+    /// Addresses to connect to for these host names instead of asking DNS
+    /// (the port of the request is kept), as curl's `--resolve` does.
+    pub resolve: Vec<(String, SocketAddr)>,
     /// Whole-request timeout.
     pub timeout: Duration,
     /// Attempts after the first for 429s, 5xx and timeouts.
@@ -47,6 +56,8 @@ impl Default for ClientConfig {
         ClientConfig {
             limits: HostLimits::default(),
             insecure_hosts: Vec::new(),
+            tls: TlsConfig::default(),
+            resolve: Vec::new(),
             timeout: Duration::from_secs(30),
             retries: 4,
             backoff: Duration::from_millis(250),
@@ -66,6 +77,15 @@ pub enum RegistryError {
         /// The host.
         host: String,
         /// reqwest's message.
+        message: String,
+    },
+    /// A certificate was refused: the server's (unknown issuer, another
+    /// name, expired) or ours; not retried, since waiting does not change it.
+    #[error("{host}: {message}")]
+    Certificate {
+        /// The host.
+        host: String,
+        /// reqwest's message, and where a CA or client certificate can go.
         message: String,
     },
     /// An answer that is not what was asked for.
@@ -99,6 +119,9 @@ pub enum RegistryError {
     /// Credentials could not be found or read.
     #[error(transparent)]
     Credentials(#[from] CredentialError),
+    /// A CA or client certificate file of the host cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A manifest or config that cannot be read.
     #[error("{what}: {source}")]
     Parse {
@@ -164,10 +187,27 @@ struct TagPage {
     tags: Option<Vec<String>>,
 }
 
+/// How an insecure host answered: over https (its certificate unchecked)
+/// or, when https failed, plain http.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    Http,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        }
+    }
+}
+
 /// A distribution API client shared by all scans.
 #[derive(Debug)]
 pub struct Client {
-    http: reqwest::Client,
+    transports: Transports,
     config: ClientConfig,
     credentials: Credentials,
     gates: Mutex<HashMap<String, Arc<HostGate>>>,
@@ -175,10 +215,16 @@ pub struct Client {
     tokens: Mutex<HashMap<String, Token>>,
     resolved: tokio::sync::Mutex<HashMap<String, Option<Credential>>>,
     page_caps: Mutex<HashMap<String, usize>>,
+    /// The scheme each insecure host answered on, until it fails to.
+    schemes: Mutex<HashMap<String, Scheme>>,
+    /// Held while an insecure host's scheme is being found, so concurrent
+    /// first requests wait for one answer instead of each trying https.
+    probes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counters: Arc<RequestCounters>,
 }
 
-/// Whether `host` (with optional port) is spoken to over plain http.
+/// Whether `host` (with optional port) is insecure as docker means it: its
+/// certificate is not checked, and plain http is used when https fails.
 pub fn is_insecure_host(host: &str, configured: &[String]) -> bool {
     let bare = strip_port(host);
     if bare == "localhost" || bare == "[::1]" {
@@ -211,14 +257,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Client {
     /// A client with these settings and credentials.
     pub fn new(config: ClientConfig, credentials: Credentials) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("flux-registry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a client with a timeout and user agent always builds");
+        let transports =
+            Transports::new(config.tls.clone(), config.timeout, config.resolve.clone());
         Client {
-            http,
+            transports,
             config,
             credentials,
             gates: Mutex::default(),
@@ -226,6 +268,8 @@ impl Client {
             tokens: Mutex::default(),
             resolved: tokio::sync::Mutex::default(),
             page_caps: Mutex::default(),
+            schemes: Mutex::default(),
+            probes: Mutex::default(),
             counters: Arc::new(RequestCounters::default()),
         }
     }
@@ -248,13 +292,22 @@ impl Client {
             .clone()
     }
 
+    /// The scheme `host` is spoken to on: https, or for an insecure host
+    /// the one it last answered on (https until it has answered).
+    pub fn scheme(&self, host: &str) -> &'static str {
+        self.known_scheme(host).unwrap_or(Scheme::Https).as_str()
+    }
+
     fn base_url(&self, host: &str) -> String {
-        let scheme = if is_insecure_host(host, &self.config.insecure_hosts) {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{host}")
+        format!("{}://{host}", self.scheme(host))
+    }
+
+    fn is_insecure(&self, host: &str) -> bool {
+        is_insecure_host(host, &self.config.insecure_hosts)
+    }
+
+    fn known_scheme(&self, host: &str) -> Option<Scheme> {
+        lock(&self.schemes).get(host).copied()
     }
 
     /// `GET /v2/`: the host speaks the API (200) or wants auth (401, whose
@@ -519,6 +572,9 @@ impl Client {
                     self.backoff(attempt)
                 }
                 Ok(response) => return Ok(response),
+                Err(error @ (RegistryError::Certificate { .. } | RegistryError::Tls(_))) => {
+                    return Err(error);
+                }
                 Err(error) => {
                     if attempt >= self.config.retries {
                         return Err(error);
@@ -566,15 +622,63 @@ impl Client {
             });
         }
         let _slot = gate.enter().await;
-        let mut request = self.http.request(method, url);
-        if let Some(accept) = accept {
-            request = request.header(ACCEPT, accept);
+        let request = Request {
+            method,
+            accept,
+            authorization,
+        };
+        if !self.is_insecure(host) {
+            let http = self.transports.for_host(host, true)?;
+            return self.exchange(host, &http, &request, url).await;
         }
-        if let Some(value) = authorization {
-            request = request.header(AUTHORIZATION, value);
+        let http = self.transports.for_host(host, false)?;
+        if let Some(scheme) = self.known_scheme(host) {
+            return self.exchange_on(host, &http, &request, url, scheme).await;
         }
-        match request.send().await {
+        let probe = lock(&self.probes)
+            .entry(host.to_string())
+            .or_default()
+            .clone();
+        let _probing = probe.lock().await;
+        if let Some(scheme) = self.known_scheme(host) {
+            return self.exchange_on(host, &http, &request, url, scheme).await;
+        }
+        self.find_scheme(host, &http, &request, url).await
+    }
+
+    /// One request to an insecure host whose scheme is unknown, docker's
+    /// way: https first, and plain http when https fails without an answer
+    /// (refused, reset, a TLS failure, a plain-http server's reply). The
+    /// scheme that answers is remembered, so this costs one attempt more
+    /// only at the first request and after a failure. The https attempt
+    /// that fails is no registry request and is not counted. A registry
+    /// that refuses our client certificate speaks TLS, so that is its
+    /// answer (plain http would only get a 400 from it).
+    async fn find_scheme(
+        &self,
+        host: &str,
+        http: &reqwest::Client,
+        request: &Request<'_>,
+        url: &str,
+    ) -> Result<Response, RegistryError> {
+        let https_url = with_scheme(url, host, Scheme::Https);
+        let https_error = match request.send(http, &https_url).await {
             Ok(response) => {
+                lock(&self.schemes).insert(host.to_string(), Scheme::Https);
+                self.counters.record(host, response.status().as_u16());
+                return Ok(response);
+            }
+            Err(error) if certificate_problem(&error) == Some(CertificateProblem::Client) => {
+                self.counters.record(host, NO_RESPONSE);
+                return Err(self.no_answer(host, &error));
+            }
+            Err(error) => transport_message(&error),
+        };
+        tracing::debug!(host, error = %https_error, "https failed; trying plain http");
+        let http_url = with_scheme(url, host, Scheme::Http);
+        match request.send(http, &http_url).await {
+            Ok(response) => {
+                lock(&self.schemes).insert(host.to_string(), Scheme::Http);
                 self.counters.record(host, response.status().as_u16());
                 Ok(response)
             }
@@ -582,9 +686,75 @@ impl Client {
                 self.counters.record(host, NO_RESPONSE);
                 Err(RegistryError::Transport {
                     host: host.to_string(),
-                    message: transport_message(&error),
+                    message: format!("https: {https_error}; http: {}", transport_message(&error)),
                 })
             }
+        }
+    }
+
+    /// One request on the scheme an insecure host answered on before; when
+    /// it fails without an answer the scheme is forgotten, so the next
+    /// request looks again (the registry may have moved to or from TLS).
+    async fn exchange_on(
+        &self,
+        host: &str,
+        http: &reqwest::Client,
+        request: &Request<'_>,
+        url: &str,
+        scheme: Scheme,
+    ) -> Result<Response, RegistryError> {
+        let result = self
+            .exchange(host, http, request, &with_scheme(url, host, scheme))
+            .await;
+        if let Err(RegistryError::Transport { .. }) = result {
+            lock(&self.schemes).remove(host);
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        host: &str,
+        http: &reqwest::Client,
+        request: &Request<'_>,
+        url: &str,
+    ) -> Result<Response, RegistryError> {
+        match request.send(http, url).await {
+            Ok(response) => {
+                self.counters.record(host, response.status().as_u16());
+                Ok(response)
+            }
+            Err(error) => {
+                self.counters.record(host, NO_RESPONSE);
+                Err(self.no_answer(host, &error))
+            }
+        }
+    }
+
+    /// The error of a request that got no answer; a refused certificate
+    /// says where the missing CA or client certificate goes.
+    fn no_answer(&self, host: &str, error: &reqwest::Error) -> RegistryError {
+        let message = transport_message(error);
+        let tls = self.transports.config();
+        let hint = match certificate_problem(error) {
+            None => {
+                return RegistryError::Transport {
+                    host: host.to_string(),
+                    message,
+                };
+            }
+            Some(CertificateProblem::Server) => format!(
+                "a private CA for {host} can go in {}",
+                tls.where_a_ca_goes(host)
+            ),
+            Some(CertificateProblem::Client) => format!(
+                "the registry wants a client certificate it trusts: {}",
+                tls.where_a_client_certificate_goes(host)
+            ),
+        };
+        RegistryError::Certificate {
+            host: host.to_string(),
+            message: format!("{message} ({hint})"),
         }
     }
 
@@ -664,7 +834,10 @@ impl Client {
             realm: realm.to_string(),
             message,
         };
-        let mut request = self.http.get(realm);
+        // Docker asks a registry's token service with the registry's own
+        // TLS settings.
+        let http = self.transports.for_host(host, !self.is_insecure(host))?;
+        let mut request = http.get(realm);
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(service) = service {
             query.push(("service", service));
@@ -712,6 +885,80 @@ impl Client {
             },
         );
         Ok(value)
+    }
+}
+
+/// What `send_once` sends, whatever the scheme.
+struct Request<'a> {
+    method: Method,
+    accept: Option<&'a str>,
+    authorization: Option<&'a str>,
+}
+
+impl Request<'_> {
+    async fn send(&self, http: &reqwest::Client, url: &str) -> reqwest::Result<Response> {
+        let mut request = http.request(self.method.clone(), url);
+        if let Some(accept) = self.accept {
+            request = request.header(ACCEPT, accept);
+        }
+        if let Some(value) = self.authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        request.send().await
+    }
+}
+
+/// `url` on `scheme` when it points at `host`; a URL of another host (a
+/// `Link` to elsewhere) is left as it is.
+fn with_scheme<'a>(url: &'a str, host: &str, scheme: Scheme) -> Cow<'a, str> {
+    let rest = ["https://", "http://"]
+        .into_iter()
+        .find_map(|prefix| url.strip_prefix(prefix))
+        .filter(|rest| {
+            rest.strip_prefix(host)
+                .is_some_and(|after| after.is_empty() || after.starts_with(['/', '?']))
+        });
+    match rest {
+        Some(rest) => Cow::Owned(format!("{}://{rest}", scheme.as_str())),
+        None => Cow::Borrowed(url),
+    }
+}
+
+/// A certificate refused on either side of a TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CertificateProblem {
+    /// We refused the server's (unknown issuer, another name, expired).
+    Server,
+    /// The server refused ours, or wanted one and got none.
+    Client,
+}
+
+/// What rustls said about certificates, inside the I/O errors hyper gives.
+fn certificate_problem(error: &reqwest::Error) -> Option<CertificateProblem> {
+    use rustls::AlertDescription::{BadCertificate, CertificateRequired, UnknownCA};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(inner) = source {
+        match rustls_error(inner) {
+            Some(rustls::Error::InvalidCertificate(_)) => return Some(CertificateProblem::Server),
+            Some(rustls::Error::AlertReceived(
+                BadCertificate | CertificateRequired | UnknownCA,
+            )) => {
+                return Some(CertificateProblem::Client);
+            }
+            _ => {}
+        }
+        source = inner.source();
+    }
+    None
+}
+
+/// The rustls error `error` is or wraps in (nested) I/O errors.
+fn rustls_error<'a>(mut error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(found) = error.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        error = error.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
 }
 
@@ -819,7 +1066,7 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     #[test]
-    fn plain_http_only_for_loopback_and_configured_hosts() {
+    fn insecure_hosts_are_loopback_and_the_configured_ones() {
         let configured = vec!["registry.internal:5000".to_string(), "plain.example".into()];
         assert!(is_insecure_host("localhost:5000", &[]));
         assert!(is_insecure_host("127.0.0.1:5000", &[]));
@@ -831,6 +1078,31 @@ mod tests {
         assert!(!is_insecure_host("registry.internal:6000", &configured));
         assert!(is_insecure_host("plain.example:443", &configured));
         assert!(!is_insecure_host("quay.io", &configured));
+    }
+
+    #[test]
+    fn urls_of_the_host_change_scheme_and_others_do_not() {
+        let host = "127.0.0.1:5000";
+        assert_eq!(
+            with_scheme(
+                "https://127.0.0.1:5000/v2/a/tags/list?n=2",
+                host,
+                Scheme::Http
+            ),
+            "http://127.0.0.1:5000/v2/a/tags/list?n=2"
+        );
+        assert_eq!(
+            with_scheme("http://127.0.0.1:5000/v2/", host, Scheme::Https),
+            "https://127.0.0.1:5000/v2/"
+        );
+        assert_eq!(
+            with_scheme("https://127.0.0.1:50001/v2/", host, Scheme::Http),
+            "https://127.0.0.1:50001/v2/"
+        );
+        assert_eq!(
+            with_scheme("https://cdn.example/blob", host, Scheme::Http),
+            "https://cdn.example/blob"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! It owns the OCI distribution client ([`Client`]: `/v2/` ping, bearer and
 //! basic auth, docker and Kubernetes credentials, tags with pagination,
-//! manifests and config blobs), platform selection and creation times
+//! manifests and config blobs), the certificates each host is spoken to
+//! with ([`tls`]), platform selection and creation times
 //! ([`manifest`]), per-host rate limits ([`limit`]), the embedded cache
 //! ([`Cache`]), the polling [`Scanner`] with its new-tag events, and the
 //! planning of `release --update-all-images` ([`plan_update_all`]). It does
@@ -33,6 +34,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod plan;
 pub mod scan;
+pub mod tls;
 
 pub use auth::{Credential, CredentialError, Credentials};
 pub use cache::Cache;
@@ -42,3 +44,4 @@ pub use manifest::Platform;
 pub use metrics::{CacheCounters, RequestCounters};
 pub use plan::{ContainerImage, PlannedUpdate, newest_admitted, plan_update_all};
 pub use scan::{NewTag, PollResult, RepositoryInfo, ScanConfig, Scanner, TagInfo};
+pub use tls::{DOCKER_CERTS_DIR, HostCaFile, TlsConfig, TlsError};

@@ -44,6 +44,19 @@ impl Fluxd {
         Fluxd::launch(binary, repo, None, free_port(), extra).await
     }
 
+    /// The same with these environment variables set for it (on top of
+    /// its isolated git environment), e.g. `HTTPS_PROXY`.
+    pub async fn start_with_env(
+        binary: &Path,
+        repo: &BareRepo,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Fluxd {
+        let fluxd = Fluxd::spawn(binary, &repo.url(), None, free_port(), extra, vars).await;
+        fluxd.wait_for_workloads().await;
+        fluxd
+    }
+
     /// The same, syncing the cluster of `kubeconfig` (the API server
     /// double's, say) instead of running without one.
     pub async fn start_with_cluster(
@@ -66,12 +79,16 @@ impl Fluxd {
         extra: &[&str],
     ) -> Fluxd {
         let fluxd = Fluxd::spawn(binary, &repo.url(), kubeconfig, port, extra, &[]).await;
-        let client = Client::new(&fluxd.url, None).expect("the URL is well formed");
+        fluxd.wait_for_workloads().await;
+        fluxd
+    }
+
+    async fn wait_for_workloads(&self) {
+        let client = Client::new(&self.url, None).expect("the URL is well formed");
         wait_for("the manifests to be read", || async {
             client.workloads(None).await.is_ok_and(|w| !w.is_empty())
         })
         .await;
-        fluxd
     }
 
     /// Starts `binary` on the repo at `git_url` (its `manifests` folder)

@@ -4,7 +4,9 @@
 //! manifests, copied so tests may edit them), generated manifests ([`generate`]),
 //! git fixtures ([`git`]: seeded bare repositories, an isolated git environment,
 //! a real `sshd` on loopback), a real OCI registry ([`registry::Registry`]) with
-//! synthetic images pushed through its API, and the Kubernetes API server double
+//! synthetic images pushed through its API (over TLS with certificates of a
+//! test CA, [`tls::TestCa`]), loopback relays and a `CONNECT` proxy
+//! ([`relay`]), and the Kubernetes API server double
 //! ([`kube::ApiServer`]), and a running `fluxd` on a seeded repo ([`daemon::Fluxd`]).
 //!
 //! ```
@@ -17,6 +19,8 @@ pub mod generate;
 pub mod git;
 pub mod kube;
 pub mod registry;
+pub mod relay;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,9 @@
 //! A real OCI registry for tests: the CNCF distribution registry from
 //! Debian's `docker-registry` package, on a free loopback port with its
-//! storage in a temporary folder, killed on drop. Images are pushed through
-//! the registry's HTTP API: blobs by POST + PUT, manifests by PUT.
+//! storage in a temporary folder, killed on drop; over plain http, or over
+//! TLS with a test CA's certificate ([`Registry::start_tls`], optionally
+//! requiring client certificates). Images are pushed through the registry's
+//! HTTP API: blobs by POST + PUT, manifests by PUT.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -23,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use crate::tls::{KeyedCertificate, TestCa};
 
 /// The distribution registry binary of Debian's `docker-registry` package.
 pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
@@ -83,6 +87,25 @@ impl ImageSpec {
     }
 }
 
+/// How a registry serves TLS (the distribution registry's `http.tls`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServeTls<'a> {
+    /// The registry's certificate and key (`certificate`, `key`).
+    pub certificate: &'a KeyedCertificate,
+    /// When set, the registry requires a client certificate signed by this
+    /// CA (`clientcas`); the registry's [`Pusher`] gets one.
+    pub client_ca: Option<&'a TestCa>,
+}
+
+/// What a registry is started with.
+#[derive(Default)]
+struct Setup<'a> {
+    auth: Option<(&'a str, &'a str)>,
+    notifications: Option<&'a Notifications>,
+    vars: &'a [(&'a str, &'a str)],
+    tls: Option<ServeTls<'a>>,
+}
+
 /// A running registry; killed when dropped. Pushes go through its
 /// [`Pusher`] (the registry dereferences to it).
 pub struct Registry {
@@ -122,33 +145,53 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Starts an open registry (no auth).
     pub fn start() -> Registry {
-        Registry::launch(None, None, &[])
+        Registry::launch(Setup::default())
+    }
+
+    /// Starts an open registry serving TLS with `tls`'s certificate on
+    /// `127.0.0.1`; the certificate decides the names it is valid for.
+    pub fn start_tls(tls: ServeTls<'_>) -> Registry {
+        Registry::launch(Setup {
+            tls: Some(tls),
+            ..Setup::default()
+        })
     }
 
     /// Starts an open registry with these environment variables set for
     /// its process, e.g. `GOGC` to tune the Go runtime's garbage collector
     /// the way an operator would for a busy registry.
     pub fn start_with_env(vars: &[(&str, &str)]) -> Registry {
-        Registry::launch(None, None, vars)
+        Registry::launch(Setup {
+            vars,
+            ..Setup::default()
+        })
     }
 
     /// Starts a registry that wants HTTP basic auth (htpasswd, bcrypt).
     pub fn start_with_basic_auth(username: &str, password: &str) -> Registry {
-        Registry::launch(Some((username, password)), None, &[])
+        Registry::launch(Setup {
+            auth: Some((username, password)),
+            ..Setup::default()
+        })
     }
 
     /// Starts an open registry that notifies `notifications` of every
     /// event, retrying each delivery every second while the endpoint is
     /// down (so it may start later than the registry).
     pub fn start_notifying(notifications: &Notifications) -> Registry {
-        Registry::launch(None, Some(notifications), &[])
+        Registry::launch(Setup {
+            notifications: Some(notifications),
+            ..Setup::default()
+        })
     }
 
-    fn launch(
-        auth: Option<(&str, &str)>,
-        notifications: Option<&Notifications>,
-        vars: &[(&str, &str)],
-    ) -> Registry {
+    fn launch(setup: Setup<'_>) -> Registry {
+        let Setup {
+            auth,
+            notifications,
+            vars,
+            tls,
+        } = setup;
         let dir = tempfile::tempdir().expect("a temporary folder for the registry");
         let addr = free_loopback_port();
         let storage = dir.path().join("storage");
@@ -161,6 +204,9 @@ impl Registry {
              http:\n  addr: {addr}\n  secret: flux-testkit\n",
             storage = storage.display(),
         );
+        if let Some(tls) = &tls {
+            config.push_str(&tls_config(dir.path(), tls));
+        }
         if let Some((username, password)) = auth {
             let hash = bcrypt::hash_with_result(password, 4)
                 .expect("bcrypt hashing of a short password")
@@ -190,7 +236,10 @@ impl Registry {
             .unwrap_or_else(|e| {
                 panic!("cannot start {REGISTRY_BINARY} (Debian package docker-registry): {e}")
             });
-        let mut pusher = Pusher::new(&addr.to_string());
+        let mut pusher = match &tls {
+            None => Pusher::new(&addr.to_string()),
+            Some(tls) => Pusher::over_tls(&addr.to_string(), tls.client_ca),
+        };
         pusher.basic_auth = auth.map(|(u, p)| basic(u, p));
         let mut registry = Registry {
             child,
@@ -227,6 +276,17 @@ impl Registry {
         self.addr.to_string()
     }
 
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its port, for image names with another host name
+    /// (`registry.test:<port>`) that tests resolve to `127.0.0.1`.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// `127.0.0.1:<port>/<repository>`.
     pub fn image(&self, repository: &str) -> String {
         format!("{}/{repository}", self.addr)
@@ -255,6 +315,27 @@ impl Pusher {
             base: format!("http://{host}"),
             basic_auth: None,
             http: reqwest::Client::new(),
+            pushed_blobs: Mutex::default(),
+        }
+    }
+
+    /// Pushes over https to the registry at `host`, accepting its
+    /// certificate whatever it is (the tests check the client under test,
+    /// not the pusher), and presenting a client certificate of
+    /// `client_ca` when given.
+    pub fn over_tls(host: &str, client_ca: Option<&TestCa>) -> Pusher {
+        let mut http = reqwest::Client::builder().danger_accept_invalid_certs(true);
+        if let Some(ca) = client_ca {
+            let client = ca.client_certificate("flux-testkit pusher");
+            let pem = format!("{}\n{}", client.cert_pem, client.key_pem);
+            let identity =
+                reqwest::Identity::from_pem(pem.as_bytes()).expect("a PEM client certificate");
+            http = http.identity(identity);
+        }
+        Pusher {
+            base: format!("https://{host}"),
+            basic_auth: None,
+            http: http.build().expect("a TLS client for the pusher"),
             pushed_blobs: Mutex::default(),
         }
     }
@@ -469,6 +550,25 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The registry config's `http.tls` (indented under `http:`), its files
+/// written into `dir`.
+fn tls_config(dir: &std::path::Path, tls: &ServeTls<'_>) -> String {
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    tls.certificate.write(&cert, &key);
+    let mut config = format!(
+        "\x20 tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    if let Some(ca) = tls.client_ca {
+        let path = dir.join("client-ca.crt");
+        ca.write(&path);
+        config.push_str(&format!("    clientcas:\n      - {}\n", path.display()));
+    }
+    config
 }
 
 /// The registry config's `notifications:` section for one endpoint.
