@@ -53,9 +53,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let api = serve(listen, running.router(), stopping.clone()).await?;
     let metrics = match listen_metrics {
         Some(addr) => {
-            let router = axum::Router::new()
-                .route("/metrics", axum::routing::get(render_metrics))
-                .with_state(running.api().clone());
+            let router = fluxd::server::metrics_router(running.api().clone());
             Some(serve(addr, router, stopping).await?)
         }
         None => None,
@@ -112,19 +110,6 @@ async fn serve(
             tracing::warn!(%addr, %error, "HTTP server failed");
         }
     }))
-}
-
-async fn render_metrics(
-    axum::extract::State(api): axum::extract::State<std::sync::Arc<fluxd::server::Api>>,
-) -> impl axum::response::IntoResponse {
-    api.metrics.queue_length.set(api.jobs.queued() as i64);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        api.metrics.render(),
-    )
 }
 
 async fn shutdown_signal() {

@@ -24,9 +24,11 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::jobs::Jobs;
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::webhooks::{self, Delivery, Sender};
 
 /// What the API shows: refreshed by the loops, read by the handlers.
@@ -98,7 +100,6 @@ type Shared = Arc<Api>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "fluxd", description = "The Flux daemon's API. State-changing calls need `Authorization: Bearer <token>`."),
-    paths(workloads, images, submit_job, jobs, job, sync, read_state, sync_status, identity, notify, version),
     components(schemas(ApiError)),
     modifiers(&BearerScheme)
 )]
@@ -118,32 +119,49 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
-/// The OpenAPI document of this API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The API under `/api/v1`. Each route is registered with its handler's
+/// OpenAPI operation, so the document lists exactly what is served.
+fn api_routes(api: Shared) -> OpenApiRouter<Shared> {
+    let guarded = OpenApiRouter::new()
+        .routes(routes!(submit_job))
+        .routes(routes!(sync))
+        .routes(routes!(notify))
+        .route_layer(middleware::from_fn_with_state(api, require_token));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(workloads))
+        .routes(routes!(images))
+        .routes(routes!(jobs))
+        .routes(routes!(job))
+        .routes(routes!(read_state))
+        .routes(routes!(sync_status))
+        .routes(routes!(identity))
+        .routes(routes!(version))
+        .merge(guarded)
 }
 
 /// The router: API, webhooks and metrics.
 pub fn router(api: Arc<Api>) -> Router {
-    let guarded = Router::new()
-        .route("/api/v1/jobs", post(submit_job))
-        .route("/api/v1/sync", post(sync))
-        .route("/api/v1/notify", post(notify))
-        .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
-    Router::new()
-        .route("/api/v1/workloads", get(workloads))
-        .route("/api/v1/images", get(images))
-        .route("/api/v1/jobs", get(jobs))
-        .route("/api/v1/jobs/{id}", get(job))
-        .route("/api/v1/sync", get(read_state))
-        .route("/api/v1/sync/{rev}", get(sync_status))
-        .route("/api/v1/identity", get(identity))
-        .route("/api/v1/version", get(version))
-        .route("/api/openapi.json", get(openapi_json))
-        .route("/metrics", get(metrics))
+    let (routes, document) = api_routes(api.clone()).split_for_parts();
+    let document = Bytes::from(
+        document
+            .to_pretty_json()
+            .expect("the OpenAPI document is plain data and serializes"),
+    );
+    routes
+        .route(
+            "/api/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
+        )
         .route("/hooks/{sender}", post(hook))
         .route("/hooks/{sender}/{secret}", post(hook_with_secret))
-        .merge(guarded)
+        .with_state(api.clone())
+        .merge(metrics_router(api))
+}
+
+/// `/metrics` alone, for `--listen-metrics`.
+pub fn metrics_router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
         .with_state(api)
 }
 
@@ -188,7 +206,8 @@ fn in_namespace(id: &str, namespace: Option<&str>) -> bool {
 
 /// Workloads, optionally of one namespace.
 #[utoipa::path(get, path = "/api/v1/workloads", params(("namespace" = Option<String>, Query, description = "only this namespace")),
-    responses((status = 200, body = Vec<Workload>), (status = 503, body = ApiError)))]
+    responses((status = 200, description = "the workloads", body = Vec<Workload>),
+        (status = 503, description = "git has not been read yet, and why", body = ApiError)))]
 async fn workloads(State(api): State<Shared>, Query(query): Query<NamespaceQuery>) -> Response {
     let namespace = query.namespace.as_deref();
     let view = api.view.borrow();
@@ -215,7 +234,8 @@ fn json_body(json: serde_json::Result<Vec<u8>>) -> Response {
 /// Images of workloads: `?workload=` (repeatable) and `?namespace=`.
 #[utoipa::path(get, path = "/api/v1/images",
     params(("workload" = Option<Vec<String>>, Query, description = "workload ids"), ("namespace" = Option<String>, Query, description = "only this namespace")),
-    responses((status = 200, body = Vec<WorkloadImages>), (status = 503, body = ApiError)))]
+    responses((status = 200, description = "each workload's containers with the images available to them", body = Vec<WorkloadImages>),
+        (status = 503, description = "git has not been read yet, and why", body = ApiError)))]
 async fn images(State(api): State<Shared>, Query(query): Query<Vec<(String, String)>>) -> Response {
     if let Some(unread) = api.view.borrow().unread() {
         return unread;
@@ -240,7 +260,11 @@ async fn images(State(api): State<Shared>, Query(query): Query<Vec<(String, Stri
 
 /// Submit a release or policy change. A dry-run release answers with its plan.
 #[utoipa::path(post, path = "/api/v1/jobs", request_body = JobSpec,
-    responses((status = 202, body = Submitted), (status = 401, body = ApiError), (status = 422, body = ApiError)),
+    responses(
+        (status = 202, description = "queued: the job's id", body = Submitted),
+        (status = 200, description = "a dry-run release: its plan, nothing queued", body = Submitted),
+        (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 422, description = "an automation job, or a dry run that cannot be planned", body = ApiError)),
     security(("bearer" = [])))]
 async fn submit_job(State(api): State<Shared>, Json(spec): Json<JobSpec>) -> Response {
     if matches!(spec, JobSpec::Automation(_)) {
@@ -273,7 +297,7 @@ async fn submit_job(State(api): State<Shared>, Json(spec): Json<JobSpec>) -> Res
 
 /// The jobs kept (queued, running, and the last finished ones), newest
 /// first: what automation did lately, with each job's timeline.
-#[utoipa::path(get, path = "/api/v1/jobs", responses((status = 200, body = Vec<Job>)))]
+#[utoipa::path(get, path = "/api/v1/jobs", responses((status = 200, description = "the jobs kept, newest first", body = Vec<Job>)))]
 async fn jobs(State(api): State<Shared>) -> Response {
     let jobs: Vec<Job> = api.jobs.list().into_iter().map(|j| api.told(j)).collect();
     Json(jobs).into_response()
@@ -281,7 +305,7 @@ async fn jobs(State(api): State<Shared>) -> Response {
 
 /// A job by id.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = String, Path, description = "job id")),
-    responses((status = 200, body = Job), (status = 404, body = ApiError)))]
+    responses((status = 200, description = "the job", body = Job), (status = 404, description = "no such job", body = ApiError)))]
 async fn job(State(api): State<Shared>, Path(id): Path<String>) -> Response {
     match api.jobs.get(&id) {
         Some(job) => Json(api.told(job)).into_response(),
@@ -290,7 +314,10 @@ async fn job(State(api): State<Shared>, Path(id): Path<String>) -> Response {
 }
 
 /// Fetch git now and sync; answers with the revision to wait for.
-#[utoipa::path(post, path = "/api/v1/sync", responses((status = 200, body = SyncRequested), (status = 401, body = ApiError)),
+#[utoipa::path(post, path = "/api/v1/sync", responses(
+        (status = 200, description = "the revision to wait for", body = SyncRequested),
+        (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 503, description = "git could not be fetched or its manifests read", body = ApiError)),
     security(("bearer" = [])))]
 async fn sync(State(api): State<Shared>) -> Response {
     match api.control.sync().await {
@@ -300,7 +327,9 @@ async fn sync(State(api): State<Shared>) -> Response {
 }
 
 /// The revision read last from git and the files that could not be read there.
-#[utoipa::path(get, path = "/api/v1/sync", responses((status = 200, body = ReadState), (status = 503, body = ApiError)))]
+#[utoipa::path(get, path = "/api/v1/sync", responses(
+    (status = 200, description = "the revision read last and the files that could not be read there", body = ReadState),
+    (status = 503, description = "git has not been read yet, and why", body = ApiError)))]
 async fn read_state(State(api): State<Shared>) -> Response {
     match &api.view.borrow().read {
         Ok(read) => Json(read).into_response(),
@@ -310,7 +339,7 @@ async fn read_state(State(api): State<Shared>) -> Response {
 
 /// Whether a revision has been applied: empty `pending` means it has.
 #[utoipa::path(get, path = "/api/v1/sync/{rev}", params(("rev" = String, Path, description = "a commit or ref")),
-    responses((status = 200, body = SyncStatus), (status = 404, body = ApiError)))]
+    responses((status = 200, description = "what of the revision is still to apply", body = SyncStatus), (status = 404, description = "the revision is not known", body = ApiError)))]
 async fn sync_status(State(api): State<Shared>, Path(rev): Path<String>) -> Response {
     match api.control.sync_status(rev).await {
         Ok(status) => Json(status).into_response(),
@@ -319,7 +348,7 @@ async fn sync_status(State(api): State<Shared>, Path(rev): Path<String>) -> Resp
 }
 
 /// The deploy key to add to the git host.
-#[utoipa::path(get, path = "/api/v1/identity", responses((status = 200, body = Identity), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/api/v1/identity", responses((status = 200, description = "the public deploy key", body = Identity), (status = 404, description = "no deploy key: the repo is not reached over ssh", body = ApiError)))]
 async fn identity(State(api): State<Shared>) -> Response {
     match api.control.identity() {
         Some(identity) => Json(identity).into_response(),
@@ -332,32 +361,32 @@ async fn identity(State(api): State<Shared>) -> Response {
 
 /// Tell the daemon an image or the git repo changed.
 #[utoipa::path(post, path = "/api/v1/notify", request_body = Change,
-    responses((status = 202, description = "accepted"), (status = 401, body = ApiError)), security(("bearer" = [])))]
+    responses((status = 202, description = "accepted"), (status = 401, description = "missing or wrong bearer token", body = ApiError)), security(("bearer" = [])))]
 async fn notify(State(api): State<Shared>, Json(change): Json<Change>) -> Response {
     let _ = api.changes.send(change);
     (StatusCode::ACCEPTED, Json(serde_json::json!({}))).into_response()
 }
 
 /// The daemon's version.
-#[utoipa::path(get, path = "/api/v1/version", responses((status = 200, body = VersionInfo)))]
+#[utoipa::path(get, path = "/api/v1/version", responses((status = 200, description = "the version", body = VersionInfo)))]
 async fn version() -> Json<VersionInfo> {
     Json(VersionInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }
 
-async fn openapi_json() -> Response {
-    match openapi().to_pretty_json() {
-        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-async fn metrics(State(api): State<Shared>) -> Response {
+/// The metrics in the format the scraper's `Accept` asks for: OpenMetrics
+/// for Prometheus, the Prometheus text format for everyone else.
+async fn metrics(State(api): State<Shared>, headers: HeaderMap) -> Response {
     api.metrics.queue_length.set(api.jobs.queued() as i64);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        api.metrics.render(),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "accept"),
+        ],
+        api.metrics.render(format),
     )
         .into_response()
 }
