@@ -4,7 +4,8 @@
 //! manifests, copied so tests may edit them), generated manifests ([`generate`]),
 //! git fixtures ([`git`]: seeded bare repositories, an isolated git environment,
 //! a real `sshd` on loopback), a real OCI registry ([`registry::Registry`]) with
-//! synthetic images pushed through its API, and the Kubernetes API server double
+//! synthetic images pushed through its API, registry hosts that hang or
+//! refuse ([`unreachable`]), and the Kubernetes API server double
 //! ([`kube::ApiServer`]), and a running `fluxd` on a seeded repo ([`daemon::Fluxd`]).
 //!
 //! ```
@@ -17,6 +18,7 @@ pub mod generate;
 pub mod git;
 pub mod kube;
 pub mod registry;
+pub mod unreachable;
 
 use std::path::{Path, PathBuf};
 

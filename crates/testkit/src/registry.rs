@@ -122,35 +122,41 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Starts an open registry (no auth).
     pub fn start() -> Registry {
-        Registry::launch(None, None, &[])
+        Registry::launch(free_loopback_port(), None, None, &[])
+    }
+
+    /// Starts an open registry on `addr`: a host that did not answer
+    /// before (see [`crate::unreachable::refusing_host`]) coming up.
+    pub fn start_at(addr: SocketAddr) -> Registry {
+        Registry::launch(addr, None, None, &[])
     }
 
     /// Starts an open registry with these environment variables set for
     /// its process, e.g. `GOGC` to tune the Go runtime's garbage collector
     /// the way an operator would for a busy registry.
     pub fn start_with_env(vars: &[(&str, &str)]) -> Registry {
-        Registry::launch(None, None, vars)
+        Registry::launch(free_loopback_port(), None, None, vars)
     }
 
     /// Starts a registry that wants HTTP basic auth (htpasswd, bcrypt).
     pub fn start_with_basic_auth(username: &str, password: &str) -> Registry {
-        Registry::launch(Some((username, password)), None, &[])
+        Registry::launch(free_loopback_port(), Some((username, password)), None, &[])
     }
 
     /// Starts an open registry that notifies `notifications` of every
     /// event, retrying each delivery every second while the endpoint is
     /// down (so it may start later than the registry).
     pub fn start_notifying(notifications: &Notifications) -> Registry {
-        Registry::launch(None, Some(notifications), &[])
+        Registry::launch(free_loopback_port(), None, Some(notifications), &[])
     }
 
     fn launch(
+        addr: SocketAddr,
         auth: Option<(&str, &str)>,
         notifications: Option<&Notifications>,
         vars: &[(&str, &str)],
     ) -> Registry {
         let dir = tempfile::tempdir().expect("a temporary folder for the registry");
-        let addr = free_loopback_port();
         let storage = dir.path().join("storage");
         let mut config = format!(
             "version: 0.1\n\
