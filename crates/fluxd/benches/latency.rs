@@ -8,10 +8,18 @@
 //! timed from the `git push` of a changed manifest to kubectl returning.
 //! Prints figures; asserts nothing about time.
 //!
-//! `cargo bench -p fluxd --bench latency [-- ROUNDS]` (20 rounds; needs
-//! docker-registry, git and kubectl). Cargo builds the release `fluxd`
-//! this runs. `BENCH_LOG_DIR=<dir>` keeps fluxd's log of each mode there
-//! (`FLUXD_LOG=debug` for more).
+//! With `hosts`, push-to-commit instead, all images on the local registry
+//! against three other workloads' images on a host that does not answer:
+//! one that accepts connections and never replies (hangs), and, polled,
+//! one that refuses them (down); with notifications and with a 1 s poll.
+//! The ratio of each p50 to the all-local one tells whether a host that
+//! does not answer delays the others. Modes' slugs after `hosts` run
+//! those only (`hosts 3 poll-hanging`).
+//!
+//! `cargo bench -p fluxd --bench latency [-- [hosts [SLUG ...]] [ROUNDS]]` (20 rounds;
+//! needs docker-registry, git and kubectl). Cargo builds the release
+//! `fluxd` this runs. `BENCH_LOG_DIR=<dir>` keeps fluxd's log of each mode
+//! there (`FLUXD_LOG=debug` for more).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +29,7 @@ use flux_testkit::daemon::{FRONT_END, Fluxd, sock_shop_repo};
 use flux_testkit::git::{BRANCH, BareRepo, IsolatedEnv, free_port};
 use flux_testkit::kube::ApiServer;
 use flux_testkit::registry::{ImageSpec, Notifications, Registry};
+use flux_testkit::unreachable::{HangingHost, refusing_host};
 use jiff::Timestamp;
 
 const REPOSITORY: &str = "sock-shop/front-end";
@@ -29,8 +38,12 @@ const MANIFEST: &str = "manifests/09-front-end-dep.yaml";
 const POLL: Duration = Duration::from_millis(5);
 /// The pause after each change landed, longer than any batch window.
 const QUIET: Duration = Duration::from_millis(1500);
-/// Longer than this for one change means something is broken.
-const PATIENCE: Duration = Duration::from_secs(60);
+/// Longer than this for one change means something is broken (a host
+/// that hangs holds a request for its timeout and retries: minutes).
+const PATIENCE: Duration = Duration::from_secs(600);
+/// The workloads whose images the `hosts` modes move to the host that does
+/// not answer.
+const ELSEWHERE: [&str; 3] = ["carts", "catalogue", "orders"];
 
 /// How fluxd learns of new tags, and how long it batches them.
 struct Mode {
@@ -39,6 +52,18 @@ struct Mode {
     slug: &'static str,
     notifications: bool,
     batch_window: &'static str,
+    /// Where the images of [`ELSEWHERE`] are; the sock-shop's own
+    /// (unscanned) images when `None`.
+    elsewhere: Option<Elsewhere>,
+}
+
+/// A registry host that does not answer.
+#[derive(Clone, Copy)]
+enum Elsewhere {
+    /// Accepts connections, never replies.
+    Hanging,
+    /// Refuses connections.
+    Refusing,
 }
 
 const MODES: [Mode; 3] = [
@@ -47,18 +72,60 @@ const MODES: [Mode; 3] = [
         slug: "notify-1s",
         notifications: true,
         batch_window: "1s",
+        elsewhere: None,
     },
     Mode {
         name: "notifications, batch window 100ms",
         slug: "notify-100ms",
         notifications: true,
         batch_window: "100ms",
+        elsewhere: None,
     },
     Mode {
         name: "registry poll 1s, batch window 1s",
         slug: "poll-1s",
         notifications: false,
         batch_window: "1s",
+        elsewhere: None,
+    },
+];
+
+/// `hosts`: each setting all local, then with a host that does not answer.
+const HOST_MODES: [Mode; 5] = [
+    Mode {
+        name: "notifications, all local",
+        slug: "notify-local",
+        notifications: true,
+        batch_window: "1s",
+        elsewhere: None,
+    },
+    Mode {
+        name: "notifications, one host hangs",
+        slug: "notify-hanging",
+        notifications: true,
+        batch_window: "1s",
+        elsewhere: Some(Elsewhere::Hanging),
+    },
+    Mode {
+        name: "registry poll 1s, all local",
+        slug: "poll-local",
+        notifications: false,
+        batch_window: "1s",
+        elsewhere: None,
+    },
+    Mode {
+        name: "registry poll 1s, one host hangs",
+        slug: "poll-hanging",
+        notifications: false,
+        batch_window: "1s",
+        elsewhere: Some(Elsewhere::Hanging),
+    },
+    Mode {
+        name: "registry poll 1s, one host refuses",
+        slug: "poll-refusing",
+        notifications: false,
+        batch_window: "1s",
+        elsewhere: Some(Elsewhere::Refusing),
     },
 ];
 
@@ -74,6 +141,7 @@ struct Round {
 #[derive(Default)]
 struct Steps {
     push_to_first_seen: Vec<f64>,
+    push_to_committed: Vec<f64>,
     first_seen_to_queued: Vec<f64>,
     queued_to_committed: Vec<f64>,
     committed_to_pushed: Vec<f64>,
@@ -89,29 +157,27 @@ struct Figures {
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
+    // `cargo bench` passes `--bench`; the rest are ours.
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let rounds: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(20);
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_fluxd"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    let mut results = Vec::new();
-    for mode in &MODES {
-        println!("{}: {rounds} pushes ...", mode.name);
-        let figures = runtime.block_on(measure(&binary, mode, rounds));
-        let mut sorted = figures.latencies.clone();
-        sorted.sort();
-        println!(
-            "  p50 {}, max {}",
-            ms(percentile(&sorted, 50)),
-            ms(*sorted.last().expect("at least one round"))
-        );
-        results.push((mode, figures));
+    if args.iter().any(|a| a == "hosts") {
+        // Slugs given pick those modes only.
+        let modes: Vec<&Mode> = HOST_MODES
+            .iter()
+            .filter(|m| args.iter().all(|a| !is_slug(a)) || args.iter().any(|a| a == m.slug))
+            .collect();
+        hosts(&runtime, &binary, &modes, rounds);
+        return;
     }
+    let results = run_modes(&runtime, &binary, &MODES, rounds);
     println!("CI script (git clone --depth 1 + kubectl apply --server-side): {rounds} pushes ...");
     let script = ci_script(rounds);
 
@@ -170,6 +236,63 @@ fn main() {
     );
 }
 
+fn is_slug(arg: &str) -> bool {
+    HOST_MODES.iter().any(|m| m.slug == arg)
+}
+
+fn run_modes<'m>(
+    runtime: &tokio::runtime::Runtime,
+    binary: &Path,
+    modes: impl IntoIterator<Item = &'m Mode>,
+    rounds: usize,
+) -> Vec<(&'m Mode, Figures)> {
+    let mut results = Vec::new();
+    for mode in modes {
+        println!("{}: {rounds} pushes ...", mode.name);
+        let figures = runtime.block_on(measure(binary, mode, rounds));
+        let mut sorted = figures.latencies.clone();
+        sorted.sort();
+        println!(
+            "  p50 {}, max {}",
+            ms(percentile(&sorted, 50)),
+            ms(*sorted.last().expect("at least one round"))
+        );
+        results.push((mode, figures));
+    }
+    results
+}
+
+/// Push-to-commit with and without a host that does not answer, and the
+/// ratio of each p50 to the all-local p50 of the same setting.
+fn hosts(runtime: &tokio::runtime::Runtime, binary: &Path, modes: &[&Mode], rounds: usize) {
+    let results = run_modes(runtime, binary, modes.iter().copied(), rounds);
+    println!();
+    println!(
+        "push-to-commit latency over {rounds} pushes (registry PUT returned -> automation commit), {} of the other workloads' images elsewhere:",
+        ELSEWHERE.len()
+    );
+    println!(
+        "  {:<44} {:>9} {:>9} {:>9} {:>12}",
+        "mode", "p50", "p90", "max", "p50 / local"
+    );
+    let mut local = f64::NAN;
+    for (mode, figures) in &results {
+        let committed = &figures.steps.push_to_committed;
+        let p50 = median_ms(committed);
+        if mode.elsewhere.is_none() {
+            local = p50;
+        }
+        println!(
+            "  {:<44} {:>9} {:>9} {:>9} {:>12.3}",
+            mode.name,
+            format!("{p50:.0} ms"),
+            format!("{:.0} ms", percentile_ms(committed, 90)),
+            format!("{:.0} ms", percentile_ms(committed, 100)),
+            p50 / local,
+        );
+    }
+}
+
 /// Starts a registry, a repo, the double and fluxd in `mode`, automates
 /// front-end, then pushes `rounds` newer tags one after another.
 async fn measure(binary: &Path, mode: &Mode, rounds: usize) -> Figures {
@@ -187,9 +310,21 @@ async fn measure(binary: &Path, mode: &Mode, rounds: usize) -> Figures {
     push(&registry, "0.3.12", "2016-11-18T16:00:00Z").await;
     push(&registry, "0.4.0", "2017-03-01T10:00:00Z").await;
     let image = registry.image(REPOSITORY);
-    let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
+    let hanging = matches!(mode.elsewhere, Some(Elsewhere::Hanging)).then(HangingHost::start);
+    let other_host = match mode.elsewhere {
+        None => None,
+        Some(Elsewhere::Hanging) => hanging.as_ref().map(HangingHost::host),
+        Some(Elsewhere::Refusing) => Some(refusing_host().to_string()),
+    };
+    let repo = match &other_host {
+        None => sock_shop_repo(Some(&format!("{image}:0.3.12"))),
+        Some(host) => repo_elsewhere(&image, host),
+    };
     let cluster = ApiServer::start();
     let include = format!("--registry-include-image={}/*", registry.host());
+    let include_other = other_host
+        .as_ref()
+        .map(|host| format!("--registry-include-image={host}/*"));
     let secret_file = secret.path().to_str().expect("temporary paths are UTF-8");
     let window = format!("--automation-batch-window={}", mode.batch_window);
     let mut extra = vec![
@@ -198,6 +333,7 @@ async fn measure(binary: &Path, mode: &Mode, rounds: usize) -> Figures {
         secret_file,
         window.as_str(),
     ];
+    extra.extend(include_other.as_deref());
     if !mode.notifications {
         // Overrides the fixture's hourly poll.
         extra.push("--registry-poll-interval=1s");
@@ -233,11 +369,53 @@ async fn measure(binary: &Path, mode: &Mode, rounds: usize) -> Figures {
         let file = Path::new(&dir).join(format!("fluxd-{}.log", mode.slug));
         std::fs::write(&file, fluxd.log()).expect("the log folder is writable");
     }
+    if let Some(hanging) = &hanging {
+        println!(
+            "  the hanging host accepted {} connections, {} still open",
+            hanging.accepted(),
+            hanging.open()
+        );
+    }
     Figures {
         latencies: done.iter().map(|r| r.latency).collect(),
         steps: steps(&done, &jobs),
         metric_mean: metric_mean(&fluxd.url).await,
     }
+}
+
+/// The sock-shop repo with front-end in `front_end` (a repository, at
+/// 0.3.12) and the images of [`ELSEWHERE`] on `host`.
+fn repo_elsewhere(front_end: &str, host: &str) -> BareRepo {
+    BareRepo::seeded_with(|work| {
+        let manifests = work.join("manifests");
+        flux_testkit::copy_dir(&flux_testkit::sock_shop_manifests(), &manifests)
+            .expect("the fixtures can be copied");
+        let mut moves = vec![(
+            "09-front-end-dep.yaml".to_string(),
+            "weaveworksdemos/front-end:".to_string(),
+            format!("{front_end}:"),
+        )];
+        for workload in ELSEWHERE {
+            let file = std::fs::read_dir(&manifests)
+                .expect("the copy is readable")
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|f| f.ends_with(&format!("-{workload}-dep.yaml")))
+                .unwrap_or_else(|| panic!("the fixtures hold {workload}"));
+            moves.push((
+                file,
+                format!("weaveworksdemos/{workload}:"),
+                format!("{host}/sock-shop/{workload}:"),
+            ));
+        }
+        for (file, from, to) in moves {
+            let path = manifests.join(file);
+            let text = std::fs::read_to_string(&path).expect("the fixture exists");
+            let moved = text.replace(&from, &to);
+            assert_ne!(moved, text, "{} names {from}", path.display());
+            std::fs::write(&path, moved).expect("the copy is writable");
+        }
+    })
 }
 
 async fn push(registry: &Registry, tag: &str, created: &str) {
@@ -365,6 +543,11 @@ fn steps(rounds: &[Round], jobs: &[Job]) -> Steps {
             Some(round.pushed_at),
             first_seen,
         );
+        add(
+            &mut steps.push_to_committed,
+            Some(round.pushed_at),
+            committed,
+        );
         add(&mut steps.first_seen_to_queued, first_seen, queued);
         add(&mut steps.queued_to_committed, queued, committed);
         add(&mut steps.committed_to_pushed, committed, pushed);
@@ -491,6 +674,17 @@ fn median_ms(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[(sorted.len() - 1) / 2] * 1000.0
+}
+
+/// Nearest-rank percentile of seconds, in milliseconds.
+fn percentile_ms(values: &[f64], p: usize) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1] * 1000.0
 }
 
 fn ms(duration: Duration) -> String {

@@ -3,8 +3,9 @@
 //!
 //! Git, registry and jobs run as independent tasks. Whenever the branch head
 //! moves, the manifests at the new head are read once, and the API's
-//! [`View`] and the scanner's set of images in use are replaced. After each
-//! registry poll the view's images are recomputed from the cache. Jobs edit
+//! [`View`] and the scanner's set of images in use are replaced. Each
+//! registry host is polled on its own clock (see [`registry`]); after each
+//! repository's poll the view's images are recomputed from the cache. Jobs edit
 //! the manifests in the repo's write checkout and push through
 //! [`flux_git::Repo::commit_and_push`], so a job that fails or changes
 //! nothing leaves no commit.
@@ -40,10 +41,13 @@ use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 mod cluster;
+mod registry;
+
+use registry::Named;
 
 use crate::config::{ClusterMode, Config};
 use crate::jobs::{Jobs, Outcome};
-use crate::metrics::{JobLabels, Metrics, RegistryLabels};
+use crate::metrics::{JobLabels, Metrics};
 use crate::server::{Api, Control, Pending, View};
 
 /// `--git-label`'s default: the sync tag; notes then go on `refs/notes/flux`.
@@ -190,7 +194,7 @@ impl Daemon {
         jobs.observe_steps(cluster::step_metrics(metrics.clone()));
         let mut loops = vec![
             tokio::spawn(git_loop(inner.clone(), shutdown.clone())),
-            tokio::spawn(registry_loop(
+            tokio::spawn(registry::registry_loop(
                 inner.clone(),
                 images_rx,
                 (image_changes.clone(), image_changes_rx),
@@ -531,85 +535,6 @@ async fn route_changes(
     }
 }
 
-/// When a change names a repository and its tags show nothing new, it is
-/// looked at again after these pauses: the distribution registry notifies
-/// of a manifest push before it tags the manifest, so a quick listing can
-/// miss the tag the notification is about.
-const RECHECKS: [Duration; 4] = [
-    Duration::from_millis(20),
-    Duration::from_millis(100),
-    Duration::from_millis(500),
-    Duration::from_secs(2),
-];
-
-/// A repository a change named, and how many times it was looked at since.
-type Named = (Name, usize);
-
-/// Polls the images in use every poll interval, new images as soon as
-/// they appear, and one repository at once when a change names it.
-async fn registry_loop(
-    daemon: Arc<Inner>,
-    mut images: watch::Receiver<BTreeSet<Name>>,
-    (recheck, mut changed): (mpsc::UnboundedSender<Named>, mpsc::UnboundedReceiver<Named>),
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let interval = daemon.config.registry_poll_interval;
-    let mut polled: BTreeSet<Name> = BTreeSet::new();
-    let mut next_full = tokio::time::Instant::now() + interval;
-    loop {
-        let mut named = None;
-        let names: Vec<Name> = tokio::select! {
-            () = tokio::time::sleep_until(next_full) => {
-                next_full = tokio::time::Instant::now() + interval;
-                polled = images.borrow().clone();
-                polled.iter().cloned().collect()
-            }
-            result = images.changed() => {
-                if result.is_err() {
-                    return;
-                }
-                let current = images.borrow_and_update().clone();
-                let fresh = current.difference(&polled).cloned().collect();
-                polled = current;
-                fresh
-            }
-            Some((name, looks)) = changed.recv() => {
-                if !images.borrow().contains(&name) {
-                    tracing::debug!(repository = %name.familiar(), "change for an image not in use");
-                    continue;
-                }
-                named = Some((name.clone(), looks));
-                vec![name]
-            }
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        if names.is_empty() {
-            continue;
-        }
-        let mut new_tags = false;
-        for result in daemon.scanner.poll(&names).await {
-            for tag in &result.new_tags {
-                tracing::info!(repository = %tag.name.familiar(), tag = %tag.tag, "new tag");
-                new_tags = true;
-            }
-        }
-        if new_tags {
-            let _ = daemon.automation.send(Some(Timestamp::now()));
-        } else if let Some((name, looks)) = named
-            && let Some(pause) = RECHECKS.get(looks)
-        {
-            let recheck = recheck.clone();
-            let pause = *pause;
-            tokio::spawn(async move {
-                tokio::time::sleep(pause).await;
-                let _ = recheck.send((name, looks + 1));
-            });
-        }
-        daemon.export_registry_counters();
-        daemon.refresh_images().await;
-    }
-}
-
 impl Inner {
     /// Fetches, then reads the manifests again if the head moved.
     async fn refresh(&self) {
@@ -751,24 +676,6 @@ impl Inner {
             .into_iter()
             .filter_map(|name| Some((name.clone(), self.cached(&name)?)))
             .collect()
-    }
-
-    fn export_registry_counters(&self) {
-        for ((host, status), count) in self.scanner.client().counters().snapshot() {
-            let status = if status == flux_registry::metrics::NO_RESPONSE {
-                "error".to_string()
-            } else {
-                status.to_string()
-            };
-            let counter = self
-                .metrics
-                .registry_requests
-                .get_or_create(&RegistryLabels { host, status });
-            counter.inc_by(count.saturating_sub(counter.get()));
-        }
-        let (hits, _) = self.scanner.cache().counters().get();
-        let counter = &self.metrics.cache_hits;
-        counter.inc_by(hits.saturating_sub(counter.get()));
     }
 
     /// Runs one job: edits, commit and push; the outcome the queue records.

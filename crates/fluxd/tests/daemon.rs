@@ -15,6 +15,7 @@ use flux_testkit::daemon::{
 };
 use flux_testkit::git::{BRANCH, BareRepo, free_port};
 use flux_testkit::registry::{ImageSpec, Registry};
+use flux_testkit::unreachable::{HangingHost, refusing_host};
 
 fn fluxd_binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_fluxd"))
@@ -393,9 +394,25 @@ async fn the_users_message_heads_the_commit_and_the_user_is_its_author() {
 /// The sock-shop manifests with front-end at `image` and carrying
 /// `annotations` (`key: value` lines).
 fn annotated_repo(image: &str, annotations: &[(&str, &str)]) -> BareRepo {
+    annotated_repo_with_carts(image, annotations, None)
+}
+
+/// The same, with carts's image moved to `carts` when given.
+fn annotated_repo_with_carts(
+    image: &str,
+    annotations: &[(&str, &str)],
+    carts: Option<&str>,
+) -> BareRepo {
     BareRepo::seeded_with(|work| {
         let manifests = work.join("manifests");
         flux_testkit::copy_dir(&flux_testkit::sock_shop_manifests(), &manifests).unwrap();
+        if let Some(carts) = carts {
+            let path = manifests.join("01-carts-dep.yaml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let moved = text.replace("weaveworksdemos/carts:0.4.8", carts);
+            assert_ne!(moved, text, "the fixture names carts 0.4.8");
+            std::fs::write(&path, moved).unwrap();
+        }
         let path = manifests.join("09-front-end-dep.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: String = annotations
@@ -618,6 +635,189 @@ async fn registry_platform_and_use_labels_decide_what_is_available() {
     assert_eq!(
         available[0].created.map(|c| c.to_string()).as_deref(),
         Some("2024-05-01T12:00:00Z")
+    );
+}
+
+const CARTS: &str = "sock-shop:deployment/carts";
+
+/// What the API says of carts's repository: its tags and its error.
+async fn carts_images(client: &Client) -> (usize, Option<String>) {
+    let images = client.images(&[CARTS.to_string()], None).await.unwrap();
+    let container = &images[0].containers[0];
+    (container.available.len(), container.error.clone())
+}
+
+#[tokio::test]
+async fn a_registry_host_that_hangs_holds_up_no_other_hosts_tags() {
+    let hanging = HangingHost::start();
+    let registry = registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let carts = hanging.image("sock-shop/carts");
+    let repo = annotated_repo_with_carts(
+        &format!("{image}:0.4.0"),
+        &[AUTOMATED],
+        Some(&format!("{carts}:0.4.8")),
+    );
+    let include_local = format!("--registry-include-image={}/*", registry.host());
+    let include_hanging = format!("--registry-include-image={}/*", hanging.host());
+    let fluxd = Fluxd::start(
+        fluxd_binary(),
+        &repo,
+        &[
+            &include_local,
+            &include_hanging,
+            "--registry-poll-interval=1s",
+            "--automation-interval=1h",
+        ],
+    )
+    .await;
+    let client = fluxd.client();
+    wait_for("fluxd to ask the hanging host", || async {
+        hanging.accepted() >= 1
+    })
+    .await;
+    // The hanging host holds its request for the client's timeout, then
+    // the retries: minutes. Front-end's host is polled meanwhile.
+    wait_for("front-end's tags in the view", || async {
+        let images = client.images(&[FRONT_END.to_string()], None).await.unwrap();
+        images[0].containers[0].available.len() == 3
+    })
+    .await;
+    let start = commit_count(&repo);
+
+    registry
+        .push_image(
+            "sock-shop/front-end",
+            "0.5.0",
+            &ImageSpec::created("2017-06-01T10:00:00Z"),
+        )
+        .await;
+    let pushed_at = jiff::Timestamp::now();
+    // No notification: only front-end's host's own clock brings the tag in.
+    wait_for_commits(&repo, start + 1).await;
+    assert_eq!(
+        last_commit_message(&repo),
+        format!("Auto-release {image}:0.5.0")
+    );
+    let note = repo.git(&["notes", "--ref=flux", "show", &repo.head(BRANCH)]);
+    let note: serde_json::Value = serde_json::from_str(&note).unwrap();
+    let seen: jiff::Timestamp = note["spec"]["first_seen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seen > pushed_at && seen <= jiff::Timestamp::now(), "{note}");
+
+    // All the while, the hanging host's poll is still under way: carts's
+    // repository is not scanned yet (a poll that ended, even in failure,
+    // would say why), and its request was taken and never answered.
+    assert_eq!(
+        carts_images(&client).await,
+        (0, Some("not scanned yet".to_string())),
+        "{}",
+        fluxd.log()
+    );
+    assert!(hanging.accepted() >= 1);
+    assert!(
+        !fluxd.log().contains("registry host unreachable"),
+        "a host still being waited for is not judged yet:\n{}",
+        fluxd.log()
+    );
+}
+
+/// `flux_registry_requests_total` of `host` that got no response.
+async fn requests_unanswered(fluxd: &Fluxd, host: &str) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", fluxd.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!(r#"flux_registry_requests_total{{host="{host}",status="error"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+fn said(fluxd: &Fluxd, message: &str) -> usize {
+    fluxd.log().matches(message).count()
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_host_is_said_once_and_a_notification_finds_it_back() {
+    let down = refusing_host();
+    let carts = format!("{down}/sock-shop/carts");
+    let repo = annotated_repo_with_carts(
+        "weaveworksdemos/front-end:0.3.12",
+        &[],
+        Some(&format!("{carts}:0.4.8")),
+    );
+    let include = format!("--registry-include-image={down}/*");
+    // Polled hourly: after the first poll only notifications ask the host.
+    let fluxd = Fluxd::start(fluxd_binary(), &repo, &[&include]).await;
+    let client = fluxd.client();
+    let host = down.to_string();
+    wait_for("carts's error in the view", || async {
+        carts_images(&client)
+            .await
+            .1
+            .is_some_and(|e| e.contains("cannot connect"))
+    })
+    .await;
+    wait_for("the host said unreachable", || async {
+        said(&fluxd, "registry host unreachable") > 0
+    })
+    .await;
+
+    // More polls that get no answer (a notification, then its re-checks).
+    let change = flux_api::Change::Image {
+        name: carts.clone(),
+    };
+    let before = requests_unanswered(&fluxd, &host).await;
+    client.notify(&change).await.unwrap();
+    wait_for("two more polls without an answer", || async {
+        requests_unanswered(&fluxd, &host).await >= before + 10
+    })
+    .await;
+    assert_eq!(
+        said(&fluxd, "registry host unreachable"),
+        1,
+        "{}",
+        fluxd.log()
+    );
+    assert!(!fluxd.log().contains("cannot list tags"), "{}", fluxd.log());
+
+    // The host comes up: the next notification polls it at once, though
+    // its clock would wait an hour.
+    let registry = Registry::start_at(down);
+    registry
+        .push_image(
+            "sock-shop/carts",
+            "0.4.8",
+            &ImageSpec::created("2017-01-10T10:00:00Z"),
+        )
+        .await;
+    client.notify(&change).await.unwrap();
+    wait_for("carts's tags in the view", || async {
+        carts_images(&client).await == (1, None)
+    })
+    .await;
+    wait_for("the host said reachable again", || async {
+        said(&fluxd, "registry host reachable again") > 0
+    })
+    .await;
+    assert_eq!(
+        said(&fluxd, "registry host reachable again"),
+        1,
+        "{}",
+        fluxd.log()
+    );
+    assert_eq!(
+        said(&fluxd, "registry host unreachable"),
+        1,
+        "{}",
+        fluxd.log()
     );
 }
 

@@ -5,7 +5,8 @@
 //! manifests and config blobs), the certificates each host is spoken to
 //! with ([`tls`]), platform selection and creation times
 //! ([`manifest`]), per-host rate limits ([`limit`]), the embedded cache
-//! ([`Cache`]), the polling [`Scanner`] with its new-tag events, and the
+//! ([`Cache`]), the polling [`Scanner`] with its new-tag events, whether a
+//! host answers and when to poll it next ([`HostHealth`]), and the
 //! planning of `release --update-all-images` ([`plan_update_all`]). It does
 //! not read or edit manifests, nor talk to clusters.
 //!
@@ -29,6 +30,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod health;
 pub mod limit;
 pub mod manifest;
 pub mod metrics;
@@ -39,6 +41,7 @@ pub mod tls;
 pub use auth::{Credential, CredentialError, Credentials};
 pub use cache::Cache;
 pub use client::{Client, ClientConfig, RegistryError};
+pub use health::{HealthChange, HostHealth};
 pub use limit::HostLimits;
 pub use manifest::Platform;
 pub use metrics::{CacheCounters, RequestCounters};

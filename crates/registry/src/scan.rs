@@ -166,6 +166,11 @@ pub struct PollResult {
     /// Tags new or moved since the previous poll (none on the first poll,
     /// which is the baseline).
     pub new_tags: Vec<NewTag>,
+    /// Why the host gave no answer to the tags listing, when it gave none
+    /// (no connection, a timeout, a 5xx after retries). A refusal (401,
+    /// 404) is an answer: the repository's error says it, and the host is
+    /// up. This is what tells that a host is unreachable ([`crate::health`]).
+    pub no_answer: Option<String>,
 }
 
 /// Documents fetched during one poll, so concurrent tags pointing at the
@@ -215,6 +220,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().expect("fetch maps are never left poisoned")
 }
 
+/// What a poll does with tags that could not be read before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    /// They wait out their retry interval.
+    Wait,
+    /// They are tried again now.
+    RetryNow,
+}
+
 /// Where one tag stands after this poll's work on it.
 struct TagOutcome {
     tag: String,
@@ -248,6 +262,11 @@ impl Scanner {
     /// The cache (for its counters).
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ScanConfig {
+        &self.config
     }
 
     /// Whether the include and exclude globs let `name` be scanned.
@@ -285,13 +304,32 @@ impl Scanner {
 
     /// Polls one repository.
     pub async fn poll_repository(&self, name: &Name) -> PollResult {
+        self.poll_with(name, Failed::Wait).await
+    }
+
+    /// Polls one repository that a change (a registry notification) named:
+    /// tags that could not be read are tried again now, whatever their retry
+    /// interval says. A registry that notifies of a push can list the tag
+    /// before it serves its manifest, so the first looks after the
+    /// notification may fail where a later one succeeds.
+    pub async fn poll_repository_after_change(&self, name: &Name) -> PollResult {
+        self.poll_with(name, Failed::RetryNow).await
+    }
+
+    async fn poll_with(&self, name: &Name, failed: Failed) -> PollResult {
         let key = name.canonical();
         let previous = self.cache.repository(&key);
         let now = Timestamp::now();
         let tags = match self.client.list_tags(name).await {
             Ok(tags) => tags,
             Err(error) => {
-                tracing::warn!(repository = %key, %error, "cannot list tags");
+                let no_answer = is_no_answer(&error).then(|| error.to_string());
+                if no_answer.is_some() {
+                    // Said once per host by whoever keeps its health, not at every poll.
+                    tracing::debug!(repository = %key, %error, "cannot list tags");
+                } else {
+                    tracing::warn!(repository = %key, %error, "cannot list tags");
+                }
                 let mut state = previous.unwrap_or_default();
                 state.error = Some(error.to_string());
                 self.cache.write(CacheWrite {
@@ -301,6 +339,7 @@ impl Scanner {
                 return PollResult {
                     info: self.info(name),
                     new_tags: Vec::new(),
+                    no_answer,
                 };
             }
         };
@@ -310,7 +349,7 @@ impl Scanner {
         let mut work = Vec::with_capacity(tags.len());
         for tag in tags {
             let known = previous_tags.get(&tag).cloned();
-            work.push(self.tag_work(name, tag, known, now, &fetches));
+            work.push(self.tag_work(name, tag, known, now, failed, &fetches));
         }
         let outcomes: Vec<TagOutcome> = futures::stream::iter(work)
             .buffer_unordered(self.config.tag_concurrency.max(1))
@@ -346,7 +385,11 @@ impl Scanner {
                 previous,
             })
             .collect();
-        PollResult { info, new_tags }
+        PollResult {
+            info,
+            new_tags,
+            no_answer: None,
+        }
     }
 
     /// What one tag needs this poll: nothing, a re-check, or resolving.
@@ -356,6 +399,7 @@ impl Scanner {
         tag: String,
         known: Option<TagState>,
         now: Timestamp,
+        failed: Failed,
         fetches: &Fetches,
     ) -> TagOutcome {
         match known {
@@ -369,12 +413,17 @@ impl Scanner {
                     },
                 }
             }
-            // A tag that failed waits out its retry interval.
-            Some(state) if state.recheck_at.is_some_and(|at| at > now) => TagOutcome {
-                tag,
-                state,
-                event: None,
-            },
+            // A tag that failed waits out its retry interval, unless a change
+            // named its repository.
+            Some(state)
+                if failed == Failed::Wait && state.recheck_at.is_some_and(|at| at > now) =>
+            {
+                TagOutcome {
+                    tag,
+                    state,
+                    event: None,
+                }
+            }
             known => self.resolve_new(name, tag, known, now, fetches).await,
         }
     }
@@ -712,6 +761,16 @@ impl Scanner {
             }
         }
         true
+    }
+}
+
+/// Whether `error` means the host did not answer at all: nothing came
+/// back, or only server errors after the retries.
+fn is_no_answer(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::Transport { .. } => true,
+        RegistryError::Status { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 

@@ -485,7 +485,7 @@ async fn run_loop_sends_new_tags_on_the_channel() {
 }
 
 #[tokio::test]
-async fn a_broken_tag_is_retried_at_the_next_poll_then_later_not_on_every_poll() {
+async fn a_broken_tag_is_retried_at_the_next_poll_then_later_or_when_a_change_names_it() {
     let registry = Registry::start();
     registry
         .push_image("app", "good", &ImageSpec::created("2020-01-01T00:00:00Z"))
@@ -525,6 +525,16 @@ async fn a_broken_tag_is_retried_at_the_next_poll_then_later_not_on_every_poll()
         "then the broken tag waits for its retry"
     );
     assert!(third.info.tag("broken").unwrap().error.is_some());
+
+    // A change naming the repository (a registry notification, whose tag
+    // may be listed before it is served) tries it again at once.
+    let before = counters.total();
+    let named = scanner.poll_repository_after_change(&app).await;
+    assert!(counters.total() - before > 1, "a change retries it now");
+    assert!(named.info.tag("broken").unwrap().error.is_some());
+    let before = counters.total();
+    scanner.poll_repository(&app).await;
+    assert_eq!(counters.total() - before, 1, "and the wait goes on after");
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@
 //! a real `sshd` on loopback), a real OCI registry ([`registry::Registry`]) with
 //! synthetic images pushed through its API (over TLS with certificates of a
 //! test CA, [`tls::TestCa`]), loopback relays and a `CONNECT` proxy
-//! ([`relay`]), and the Kubernetes API server double
+//! ([`relay`]), registry hosts that hang or refuse ([`unreachable`]), and
+//! the Kubernetes API server double
 //! ([`kube::ApiServer`]), and a running `fluxd` on a seeded repo ([`daemon::Fluxd`]).
 //!
 //! ```
@@ -21,6 +22,7 @@ pub mod kube;
 pub mod registry;
 pub mod relay;
 pub mod tls;
+pub mod unreachable;
 
 use std::path::{Path, PathBuf};
 

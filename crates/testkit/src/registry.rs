@@ -104,6 +104,8 @@ struct Setup<'a> {
     notifications: Option<&'a Notifications>,
     vars: &'a [(&'a str, &'a str)],
     tls: Option<ServeTls<'a>>,
+    /// Where to listen; a free loopback port when `None`.
+    addr: Option<SocketAddr>,
 }
 
 /// A running registry; killed when dropped. Pushes go through its
@@ -146,6 +148,15 @@ impl Registry {
     /// Starts an open registry (no auth).
     pub fn start() -> Registry {
         Registry::launch(Setup::default())
+    }
+
+    /// Starts an open registry on `addr`: a host that did not answer
+    /// before (see [`crate::unreachable::refusing_host`]) coming up.
+    pub fn start_at(addr: SocketAddr) -> Registry {
+        Registry::launch(Setup {
+            addr: Some(addr),
+            ..Setup::default()
+        })
     }
 
     /// Starts an open registry serving TLS with `tls`'s certificate on
@@ -191,9 +202,10 @@ impl Registry {
             notifications,
             vars,
             tls,
+            addr,
         } = setup;
         let dir = tempfile::tempdir().expect("a temporary folder for the registry");
-        let addr = free_loopback_port();
+        let addr = addr.unwrap_or_else(free_loopback_port);
         let storage = dir.path().join("storage");
         let mut config = format!(
             "version: 0.1\n\
