@@ -1,8 +1,8 @@
 //! `fluxctl identity`: the daemon's public deploy key, to add to the git host.
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use flux_api::ClientError;
 
 use crate::daemon::{self, Connection};
@@ -13,6 +13,9 @@ pub struct Args {
     /// Print the key's fingerprint instead of the key.
     #[arg(short = 'l', long)]
     fingerprint: bool,
+    /// Print the fingerprint and ssh-keygen's picture of the key (implies -l).
+    #[arg(short = 'v', long)]
+    visual: bool,
 }
 
 /// Prints the key (or its fingerprint); exits 1 when the daemon has none.
@@ -28,11 +31,40 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
             }) => bail!("the daemon has no deploy key: {message}"),
             Err(error) => return Err(error.into()),
         };
-        if args.fingerprint {
+        if args.visual {
+            println!("{}", identity.fingerprint);
+            print!("{}", randomart(&identity.public_key)?);
+        } else if args.fingerprint {
             println!("{}", identity.fingerprint);
         } else {
             println!("{}", identity.public_key);
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// ssh-keygen's randomart of a public key: the picture below the
+/// fingerprint line `ssh-keygen -lv` prints.
+fn randomart(public_key: &str) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir().context("a folder for the public key")?;
+    let path = dir.path().join("identity.pub");
+    std::fs::write(&path, format!("{public_key}\n")).context("writing the public key")?;
+    let output = Command::new("ssh-keygen")
+        .arg("-lv")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .context("running ssh-keygen (from openssh-client) for the picture")?;
+    if !output.status.success() {
+        bail!(
+            "ssh-keygen -lv: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .skip(1)
+        .map(|line| format!("{line}\n"))
+        .collect())
 }
