@@ -68,3 +68,27 @@ fn randomart(public_key: &str) -> anyhow::Result<String> {
         .map(|line| format!("{line}\n"))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_picture_is_ssh_keygens_randomart_without_its_fingerprint_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "fluxd", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let art = super::randomart(public.trim()).unwrap();
+        let lines: Vec<&str> = art.lines().collect();
+        assert!(lines[0].starts_with("+--[ED25519 256]--+"), "{art}");
+        assert!(
+            lines.last().unwrap().starts_with("+----[SHA256]-----+"),
+            "{art}"
+        );
+        assert!(!art.contains("SHA256:"), "{art}");
+    }
+}

@@ -194,3 +194,137 @@ fn excluding_two_workloads_with_one_comma_separated_flag_releases_neither() {
         stderr(&bad)
     );
 }
+
+#[tokio::test]
+async fn a_workload_id_that_names_nothing_is_an_error_in_both_modes() {
+    let copy = flux_testkit::sock_shop_copy();
+    let dir = copy.path().to_str().unwrap();
+    let nope = "sock-shop:deployment/nope";
+    let offline = fluxctl(&["list-images", "--manifests", dir, "-w", nope]);
+    assert_eq!(offline.status.code(), Some(1), "{}", stderr(&offline));
+    assert!(stderr(&offline).contains(&format!("no workload {nope}")));
+    assert_eq!(stdout(&offline), "");
+
+    let repo = flux_testkit::daemon::sock_shop_repo(None);
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
+    let online = fluxctl(&["--url", &fluxd.url, "list-images", "-w", nope]);
+    assert_eq!(online.status.code(), Some(1), "{}", stderr(&online));
+    assert!(stderr(&online).contains(&format!("no workload {nope}")));
+    assert_eq!(stdout(&online), "");
+}
+
+#[test]
+fn malformed_ids_are_refused_before_the_daemon_is_asked() {
+    // Nothing listens on port 9: reaching it would exit 1, not 2.
+    for args in [
+        &["list-images", "-w", "name.space:deployment/x"][..],
+        &[
+            "release",
+            "--workload",
+            "name.space:deployment/x",
+            "-i",
+            "a/b:1",
+        ],
+        &["automate", "--controller", "front-end"],
+        &["lock", "-n", "sock-shop", "-w", "deployment/a b"],
+    ] {
+        let out = fluxctl(&[&["--url", "http://127.0.0.1:9"][..], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a workload id"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn kind_slash_name_ids_are_read_in_the_namespace_given() {
+    let copy = flux_testkit::sock_shop_copy();
+    let dir = copy.path().to_str().unwrap();
+    let out = fluxctl(&[
+        "lock",
+        "--manifests",
+        dir,
+        "-n",
+        "sock-shop",
+        "-w",
+        "deployment/front-end",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("{FRONT_END}  success")),
+        "{}",
+        stdout(&out)
+    );
+    let text = std::fs::read_to_string(copy.path().join("09-front-end-dep.yaml")).unwrap();
+    assert!(text.contains("fluxcd.io/locked"), "{text}");
+}
+
+#[test]
+fn port_forwarding_flags_without_url_are_explained() {
+    let out = fluxctl(&["--k8s-fwd-ns", "flux", "list-workloads"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(
+        text.contains("--k8s-fwd-ns: port-forwarding to fluxd in a cluster is not available yet")
+            && text.contains("--url (or FLUX_URL)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn v1_global_and_verb_flags_are_accepted() {
+    let repo = flux_testkit::daemon::sock_shop_repo(None);
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
+    let listed = fluxctl(&[
+        "-u",
+        &fluxd.url,
+        "--context",
+        "kind",
+        "list-controllers",
+        "--output-format",
+        "json",
+    ]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(stderr(&listed).contains("--url is given, so --context are ignored"));
+    let _: Vec<flux_api::Workload> = serde_json::from_slice(&listed.stdout).expect("JSON");
+
+    let images = fluxctl(&[
+        "-u",
+        &fluxd.url,
+        "list-images",
+        "-c",
+        FRONT_END,
+        "--no-headers",
+    ]);
+    // No registry is reachable here, so the run fails; the table is still printed.
+    assert!(
+        stdout(&images).starts_with(FRONT_END),
+        "{}",
+        stdout(&images)
+    );
+
+    // release's -w is v1's --watch: with -c naming the workload and
+    // -f forcing, a watch without a cluster says there is no rollout.
+    let released = fluxctl(&[
+        "-u",
+        &fluxd.url,
+        "-t",
+        &fluxd.token,
+        "release",
+        "-c",
+        FRONT_END,
+        "-i",
+        "weaveworksdemos/front-end:0.4.0",
+        "-f",
+        "-w",
+        "--timeout=1s",
+    ]);
+    assert!(
+        stderr(&released).contains("--watch: no rollout to follow without a cluster"),
+        "{}",
+        stderr(&released)
+    );
+    assert!(stdout(&released).contains(&format!("{FRONT_END}  success")));
+}
