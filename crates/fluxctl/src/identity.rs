@@ -13,6 +13,10 @@ pub struct Args {
     /// Print the key's fingerprint instead of the key.
     #[arg(short = 'l', long)]
     fingerprint: bool,
+    /// Replace the daemon's deploy key with a new one first (needs --token); add the new key
+    /// to the git host.
+    #[arg(short = 'r', long)]
+    regenerate: bool,
     /// Print the fingerprint and ssh-keygen's picture of the key (implies -l).
     #[arg(short = 'v', long)]
     visual: bool,
@@ -22,7 +26,12 @@ pub struct Args {
 pub fn run(args: Args, connection: &Connection) -> ExitCode {
     daemon::block_on(async move {
         let client = connection.client()?;
-        let identity = match client.identity().await {
+        let answer = if args.regenerate {
+            client.regenerate_identity().await
+        } else {
+            client.identity().await
+        };
+        let identity = match answer {
             Ok(identity) => identity,
             Err(ClientError::Status {
                 status: 404,

@@ -328,3 +328,42 @@ async fn v1_global_and_verb_flags_are_accepted() {
     );
     assert!(stdout(&released).contains(&format!("{FRONT_END}  success")));
 }
+
+#[tokio::test]
+async fn identity_regenerate_replaces_the_deploy_key_and_shows_the_new_one() {
+    // An ssh URL nobody answers: fluxd makes its key at start either way.
+    let port = flux_testkit::git::free_port();
+    let url = format!("ssh://git@127.0.0.1:{port}/repo.git");
+    let fluxd = Fluxd::spawn(&binaries::fluxd(), &url, None, port + 1, &[], &[]).await;
+    let before = fluxctl(&["--url", &fluxd.url, "identity"]);
+    assert!(before.status.success(), "{}", stderr(&before));
+    assert!(
+        stdout(&before).starts_with("ssh-ed25519 "),
+        "{}",
+        stdout(&before)
+    );
+
+    let refused = fluxctl(&["--url", &fluxd.url, "identity", "-r"]);
+    assert_eq!(refused.status.code(), Some(1), "a new key needs the token");
+
+    let regenerated = fluxctl(&["--url", &fluxd.url, "-t", &fluxd.token, "identity", "-r"]);
+    assert!(regenerated.status.success(), "{}", stderr(&regenerated));
+    let new = stdout(&regenerated);
+    assert!(new.starts_with("ssh-ed25519 "), "{new}");
+    assert_ne!(new, stdout(&before));
+    let after = fluxctl(&["--url", &fluxd.url, "identity"]);
+    assert_eq!(stdout(&after), new, "the API shows the new key");
+    let on_disk = std::fs::read_dir(fluxd.data.path().join("ssh"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "pub"))
+        .expect("a public key file");
+    let key = std::fs::read_to_string(on_disk).unwrap();
+    let fields = |text: &str| {
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(fields(&key), fields(&new), "the key fluxd's ssh uses");
+}

@@ -71,6 +71,10 @@ pub trait Control: Send + Sync + 'static {
     fn plan(&self, spec: JobSpec) -> Pending<'_, Vec<WorkloadResult>>;
     /// The deploy key, if the daemon has one.
     fn identity(&self) -> Option<Identity>;
+    /// A new deploy key in place of the old one; None when the daemon has none.
+    fn regenerate_identity(&self) -> Pending<'_, Option<Identity>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Everything the handlers share.
@@ -128,6 +132,7 @@ pub fn router(api: Arc<Api>) -> Router {
     let guarded = Router::new()
         .route("/api/v1/jobs", post(submit_job))
         .route("/api/v1/sync", post(sync))
+        .route("/api/v1/identity", post(regenerate_identity))
         .route("/api/v1/notify", post(notify))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
@@ -327,6 +332,19 @@ async fn identity(State(api): State<Shared>) -> Response {
             StatusCode::NOT_FOUND,
             "fluxd has no deploy key (the repo is not reached over ssh)",
         ),
+    }
+}
+
+/// Replace the deploy key with a new one; answers the new key, to add to
+/// the git host in place of the old one.
+async fn regenerate_identity(State(api): State<Shared>) -> Response {
+    match api.control.regenerate_identity().await {
+        Ok(Some(identity)) => Json(identity).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "fluxd has no deploy key (the repo is not reached over ssh)",
+        ),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
     }
 }
 
