@@ -127,6 +127,11 @@ impl Client {
         self.get(&paths::sync_status(revision), &[]).await
     }
 
+    /// Replaces the daemon's deploy key with a new one; answers the new key.
+    pub async fn regenerate_identity(&self) -> Result<Identity, ClientError> {
+        self.post(paths::IDENTITY, &serde_json::json!({})).await
+    }
+
     /// The deploy key.
     pub async fn identity(&self) -> Result<Identity, ClientError> {
         self.get(paths::IDENTITY, &[]).await

@@ -10,26 +10,75 @@ use flux_api::{Client, ClientError, Job, JobSpec, JobStatus, ResultStatus, Workl
 
 use crate::results::{self, Row};
 
-/// Where the daemon is and how to prove who we are.
+/// The daemon's API when neither `--url` nor `FLUX_URL` names one.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:3030";
+
+/// Where the daemon is and how to prove who we are: the global flags of
+/// Flux v1's fluxctl.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
-    /// The daemon's API.
+    /// The daemon's API [default: http://127.0.0.1:3030].
+    #[arg(short = 'u', long, global = true, env = "FLUX_URL")]
+    pub url: Option<String>,
+    /// The API token (the daemon's `--api-token-file`), needed by verbs that change something.
     #[arg(
+        short = 't',
         long,
         global = true,
-        env = "FLUX_URL",
-        default_value = "http://127.0.0.1:3030"
+        env = "FLUX_TOKEN",
+        hide_env_values = true
     )]
-    pub url: String,
-    /// The API token (the daemon's `--api-token-file`), needed by verbs that change something.
-    #[arg(long, global = true, env = "FLUX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// How long to wait for a commit to be applied, a rollout or a sync (`30s`, `5m`).
+    #[arg(
+        id = "global_timeout",
+        long = "timeout",
+        global = true,
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = crate::sync::parse_duration
+    )]
+    pub timeout: Duration,
+    /// The kubeconfig context to port-forward through (not available yet: pass --url).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The namespace of fluxd to port-forward to (not available yet: pass --url).
+    #[arg(long, global = true, value_name = "NS")]
+    pub k8s_fwd_ns: Option<String>,
+    /// The labels of fluxd's pod to port-forward to (not available yet: pass --url).
+    #[arg(long, global = true, value_name = "KEY=VALUE,...")]
+    pub k8s_fwd_labels: Option<String>,
 }
 
 impl Connection {
-    /// A client of the daemon.
+    /// The daemon's API.
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or(DEFAULT_URL)
+    }
+
+    /// A client of the daemon. The port-forwarding flags without `--url`
+    /// are an error: fluxctl cannot find fluxd in a cluster yet.
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.url, self.token.clone())?)
+        let forwarding: Vec<&str> = [
+            (self.context.is_some(), "--context"),
+            (self.k8s_fwd_ns.is_some(), "--k8s-fwd-ns"),
+            (self.k8s_fwd_labels.is_some(), "--k8s-fwd-labels"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect();
+        if !forwarding.is_empty() {
+            let flags = forwarding.join(", ");
+            if self.url.is_none() {
+                anyhow::bail!(
+                    "{flags}: port-forwarding to fluxd in a cluster is not available yet; \
+                     pass the daemon's API with --url (or FLUX_URL), e.g. after \
+                     `kubectl port-forward`"
+                );
+            }
+            eprintln!("fluxctl: --url is given, so {flags} are ignored");
+        }
+        Ok(Client::new(self.url(), self.token.clone())?)
     }
 }
 

@@ -14,7 +14,7 @@ use flux_registry::{RepositoryInfo, TagInfo};
 use serde::Serialize;
 
 use crate::daemon::{self, Connection};
-use crate::offline::{Manifests, Output, parse_id};
+use crate::offline::{Manifests, Output};
 use crate::registry_options::RegistryArgs;
 use crate::table;
 
@@ -23,17 +23,29 @@ use crate::table;
 pub struct Args {
     #[command(flatten)]
     manifests: Manifests,
-    /// Show only this workload (`namespace:kind/name`); repeatable.
-    #[arg(short, long = "workload", value_name = "ID")]
+    /// Show only these workloads (`namespace:kind/name`, `kind/name` in --namespace,
+    /// `namespace/name`); comma-separated or repeated. `--service`, `--controller` and `-c` are
+    /// Flux v1's (deprecated) spellings.
+    #[arg(
+        short,
+        long = "workload",
+        value_name = "ID",
+        visible_aliases = ["service", "controller"],
+        short_alias = 'c',
+        value_delimiter = ','
+    )]
     workloads: Vec<String>,
-    /// Show only workloads in this namespace.
+    /// Show only workloads in this namespace (and read `kind/name` ids in it).
     #[arg(short, long)]
     namespace: Option<String>,
+    /// Leave out the header row.
+    #[arg(long)]
+    no_headers: bool,
     /// Tags shown per container; 0 shows all.
     #[arg(short, long, default_value_t = 10)]
     limit: usize,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    #[arg(short, long, visible_alias = "output-format", value_enum, default_value_t = Output::Text)]
     output: Output,
     #[command(flatten)]
     registry: RegistryArgs,
@@ -87,10 +99,19 @@ fn serialize_time<S: serde::Serializer>(
 
 /// Exit 0 when every repository could be read, 1 otherwise, 2 on bad input.
 pub fn run(args: Args, connection: &Connection) -> ExitCode {
+    // Bad ids are refused (exit 2) before anything is asked.
+    let namespaces = args.manifests.namespaces(args.namespace.as_deref());
+    let wanted = match namespaces.parse_all("--workload", &args.workloads) {
+        Ok(wanted) => wanted,
+        Err(error) => {
+            eprintln!("fluxctl: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if args.manifests.paths.is_empty() {
-        return daemon::block_on(from_daemon(args, connection));
+        return daemon::block_on(from_daemon(args, wanted, connection));
     }
-    match run_inner(args) {
+    match run_inner(args, wanted) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("fluxctl: {error:#}");
@@ -99,13 +120,12 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
     }
 }
 
-fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
-    let wanted: Vec<ResourceId> = args
-        .workloads
-        .iter()
-        .map(|w| parse_id(w))
-        .collect::<Result<_, _>>()?;
+fn run_inner(args: Args, wanted: Vec<ResourceId>) -> anyhow::Result<ExitCode> {
     let (checkout, load_failed) = args.manifests.load();
+    if let Some(missing) = wanted.iter().find(|id| checkout.workload(id).is_none()) {
+        eprintln!("fluxctl: no workload {missing}");
+        return Ok(ExitCode::FAILURE);
+    }
     let mut workloads: Vec<&Workload> = checkout
         .workloads
         .iter()
@@ -117,11 +137,6 @@ fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     workloads.sort_by(|a, b| a.id.cmp(&b.id));
-    for id in &wanted {
-        if checkout.workload(id).is_none() {
-            eprintln!("fluxctl: workload {id} not found in the manifests");
-        }
-    }
     let names = workloads
         .iter()
         .flat_map(|w| &w.containers)
@@ -136,7 +151,7 @@ fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .flat_map(|s| &s.containers)
         .all(|c| c.available_error.is_empty());
-    print_statuses(&statuses, args.output, args.limit)?;
+    print_statuses(&statuses, &args)?;
     Ok(if all_read && !load_failed {
         ExitCode::SUCCESS
     } else {
@@ -144,14 +159,20 @@ fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
+async fn from_daemon(
+    args: Args,
+    wanted: Vec<ResourceId>,
+    connection: &Connection,
+) -> anyhow::Result<ExitCode> {
     let client = connection.client()?;
-    let mut answer = client
-        .images(&args.workloads, args.namespace.as_deref())
-        .await?;
+    let ids: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+    let mut answer = client.images(&ids, args.namespace.as_deref()).await?;
+    if let Some(missing) = ids.iter().find(|id| answer.iter().all(|w| &&w.id != id)) {
+        anyhow::bail!("no workload {missing}");
+    }
     answer.sort_by(|a, b| a.id.cmp(&b.id));
     let statuses: Vec<ImageStatus> = answer.iter().map(from_api).collect();
-    print_statuses(&statuses, args.output, args.limit)?;
+    print_statuses(&statuses, &args)?;
     let all_read = statuses
         .iter()
         .flat_map(|s| &s.containers)
@@ -163,13 +184,13 @@ async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<Exit
     })
 }
 
-fn print_statuses(statuses: &[ImageStatus], output: Output, limit: usize) -> anyhow::Result<()> {
-    match output {
+fn print_statuses(statuses: &[ImageStatus], args: &Args) -> anyhow::Result<()> {
+    match args.output {
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(statuses).context("rendering JSON")?
         ),
-        Output::Text => print!("{}", render_table(statuses, limit)),
+        Output::Text => print!("{}", render_table(statuses, args.limit, args.no_headers)),
     }
     Ok(())
 }
@@ -314,13 +335,11 @@ fn format_created(time: jiff::Timestamp) -> String {
     time.strftime("%d %b %y %H:%M UTC").to_string()
 }
 
-fn render_table(statuses: &[ImageStatus], limit: usize) -> String {
-    let mut rows: Vec<[String; 4]> = vec![[
-        "WORKLOAD".into(),
-        "CONTAINER".into(),
-        "IMAGE".into(),
-        "CREATED".into(),
-    ]];
+fn render_table(statuses: &[ImageStatus], limit: usize, no_headers: bool) -> String {
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    if !no_headers {
+        rows.push(["WORKLOAD", "CONTAINER", "IMAGE", "CREATED"].map(String::from));
+    }
     for status in statuses {
         let mut workload = status.id.clone();
         if status.containers.is_empty() {
@@ -437,7 +456,7 @@ mod tests {
             id: "default:deployment/app".into(),
             containers: vec![container("2", &["3", "2", "1"])],
         }];
-        let table = render_table(&statuses, 10);
+        let table = render_table(&statuses, 10, false);
         let expected = "\
 WORKLOAD                CONTAINER  IMAGE        CREATED
 default:deployment/app  app        example/app

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     no_headers: bool,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    #[arg(short, long, visible_alias = "output-format", value_enum, default_value_t = Output::Text)]
     output: Output,
 }
 

@@ -21,6 +21,7 @@ mod rollout;
 mod sync;
 mod table;
 mod timeline;
+mod workload_id;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,7 @@ enum Command {
     /// Show the images workloads run and the tags their repositories offer.
     ListImages(list_images::Args),
     /// List the workloads, containers and images in a checkout, with their policies.
+    #[command(visible_aliases = ["list-services", "list-controllers"])]
     ListWorkloads(list_workloads::Args),
     /// Release images to workloads by editing their manifests.
     Release(release::Args),

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use flux_manifests::{Checkout, LoadOptions, ResourceId, Transaction};
+use flux_manifests::{Checkout, LoadOptions, Transaction};
+
+use crate::workload_id::Namespaces;
 
 /// Where the manifests are.
 #[derive(Debug, Clone, clap::Args)]
@@ -13,7 +14,8 @@ pub struct Manifests {
     /// Without it, the verb asks the daemon at --url.
     #[arg(long = "manifests", value_name = "DIR")]
     pub paths: Vec<PathBuf>,
-    /// The namespace of resources that name none.
+    /// The namespace of resources that name none, and of workload ids given as `<kind>/<name>`
+    /// without --namespace.
     #[arg(
         long,
         value_name = "NS",
@@ -39,12 +41,18 @@ impl Manifests {
     }
 }
 
-/// Parses a workload id given on the command line.
-pub fn parse_id(text: &str) -> anyhow::Result<ResourceId> {
-    text.parse().with_context(|| format!("--workload {text}"))
+impl Manifests {
+    /// Where ids that name no namespace are: `namespace` (a verb's
+    /// `--namespace`) when given, else the default namespace.
+    pub fn namespaces<'a>(&'a self, namespace: Option<&'a str>) -> Namespaces<'a> {
+        Namespaces {
+            given: namespace,
+            default: &self.default_namespace,
+        }
+    }
 }
 
-/// Output formats of listings.
+/// Output formats of listings (`-o`, also spelled `--output-format` as in Flux v1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     /// Aligned columns.

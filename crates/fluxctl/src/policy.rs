@@ -9,7 +9,7 @@ use flux_manifests::release::{Status, WorkloadResult};
 use flux_manifests::{PolicyUpdate, ResourceId, Transaction};
 
 use crate::daemon::{self, Connection};
-use crate::offline::{Manifests, parse_id};
+use crate::offline::Manifests;
 use crate::results;
 
 /// The flags every policy verb takes.
@@ -17,9 +17,20 @@ use crate::results;
 pub struct Target {
     #[command(flatten)]
     manifests: Manifests,
-    /// The workload (`<namespace>:<kind>/<name>`).
-    #[arg(short, long = "workload", value_name = "ID")]
+    /// The workload (`<namespace>:<kind>/<name>`, `<kind>/<name>` in --namespace,
+    /// `<namespace>/<name>`). `--service`, `--controller` and `-c` are Flux v1's (deprecated)
+    /// spellings.
+    #[arg(
+        short,
+        long = "workload",
+        value_name = "ID",
+        visible_aliases = ["service", "controller"],
+        short_alias = 'c'
+    )]
     workload: String,
+    /// The namespace of a workload id given as `<kind>/<name>`.
+    #[arg(short, long, value_name = "NS")]
+    namespace: Option<String>,
     /// Why (kept as the lock message when locking).
     #[arg(short, long)]
     message: Option<String>,
@@ -27,8 +38,23 @@ pub struct Target {
     #[arg(long, env = "FLUX_USER")]
     user: Option<String>,
     /// Output format of the daemon's job.
-    #[arg(short, long, value_enum, default_value_t = crate::offline::Output::Text)]
+    #[arg(
+        short,
+        long,
+        visible_alias = "output-format",
+        value_enum,
+        default_value_t = crate::offline::Output::Text
+    )]
     output: crate::offline::Output,
+}
+
+impl Target {
+    /// The workload's id, read in `--namespace`.
+    fn id(&self) -> Result<ResourceId, crate::workload_id::InvalidId> {
+        self.manifests
+            .namespaces(self.namespace.as_deref())
+            .parse("--workload", &self.workload)
+    }
 }
 
 /// Arguments of `policy`.
@@ -71,9 +97,16 @@ pub enum Verb {
 
 /// Runs `automate`, `deautomate`, `lock` or `unlock`.
 pub fn run_verb(verb: Verb, target: Target, connection: &Connection) -> ExitCode {
+    let id = match target.id() {
+        Ok(id) => id,
+        Err(error) => {
+            eprintln!("fluxctl: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if target.manifests.paths.is_empty() {
         let mut change = flux_api::PolicyChange {
-            workload: target.workload.clone(),
+            workload: id.to_string(),
             ..Default::default()
         };
         match verb {
@@ -96,8 +129,15 @@ pub fn run_verb(verb: Verb, target: Target, connection: &Connection) -> ExitCode
 /// Runs `policy`.
 pub fn run(args: Args, connection: &Connection) -> ExitCode {
     let target = &args.target;
+    let id = match target.id() {
+        Ok(id) => id,
+        Err(error) => {
+            eprintln!("fluxctl: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if target.manifests.paths.is_empty() {
-        let change = |containers: &[String]| change_of(&args, containers);
+        let change = |containers: &[String]| change_of(&args, &id, containers);
         return daemon::block_on(through_daemon(target, change, connection));
     }
     apply(target, |containers| {
@@ -142,9 +182,13 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
 }
 
 /// The daemon's form of `policy`'s flags.
-fn change_of(args: &Args, containers: &[String]) -> anyhow::Result<flux_api::PolicyChange> {
+fn change_of(
+    args: &Args,
+    id: &ResourceId,
+    containers: &[String],
+) -> anyhow::Result<flux_api::PolicyChange> {
     let mut change = flux_api::PolicyChange {
-        workload: args.target.workload.clone(),
+        workload: id.to_string(),
         ..Default::default()
     };
     if args.automate {
@@ -190,7 +234,7 @@ async fn through_daemon(
     change: impl FnOnce(&[String]) -> anyhow::Result<flux_api::PolicyChange>,
     connection: &Connection,
 ) -> anyhow::Result<ExitCode> {
-    let id = parse_id(&target.workload)?;
+    let id = target.id()?;
     let client = connection.client()?;
     let workloads = client.workloads(Some(id.namespace())).await?;
     let Some(workload) = workloads.iter().find(|w| w.id == id.to_string()) else {
@@ -211,7 +255,7 @@ fn apply(
     target: &Target,
     update: impl FnOnce(&[String]) -> anyhow::Result<PolicyUpdate>,
 ) -> ExitCode {
-    let id: ResourceId = match parse_id(&target.workload) {
+    let id: ResourceId = match target.id() {
         Ok(id) => id,
         Err(error) => {
             eprintln!("fluxctl: {error:#}");

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use flux_image::ImageRef;
 use flux_manifests::release::{self, ContainerTargets, ReleaseSpec, Status, Targets, Update};
-use flux_manifests::{Checkout, Transaction};
+use flux_manifests::{Checkout, ResourceId, Transaction};
 use flux_registry::newest_admitted;
 
 use std::time::Duration;
@@ -22,7 +22,7 @@ use flux_api::Client;
 use crate::applied::{self, Waited};
 use crate::daemon::{self, Connection, short};
 use crate::interactive;
-use crate::offline::{Manifests, Output, parse_id};
+use crate::offline::{Manifests, Output};
 use crate::registry_options::RegistryArgs;
 use crate::results;
 use crate::rollout::{self, Progress, Watched};
@@ -39,14 +39,25 @@ use crate::timeline;
 pub struct Args {
     #[command(flatten)]
     manifests: Manifests,
-    /// A workload to release to (`<namespace>:<kind>/<name>`); may be repeated.
-    #[arg(short, long = "workload", value_name = "ID")]
+    /// Workloads to release to (`<namespace>:<kind>/<name>`, `<kind>/<name>` in --namespace,
+    /// `<namespace>/<name>`); comma-separated or repeated. `--service`, `--controller` and `-c`
+    /// are Flux v1's (deprecated) spellings.
+    #[arg(
+        long = "workload",
+        value_name = "ID",
+        visible_aliases = ["service", "controller"],
+        short_alias = 'c',
+        value_delimiter = ','
+    )]
     workload: Vec<String>,
+    /// The namespace of workload ids given as `<kind>/<name>`.
+    #[arg(short, long, value_name = "NS")]
+    namespace: Option<String>,
     /// Release to every workload (with --update-image: every one running its repository).
     #[arg(long)]
     all: bool,
-    /// A workload to leave alone; may be repeated.
-    #[arg(long, value_name = "ID")]
+    /// Workloads to leave alone; comma-separated or repeated.
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
     exclude: Vec<String>,
     /// The image to release, with its tag or digest.
     #[arg(short = 'i', long, value_name = "IMG:TAG")]
@@ -55,35 +66,31 @@ pub struct Args {
     #[arg(long)]
     update_all_images: bool,
     /// Only this container of the named workloads; may be repeated.
-    #[arg(short, long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     container: Vec<String>,
     /// Show what would change, write nothing.
     #[arg(long, conflicts_with_all = ["watch", "interactive"])]
     dry_run: bool,
     /// After the commit is applied, follow the released workloads' rollouts until ready
     /// (daemon only).
-    #[arg(long)]
+    #[arg(short, long)]
     watch: bool,
     /// Choose the container updates to release from a checklist of the plan (daemon only;
     /// needs a terminal).
     #[arg(long)]
     interactive: bool,
-    /// How long to wait for the commit to be applied, and then for the rollout (`30s`, `5m`).
-    #[arg(
-        long = "timeout",
-        value_name = "DURATION",
-        default_value = "60s",
-        value_parser = crate::sync::parse_duration
-    )]
+    /// How long to wait for the commit to be applied, and then for the rollout: the global
+    /// `--timeout`.
+    #[arg(skip)]
     apply_timeout: Duration,
     /// Release to locked workloads too.
-    #[arg(long)]
+    #[arg(short, long)]
     force: bool,
     /// Show skipped workloads and the job's timeline too (-vv: ignored workloads as well).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    #[arg(short, long, visible_alias = "output-format", value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Why (heads the commit message; daemon only).
     #[arg(short, long)]
@@ -103,9 +110,7 @@ fn job_spec(args: &Args) -> anyhow::Result<flux_api::JobSpec> {
     if args.interactive {
         interactive::require_terminal()?;
     }
-    for id in args.workload.iter().chain(&args.exclude) {
-        parse_id(id)?;
-    }
+    let (workloads, excludes) = ids(args)?;
     let update = match &args.update_image {
         Some(text) => {
             image_to_release(text)?;
@@ -116,11 +121,11 @@ fn job_spec(args: &Args) -> anyhow::Result<flux_api::JobSpec> {
     let targets = if args.all {
         flux_api::Targets::All
     } else {
-        flux_api::Targets::Workloads(args.workload.clone())
+        flux_api::Targets::Workloads(workloads.iter().map(ToString::to_string).collect())
     };
     Ok(flux_api::JobSpec::Release(flux_api::ReleaseSpec {
         targets,
-        exclude: args.exclude.clone(),
+        exclude: excludes.iter().map(ToString::to_string).collect(),
         update,
         force: args.force,
         dry_run: args.dry_run,
@@ -297,21 +302,12 @@ fn spec(args: &Args) -> anyhow::Result<ReleaseSpec> {
         Some(text) => Update::Image(image_to_release(text)?),
         None => Update::PerContainer(ContainerTargets::new()),
     };
+    let (workloads, excludes) = ids(args)?;
     let targets = if args.all {
         Targets::All
     } else {
-        Targets::Only(
-            args.workload
-                .iter()
-                .map(|w| parse_id(w))
-                .collect::<Result<_, _>>()?,
-        )
+        Targets::Only(workloads)
     };
-    let excludes = args
-        .exclude
-        .iter()
-        .map(|w| parse_id(w))
-        .collect::<Result<_, _>>()?;
     Ok(ReleaseSpec {
         targets,
         excludes,
@@ -319,6 +315,15 @@ fn spec(args: &Args) -> anyhow::Result<ReleaseSpec> {
         containers: args.container.clone(),
         force: args.force,
     })
+}
+
+/// The `--workload` and `--exclude` ids, read in `--namespace`.
+fn ids(args: &Args) -> anyhow::Result<(Vec<ResourceId>, Vec<ResourceId>)> {
+    let namespaces = args.manifests.namespaces(args.namespace.as_deref());
+    Ok((
+        namespaces.parse_all("--workload", &args.workload)?,
+        namespaces.parse_all("--exclude", &args.exclude)?,
+    ))
 }
 
 fn image_to_release(text: &str) -> anyhow::Result<ImageRef> {
@@ -331,7 +336,8 @@ fn image_to_release(text: &str) -> anyhow::Result<ImageRef> {
 
 /// Edits, verifies and writes; exits 1 when a workload failed or a file
 /// could not be read, 2 on bad arguments.
-pub fn run(args: Args, connection: &Connection) -> ExitCode {
+pub fn run(mut args: Args, connection: &Connection) -> ExitCode {
+    args.apply_timeout = connection.timeout;
     if args.manifests.paths.is_empty() {
         // Bad arguments are refused (exit 2) before the daemon is asked.
         let spec = match job_spec(&args) {

@@ -11,19 +11,20 @@ use crate::daemon::{self, Connection, short};
 /// Arguments of `sync`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// How long to wait for the revision to be applied (`30s`, `5m`).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// How long to wait for the revision to be applied: the global `--timeout`.
+    #[arg(skip)]
     timeout: Duration,
 }
 
 /// Prints each step; exits 1 when the revision is not applied in time.
-pub fn run(args: Args, connection: &Connection) -> ExitCode {
+pub fn run(mut args: Args, connection: &Connection) -> ExitCode {
+    args.timeout = connection.timeout;
     daemon::block_on(sync(args, connection))
 }
 
 async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
     let client = connection.client()?;
-    println!("Synchronizing with {}", connection.url);
+    println!("Synchronizing with {}", connection.url());
     let requested = client.sync().await?;
     let revision = short(&requested.revision).to_string();
     println!("Revision of {} to apply is {revision}", requested.branch);

@@ -256,7 +256,7 @@ async fn release_watch_follows_the_rollout_until_every_workload_is_ready() {
         "--token",
         &world.fluxd.token,
         "release",
-        "-w",
+        "--workload",
         FRONT_END,
         "--update-all-images",
         "--watch",
@@ -312,7 +312,7 @@ async fn a_release_to_a_sidecar_changes_only_that_container() {
         .await;
     let target = "kbudde/rabbitmq-exporter:master-a000001";
 
-    let released = world.fluxctl(&["release", "-w", RABBITMQ, "--update-image", target]);
+    let released = world.fluxctl(&["release", "--workload", RABBITMQ, "--update-image", target]);
     assert!(released.status.success(), "{}", stderr(&released));
     assert!(
         stdout(&released).contains("rabbitmq-exporter: kbudde/rabbitmq-exporter -> master-a000001"),
@@ -410,7 +410,7 @@ async fn a_locked_workload_is_skipped_unless_the_release_is_forced() {
     let target = format!("{}:0.3.13", world.image);
     let before = world.repo.head(BRANCH);
 
-    let skipped = world.fluxctl(&["release", "-w", FRONT_END, "-i", &target, "-v"]);
+    let skipped = world.fluxctl(&["release", "--workload", FRONT_END, "-i", &target, "-v"]);
     assert!(skipped.status.success(), "{}", stderr(&skipped));
     assert!(
         stdout(&skipped).contains(&format!("{FRONT_END}  skipped  locked")),
@@ -419,7 +419,7 @@ async fn a_locked_workload_is_skipped_unless_the_release_is_forced() {
     );
     assert_eq!(world.repo.head(BRANCH), before, "nothing is committed");
 
-    let forced = world.fluxctl(&["release", "-w", FRONT_END, "-i", &target, "--force"]);
+    let forced = world.fluxctl(&["release", "--workload", FRONT_END, "-i", &target, "--force"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert!(stdout(&forced).contains("success"), "{}", stdout(&forced));
     world.wait_for_image("front-end", 0, ":0.3.13").await;
@@ -550,7 +550,7 @@ async fn a_release_that_conflicts_with_kubectl_scale_is_not_reported_applied() {
 
     let released = world.fluxctl(&[
         "release",
-        "-w",
+        "--workload",
         CARTS,
         "--update-image",
         "weaveworksdemos/carts:0.4.10",
@@ -625,7 +625,7 @@ async fn by_default_git_takes_back_what_kubectl_scale_changed() {
 
     let released = world.fluxctl(&[
         "release",
-        "-w",
+        "--workload",
         CARTS,
         "--update-image",
         "weaveworksdemos/carts:0.4.10",
@@ -665,7 +665,7 @@ async fn a_manifest_can_opt_out_of_taking_fields_back() {
 
     let released = world.fluxctl(&[
         "release",
-        "-w",
+        "--workload",
         CARTS,
         "--update-image",
         "weaveworksdemos/carts:0.4.10",

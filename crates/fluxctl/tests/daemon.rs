@@ -69,7 +69,13 @@ async fn release_through_the_daemon_prints_the_result_and_the_commit_it_pushed()
     let before = repo.head(BRANCH);
     let target = format!("{image}:0.4.0");
     let base = ["--url", &fluxd.url, "--token", &fluxd.token, "release"];
-    let dry = fluxctl(&[&base[..], &["-w", FRONT_END, "-i", &target, "--dry-run"]].concat());
+    let dry = fluxctl(
+        &[
+            &base[..],
+            &["--workload", FRONT_END, "-i", &target, "--dry-run"],
+        ]
+        .concat(),
+    );
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert!(stdout(&dry).contains("front-end: "), "{}", stdout(&dry));
     assert_eq!(repo.head(BRANCH), before, "a dry run pushes nothing");
@@ -79,7 +85,7 @@ async fn release_through_the_daemon_prints_the_result_and_the_commit_it_pushed()
     let released = fluxctl(
         &[
             &base[..],
-            &["-w", FRONT_END, "-i", &target, "--timeout", "1s"],
+            &["--workload", FRONT_END, "-i", &target, "--timeout", "1s"],
         ]
         .concat(),
     );
@@ -145,7 +151,7 @@ async fn without_a_token_a_release_is_refused_and_nothing_is_pushed() {
         "--url",
         &fluxd.url,
         "release",
-        "-w",
+        "--workload",
         FRONT_END,
         "-i",
         "weaveworksdemos/front-end:0.3.13",
@@ -285,7 +291,7 @@ fn bad_release_arguments_are_refused_before_the_daemon_is_asked() {
         "--url",
         "http://127.0.0.1:9",
         "release",
-        "-w",
+        "--workload",
         "front-end",
         "-i",
         "weaveworksdemos/front-end:0.3.13",

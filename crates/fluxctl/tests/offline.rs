@@ -198,7 +198,7 @@ fn locked_workloads_are_skipped_unless_forced() {
     assert!(locked.contains("  annotations:\n    fluxcd.io/locked: \"true\"\n    fluxcd.io/locked_msg: freeze\n    fluxcd.io/locked_user: ops\n"), "{locked}");
     let release = [
         "release",
-        "-w",
+        "--workload",
         "sock-shop:deployment/user",
         "-i",
         "weaveworksdemos/user:0.4.8",
@@ -229,7 +229,7 @@ fn up_to_date_and_dry_run_releases_write_nothing() {
         copy.path(),
         &[
             "release",
-            "-w",
+            "--workload",
             "sock-shop:deployment/user",
             "-i",
             "weaveworksdemos/user:0.4.7",
@@ -245,7 +245,7 @@ fn up_to_date_and_dry_run_releases_write_nothing() {
         copy.path(),
         &[
             "release",
-            "-w",
+            "--workload",
             "sock-shop:deployment/user",
             "-i",
             "weaveworksdemos/user:0.5.0",
@@ -267,7 +267,7 @@ fn missing_workloads_and_containers_fail_the_release() {
         copy.path(),
         &[
             "release",
-            "-w",
+            "--workload",
             "sock-shop:deployment/nope",
             "-i",
             "nginx:1.27",
@@ -283,9 +283,9 @@ fn missing_workloads_and_containers_fail_the_release() {
         copy.path(),
         &[
             "release",
-            "-w",
+            "--workload",
             "sock-shop:deployment/user",
-            "-c",
+            "--container",
             "sidecar",
             "-i",
             "weaveworksdemos/user:0.5.0",
@@ -307,7 +307,7 @@ fn bad_arguments_are_refused_before_anything_is_written() {
         copy.path(),
         &[
             "release",
-            "-w",
+            "--workload",
             "front-end",
             "-i",
             "weaveworksdemos/front-end:1",

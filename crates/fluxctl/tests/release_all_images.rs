@@ -196,12 +196,12 @@ async fn each_container_gets_the_newest_tag_its_policy_admits_and_only_image_byt
 #[tokio::test(flavor = "multi_thread")]
 async fn a_semver_policy_restricts_the_choice_to_its_range() {
     let fixture = fixture().await;
-    let (code, stdout, stderr) = fixture.release(&["-w", "team:deployment/api"]);
+    let (code, stdout, stderr) = fixture.release(&["--workload", "team:deployment/api"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("team/web:1.0.0 -> 1.2.0"), "{stdout}");
     assert!(fixture.read("api.yaml").contains("team/web:1.2.0'"));
 
-    let (code, stdout, _) = fixture.release(&["-w", "team:deployment/api", "-v"]);
+    let (code, stdout, _) = fixture.release(&["--workload", "team:deployment/api", "-v"]);
     assert_eq!(code, 0);
     assert!(
         stdout.contains("team:deployment/api  skipped  image(s) up to date"),
@@ -214,8 +214,13 @@ async fn a_glob_policy_never_picks_a_tag_without_a_creation_time() {
     let fixture = fixture().await;
     // Every tag of team/timeless lacks a creation time: none can be told
     // newer than main-2, so nothing moves (main-1 and main-3 included).
-    let (code, stdout, stderr) =
-        fixture.release(&["-w", "team:deployment/web", "-c", "sidecar", "-v"]);
+    let (code, stdout, stderr) = fixture.release(&[
+        "--workload",
+        "team:deployment/web",
+        "--container",
+        "sidecar",
+        "-v",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         stdout,
@@ -230,7 +235,7 @@ async fn a_glob_policy_never_picks_a_tag_without_a_creation_time() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tag_whose_index_lacks_the_wanted_platform_is_never_chosen() {
     let fixture = fixture().await;
-    let web = ["-w", "team:deployment/web", "-c", "web"];
+    let web = ["--workload", "team:deployment/web", "--container", "web"];
     let (code, stdout, stderr) = fixture.release(&web);
     assert_eq!(code, 0, "{stderr}");
     assert!(
@@ -262,7 +267,7 @@ async fn a_tag_whose_index_lacks_the_wanted_platform_is_never_chosen() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_locked_workload_is_skipped_unless_forced() {
     let fixture = fixture().await;
-    let (code, stdout, _) = fixture.release(&["-w", "team:deployment/admin", "-v"]);
+    let (code, stdout, _) = fixture.release(&["--workload", "team:deployment/admin", "-v"]);
     assert_eq!(code, 0);
     assert!(
         stdout.contains("team:deployment/admin  skipped  locked"),
@@ -270,7 +275,8 @@ async fn a_locked_workload_is_skipped_unless_forced() {
     );
     assert_eq!(fixture.read("admin.yaml"), fixture.original("admin.yaml"));
 
-    let (code, stdout, stderr) = fixture.release(&["-w", "team:deployment/admin", "--force"]);
+    let (code, stdout, stderr) =
+        fixture.release(&["--workload", "team:deployment/admin", "--force"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("team:deployment/admin  success"),

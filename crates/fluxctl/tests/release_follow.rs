@@ -20,7 +20,7 @@ use flux_testkit::git::BRANCH;
 
 const NEWER: &str = "weaveworksdemos/front-end:0.3.13";
 
-/// `release -w front-end -i <NEWER> --timeout 1s` plus `extra`, timed.
+/// `release --workload front-end -i <NEWER> --timeout 1s` plus `extra`, timed.
 fn release(fluxd: &Fluxd, extra: &[&str]) -> (Output, Duration) {
     let base = [
         "--url",
@@ -28,7 +28,7 @@ fn release(fluxd: &Fluxd, extra: &[&str]) -> (Output, Duration) {
         "--token",
         &fluxd.token,
         "release",
-        "-w",
+        "--workload",
         FRONT_END,
         "-i",
         NEWER,
@@ -138,7 +138,7 @@ fn watch_and_interactive_cannot_go_with_a_dry_run() {
             "--url",
             "http://127.0.0.1:9",
             "release",
-            "-w",
+            "--workload",
             FRONT_END,
             "-i",
             NEWER,
@@ -273,7 +273,7 @@ async fn interactive_with_every_row_ticked_releases_the_plan() {
     let repo = sock_shop_repo(None);
     let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let before = repo.head(BRANCH);
-    let mut terminal = interactive(&fluxd, &["-w", FRONT_END, "-i", NEWER]);
+    let mut terminal = interactive(&fluxd, &["--workload", FRONT_END, "-i", NEWER]);
     terminal.wait_for(PROMPT);
     assert!(
         terminal.screen().contains(&format!(
@@ -363,7 +363,7 @@ async fn interactive_never_releases_an_unticked_container_of_a_ticked_workload()
     });
     let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let before = repo.head(BRANCH);
-    let mut terminal = interactive(&fluxd, &["-w", CACHE, "-i", "mongo:3.6"]);
+    let mut terminal = interactive(&fluxd, &["--workload", CACHE, "-i", "mongo:3.6"]);
     terminal.wait_for(PROMPT);
     let shown = terminal.screen();
     assert!(
@@ -392,7 +392,7 @@ async fn interactive_with_nothing_ticked_pushes_nothing() {
     let repo = sock_shop_repo(None);
     let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
     let before = repo.head(BRANCH);
-    let mut terminal = interactive(&fluxd, &["-w", FRONT_END, "-i", NEWER]);
+    let mut terminal = interactive(&fluxd, &["--workload", FRONT_END, "-i", NEWER]);
     terminal.wait_for(PROMPT);
     terminal.type_keys(" \r");
     let (code, screen) = terminal.finish();

@@ -106,7 +106,8 @@ struct Inner {
     images: watch::Sender<BTreeSet<Name>>,
     loaded: Mutex<Option<Loaded>>,
     git_wake: Notify,
-    deploy_key: Option<Identity>,
+    /// The deploy key shown by the API; replaced by `POST /api/v1/identity`.
+    deploy_key: std::sync::RwLock<Option<Identity>>,
     /// Asks automation to look; carries when a new tag was first seen.
     automation: mpsc::UnboundedSender<Option<Timestamp>>,
     /// The cluster and its sync, unless `--cluster=none`.
@@ -176,7 +177,7 @@ impl Daemon {
             images,
             loaded: Mutex::new(None),
             git_wake: Notify::new(),
-            deploy_key,
+            deploy_key: std::sync::RwLock::new(deploy_key),
             automation,
             cluster,
         });
@@ -319,6 +320,46 @@ async fn deploy_key(
         fingerprint: identity.fingerprint,
     };
     Ok((Some(shown), Some(ssh)))
+}
+
+impl Inner {
+    /// Replaces the deploy key in `<data-dir>/ssh` with a new one; git's
+    /// ssh reads the key file at each fetch, so the next one uses it.
+    /// None when the repo is not reached over ssh (there is no key).
+    async fn regenerate_deploy_key(&self) -> Result<Option<Identity>, String> {
+        if self.identity_shown().is_none() {
+            return Ok(None);
+        }
+        let dir = self.config.data_dir.join("ssh");
+        let failed = |error: flux_git::GitError| format!("regenerating the deploy key: {error}");
+        let old = DeployKey::ensure(&dir, "fluxd").await.map_err(failed)?;
+        for file in [old.private_key().to_path_buf(), old.public_key()] {
+            if let Err(error) = tokio::fs::remove_file(&file).await
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(format!("removing {}: {error}", file.display()));
+            }
+        }
+        let key = DeployKey::ensure(&dir, "fluxd").await.map_err(failed)?;
+        let identity = key.identity().await.map_err(failed)?;
+        let shown = Identity {
+            public_key: identity.public_key,
+            fingerprint: identity.fingerprint,
+        };
+        *self
+            .deploy_key
+            .write()
+            .expect("the deploy key lock is never poisoned") = Some(shown.clone());
+        tracing::info!(fingerprint = %shown.fingerprint, "new deploy key");
+        Ok(Some(shown))
+    }
+
+    fn identity_shown(&self) -> Option<Identity> {
+        self.deploy_key
+            .read()
+            .expect("the deploy key lock is never poisoned")
+            .clone()
+    }
 }
 
 fn is_ssh_url(url: &str) -> bool {
@@ -1237,7 +1278,11 @@ impl Control for Controls {
     }
 
     fn identity(&self) -> Option<Identity> {
-        self.0.deploy_key.clone()
+        self.0.identity_shown()
+    }
+
+    fn regenerate_identity(&self) -> Pending<'_, Option<Identity>> {
+        Box::pin(self.0.regenerate_deploy_key())
     }
 }
 

@@ -73,6 +73,10 @@ pub trait Control: Send + Sync + 'static {
     fn plan(&self, spec: JobSpec) -> Pending<'_, Vec<WorkloadResult>>;
     /// The deploy key, if the daemon has one.
     fn identity(&self) -> Option<Identity>;
+    /// A new deploy key in place of the old one; None when the daemon has none.
+    fn regenerate_identity(&self) -> Pending<'_, Option<Identity>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Everything the handlers share.
@@ -125,6 +129,7 @@ fn api_routes(api: Shared) -> OpenApiRouter<Shared> {
     let guarded = OpenApiRouter::new()
         .routes(routes!(submit_job))
         .routes(routes!(sync))
+        .routes(routes!(regenerate_identity))
         .routes(routes!(notify))
         .route_layer(middleware::from_fn_with_state(api, require_token));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -356,6 +361,25 @@ async fn identity(State(api): State<Shared>) -> Response {
             StatusCode::NOT_FOUND,
             "fluxd has no deploy key (the repo is not reached over ssh)",
         ),
+    }
+}
+
+/// Replace the deploy key with a new one; answers the new key, to add to
+/// the git host in place of the old one.
+#[utoipa::path(post, path = "/api/v1/identity", responses(
+    (status = 200, description = "the new deploy key", body = Identity),
+    (status = 401, description = "missing or wrong bearer token", body = ApiError),
+    (status = 404, description = "fluxd has no deploy key", body = ApiError),
+    (status = 500, description = "the new key could not be made", body = ApiError)),
+    security(("bearer" = [])))]
+async fn regenerate_identity(State(api): State<Shared>) -> Response {
+    match api.control.regenerate_identity().await {
+        Ok(Some(identity)) => Json(identity).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "fluxd has no deploy key (the repo is not reached over ssh)",
+        ),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
     }
 }
 

@@ -292,6 +292,7 @@ async fn the_openapi_document_lists_every_api_operation_and_only_those() {
         operations,
         [
             "GET /api/v1/identity",
+            "POST /api/v1/identity",
             "GET /api/v1/images",
             "GET /api/v1/jobs",
             "POST /api/v1/jobs",
