@@ -201,6 +201,45 @@ fn a_broken_file_is_reported_with_line_and_column_and_the_others_still_load() {
 }
 
 #[test]
+fn a_duplicate_key_is_an_error_at_its_line_and_the_others_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", DEPLOYMENT);
+    // Read the first `spec:` and the container runs 1.25; the second, 1.27.
+    let two_specs = format!(
+        "{}spec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n",
+        DEPLOYMENT.replace("name: web\n", "name: twice\n")
+    );
+    write(dir.path(), "b.yaml", &two_specs);
+    let two_images = DEPLOYMENT.replace("name: web\n", "name: images\n").replace(
+        "image: nginx:1.25\n",
+        "image: nginx:1.25\n        image: nginx:1.27\n",
+    );
+    write(dir.path(), "c.yaml", &two_images);
+    let checkout = load(dir.path());
+    let ids: Vec<String> = checkout
+        .workloads
+        .iter()
+        .map(|w| w.id.to_string())
+        .collect();
+    assert_eq!(ids, ["default:deployment/web"]);
+    let errors: Vec<String> = checkout.errors.iter().map(|e| e.to_string()).collect();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "{}:11:1: duplicate key \"spec\" (first at line 5)",
+                at("b.yaml")
+            ),
+            format!(
+                "{}:11:9: duplicate key \"image\" (first at line 10)",
+                at("c.yaml")
+            ),
+        ]
+    );
+}
+
+#[test]
 fn an_invalid_policy_names_workload_and_annotation_and_spares_the_rest() {
     let bad = DEPLOYMENT.replace(
         "  name: web\n",
