@@ -67,6 +67,30 @@ fn hidden_folders_helm_charts_and_other_extensions_are_skipped() {
 }
 
 #[test]
+fn a_path_that_is_or_is_inside_a_helm_chart_loads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("charts/mychart");
+    write(&chart, "Chart.yaml", "name: mychart\n");
+    write(&chart, "templates/d.yaml", "{{ .Values.broken }\n");
+    write(&chart, "templates/web.yaml", DEPLOYMENT);
+    for path in [
+        chart.clone(),
+        chart.join("templates"),
+        chart.join("templates/d.yaml"),
+        chart.join("templates/web.yaml"),
+    ] {
+        let checkout = Checkout::load(&[&path], LoadOptions::default());
+        assert!(
+            checkout.errors.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            checkout.errors
+        );
+        assert!(checkout.workloads.is_empty(), "{}", path.display());
+    }
+}
+
+#[test]
 fn every_workload_kind_yields_containers_and_init_containers() {
     let dir = tempfile::tempdir().unwrap();
     let pod = |kind: &str, api: &str, prefix: &str| {
