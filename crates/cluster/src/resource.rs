@@ -374,6 +374,19 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_key_is_refused_never_read_as_its_first_value() {
+        // flux-manifests refuses this file too; the sync must not apply
+        // either `data`.
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: first}\ndata: {k: second}\n";
+        let error = Manifest::from_yaml("twice.yaml", text).unwrap_err();
+        assert_eq!(error.line, Some(5), "{error}");
+        assert!(error.message.contains("duplicate"), "{error}");
+        let nested = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  name: b\n";
+        let error = Manifest::from_yaml("nested.yaml", nested).unwrap_err();
+        assert_eq!(error.line, Some(5), "{error}");
+    }
+
+    #[test]
     fn manifest_without_a_name_is_refused() {
         let error = Manifest::from_yaml("x.yaml", "apiVersion: v1\nkind: ConfigMap\n").unwrap_err();
         assert!(error.message.contains("metadata.name"), "{error}");

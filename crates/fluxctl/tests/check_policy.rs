@@ -130,3 +130,27 @@ fn an_invalid_policy_exits_2_and_points_at_the_problem() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn latest_is_refused_by_every_policy_but_latest() {
+    let out = fluxctl(
+        &[
+            "check-policy",
+            "--explain",
+            "glob:*",
+            "latest",
+            "1.0",
+            "LATEST",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        "1.0\nlatest: latest is admitted only by the policy glob:latest\nLATEST: latest is admitted only by the policy glob:latest\n"
+    );
+
+    let out = fluxctl(&["check-policy", "latest", "latest", "1.0"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "latest\n");
+}

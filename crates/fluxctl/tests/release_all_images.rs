@@ -362,3 +362,25 @@ fn update_image_and_update_all_images_exclude_each_other_and_one_is_required() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_policy_never_moves_a_container_to_latest() {
+    let fixture = fixture().await;
+    fixture
+        .registry
+        .push_image(
+            "team/web",
+            "latest",
+            &ImageSpec::created("2022-01-01T00:00:00Z"),
+        )
+        .await;
+    let (code, stdout, stderr) =
+        fixture.release(&["--workload", "team:deployment/web", "--container", "web"]);
+    assert_eq!(code, 0, "{stderr}");
+    let host = fixture.host();
+    assert!(
+        stdout.contains(&format!("web: {host}/team/web:1.0.0 -> 2.0.0")),
+        "latest is the newest tag, yet only glob:latest admits it: {stdout}"
+    );
+    assert!(fixture.read("web.yaml").contains("team/web:2.0.0\""));
+}

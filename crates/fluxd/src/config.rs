@@ -20,7 +20,8 @@ pub struct Config {
     #[arg(long, env = "FLUXD_GIT_BRANCH", default_value = "master")]
     pub git_branch: String,
     /// Folder of the repo to read manifests from (repeatable; default: all of it).
-    #[arg(long = "git-path", env = "FLUXD_GIT_PATH", value_delimiter = ',')]
+    /// Read as git reads paths: `.` is the whole repo, `./dir` and `dir/` are `dir`.
+    #[arg(long = "git-path", env = "FLUXD_GIT_PATH", value_delimiter = ',', value_parser = parse_git_path)]
     pub git_paths: Vec<String>,
     /// Committer (and author) name.
     #[arg(long, env = "FLUXD_GIT_USER", default_value = "Weave Flux")]
@@ -193,6 +194,34 @@ impl Config {
     }
 }
 
+/// A `--git-path` in the one spelling every part of fluxd uses: relative
+/// to the repo's root, `/`-separated, no `.` parts and no trailing slash;
+/// the root itself is `.` (as git spells it in `git log -- .`). A path
+/// that is absolute or climbs out with `..` is refused.
+pub fn parse_git_path(text: &str) -> Result<String, String> {
+    if text.starts_with('/') {
+        return Err(format!(
+            "{text:?} is absolute: a git path is relative to the repo's root (write it without the leading /)"
+        ));
+    }
+    let mut parts = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => {
+                return Err(format!(
+                    "{text:?} leaves the repo: a git path may not contain .."
+                ));
+            }
+            part => parts.push(part),
+        }
+    }
+    if parts.is_empty() {
+        return Ok(".".to_string());
+    }
+    Ok(parts.join("/"))
+}
+
 /// Parses durations written like `500ms`, `1s`, `30s`, `5m`, `1h`, `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let err = || format!("invalid duration {text:?}: write it like 1s, 30s, 5m or 1h");
@@ -236,6 +265,34 @@ pub fn log_filter(spec: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn git_paths_mean_what_git_means() {
+        for (written, meant) in [
+            (".", "."),
+            ("./", "."),
+            ("", "."),
+            ("dir", "dir"),
+            ("dir/", "dir"),
+            ("./dir", "dir"),
+            ("./dir//sub/./", "dir/sub"),
+            (".hidden/x", ".hidden/x"),
+        ] {
+            assert_eq!(
+                super::parse_git_path(written).as_deref(),
+                Ok(meant),
+                "{written:?}"
+            );
+        }
+        for (written, why) in [
+            ("..", "leaves the repo"),
+            ("dir/../..", "leaves the repo"),
+            ("/etc", "absolute"),
+        ] {
+            let error = super::parse_git_path(written).unwrap_err();
+            assert!(error.contains(why), "{written:?}: {error}");
+        }
+    }
+
     use super::*;
 
     #[test]

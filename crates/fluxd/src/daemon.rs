@@ -1038,14 +1038,14 @@ fn sync_set(root: &Path, checkout: &Checkout) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The folders `--git-path` names in a checkout at `dir`; the paths are
+/// normalised when the flags are read, `.` being the whole repo (which
+/// holds every other path).
 fn manifest_paths(dir: &Path, paths: &[String]) -> Vec<PathBuf> {
-    if paths.is_empty() {
+    if paths.is_empty() || paths.iter().any(|p| p == ".") {
         return vec![dir.to_path_buf()];
     }
-    paths
-        .iter()
-        .map(|p| dir.join(p.trim_start_matches('/')))
-        .collect()
+    paths.iter().map(|p| dir.join(p)).collect()
 }
 
 fn parse_id(text: &str) -> Result<ResourceId, String> {

@@ -894,3 +894,59 @@ async fn a_tag_seen_before_automation_was_on_carries_when_it_was_seen() {
         "{note}"
     );
 }
+
+#[tokio::test]
+async fn git_path_dot_is_the_whole_repo_as_git_users_mean_it() {
+    let extra = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: extra\n  namespace: sock-shop\nspec:\n  template:\n    spec:\n      containers:\n      - name: extra\n        image: example/extra:1.0\n";
+    for path in [".", "./"] {
+        let repo = sock_shop_repo(None);
+        let fluxd = Fluxd::start(fluxd_binary(), &repo, &["--git-path", path]).await;
+        let client = fluxd.client();
+        let pushed = repo.commit_file(BRANCH, "top-level-dep.yaml", extra, "Add extra");
+        let answer = client.sync().await.unwrap();
+        assert_eq!(answer.revision, pushed, "{path}");
+        let workloads = client.workloads(None).await.unwrap();
+        for id in [FRONT_END, "sock-shop:deployment/extra"] {
+            assert!(workloads.iter().any(|w| w.id == id), "{path}: no {id}");
+        }
+        let status = client.sync_status(&pushed).await.unwrap();
+        assert!(status.pending.is_empty(), "{path}: {status:?}");
+    }
+}
+
+#[tokio::test]
+async fn git_paths_spelled_with_dots_and_slashes_name_their_folder() {
+    for path in ["manifests/", "./manifests", "./manifests/"] {
+        let repo = sock_shop_repo(None);
+        let fluxd = Fluxd::start(fluxd_binary(), &repo, &["--git-path", path]).await;
+        let workloads = fluxd.client().workloads(Some("sock-shop")).await.unwrap();
+        assert!(workloads.iter().any(|w| w.id == FRONT_END), "{path}");
+    }
+}
+
+#[test]
+fn a_git_path_outside_the_repo_is_refused_at_start() {
+    for (path, why) in [("../elsewhere", "leaves the repo"), ("/etc", "absolute")] {
+        let data = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_fluxd"))
+            .env("HOME", data.path())
+            .args([
+                "--cluster=none",
+                "--git-url",
+                "file:///nowhere.git",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--git-path", path])
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{path}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--git-path") && stderr.contains(why),
+            "{path}: {stderr}"
+        );
+    }
+}

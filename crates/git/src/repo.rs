@@ -452,7 +452,9 @@ impl Repo {
         let head = self.head().await?;
         let config = &self.inner.config;
         for path in &config.paths {
-            let spec = format!("{head}:{}", path.trim_matches('/'));
+            // `<rev>:` names the root tree; `<rev>:.` names nothing.
+            let in_tree = path.trim_matches('/');
+            let spec = format!("{head}:{}", if in_tree == "." { "" } else { in_tree });
             if let Err(error) = self
                 .inner
                 .git

@@ -5,6 +5,11 @@
 //! `regexp:<re>` (or `regex:<re>`), `glob:<pattern>`; any other string is a
 //! glob, so `foo:bar` is the literal glob `foo:bar`.
 //!
+//! As in Flux v1, the tag `latest` (in any case) is admitted only by the
+//! policy that is exactly `latest` (`glob:latest`): `glob:*`, the default,
+//! never moves a container to `latest`, and neither does a regex that
+//! happens to match it. Semver policies never admit it: it is not a version.
+//!
 //! ```
 //! use flux_image::{Candidate, Policy};
 //! let policy: Policy = "semver:~1.2".parse()?;
@@ -78,6 +83,8 @@ pub enum Rejection {
     GlobMismatch,
     /// The regular expression does not match.
     RegexMismatch,
+    /// The tag is `latest`, which only the policy `latest` admits.
+    Latest,
 }
 
 impl fmt::Display for Rejection {
@@ -90,6 +97,7 @@ impl fmt::Display for Rejection {
             }
             Rejection::GlobMismatch => f.write_str("does not match the glob"),
             Rejection::RegexMismatch => f.write_str("does not match the regular expression"),
+            Rejection::Latest => f.write_str("latest is admitted only by the policy glob:latest"),
         }
     }
 }
@@ -105,6 +113,12 @@ impl Policy {
         matches!(self, Policy::Glob(g) if g.pattern == "*")
     }
 
+    /// True for `glob:latest` (or `latest`), the one policy that admits
+    /// the tag `latest`.
+    pub fn is_latest(&self) -> bool {
+        matches!(self, Policy::Glob(g) if g.pattern == LATEST)
+    }
+
     /// True when `tag` is admitted.
     pub fn admits(&self, tag: &str) -> bool {
         self.check(tag).is_ok()
@@ -113,6 +127,9 @@ impl Policy {
     /// `Ok` when `tag` is admitted, else why not.
     pub fn check(&self, tag: &str) -> Result<(), Rejection> {
         match self {
+            Policy::Glob(_) | Policy::Regex { .. } if is_latest_tag(tag) && !self.is_latest() => {
+                Err(Rejection::Latest)
+            }
             Policy::Glob(glob) if glob.matches(tag) => Ok(()),
             Policy::Glob(_) => Err(Rejection::GlobMismatch),
             Policy::Regex { regex, .. } if regex.is_match(tag) => Ok(()),
@@ -134,25 +151,28 @@ impl Policy {
 
     /// Compares two candidates, newest first: `Less` means `a` is newer.
     ///
-    /// Semver policies order by version; glob and regex policies by
-    /// creation time, with unknown times last. Ties go by tag, ascending.
+    /// Semver policies order by version, versions before other tags; two
+    /// tags of the same version go by tag, descending, so the more explicit
+    /// `1.10.0` is newer than `1.10` (and `v1.10` than `1.10`), as in Flux
+    /// v1. Glob and regex policies order by creation time, with unknown
+    /// times last. Any other tie goes by tag, ascending.
     pub fn newer_first(&self, a: &Candidate, b: &Candidate) -> Ordering {
-        let primary = if self.orders_by_version() {
-            match (Version::from_str(&a.tag), Version::from_str(&b.tag)) {
-                (Ok(x), Ok(y)) => y.cmp(&x),
+        let by_tag = a.tag.cmp(&b.tag);
+        if self.orders_by_version() {
+            return match (Version::from_str(&a.tag), Version::from_str(&b.tag)) {
+                (Ok(x), Ok(y)) => y.cmp(&x).then(by_tag.reverse()),
                 (Ok(_), Err(_)) => Ordering::Less,
                 (Err(_), Ok(_)) => Ordering::Greater,
-                (Err(_), Err(_)) => Ordering::Equal,
-            }
-        } else {
-            match (a.created, b.created) {
-                (Some(x), Some(y)) => y.cmp(&x),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            }
+                (Err(_), Err(_)) => by_tag,
+            };
+        }
+        let by_created = match (a.created, b.created) {
+            (Some(x), Some(y)) => y.cmp(&x),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
         };
-        primary.then_with(|| a.tag.cmp(&b.tag))
+        by_created.then(by_tag)
     }
 
     /// Sorts candidates newest first (see [`Policy::newer_first`]).
@@ -208,6 +228,14 @@ impl FromStr for Policy {
         let pattern = text.strip_prefix("glob:").unwrap_or(text);
         Ok(Policy::Glob(Glob::new(pattern)))
     }
+}
+
+/// The tag that only the policy of the same name admits.
+const LATEST: &str = "latest";
+
+/// Whether `tag` is `latest`, in any case (Flux v1 compared it so).
+fn is_latest_tag(tag: &str) -> bool {
+    tag.eq_ignore_ascii_case(LATEST)
 }
 
 /// A glob where `*` matches any run of characters (including none) and

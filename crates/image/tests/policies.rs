@@ -133,10 +133,56 @@ fn rejections_explain_themselves() {
 }
 
 #[test]
-fn semver_ties_go_by_tag() {
+fn semver_ties_put_the_more_explicit_tag_first() {
+    // One version, four spellings: the tag that sorts last as text is the
+    // newest, so a container on `1.0.0` is never "upgraded" to `1.0`.
     assert_eq!(
-        admitted("semver:*", &["v1.0.0", "1.0", "1.0.0", "1"]),
-        ["1", "1.0", "1.0.0", "v1.0.0"]
+        admitted("semver:*", &["1", "1.0.0", "v1.0.0", "1.0"]),
+        ["v1.0.0", "1.0.0", "1.0", "1"]
+    );
+}
+
+/// Flux v1's own table for its semver order (`TestImage_OrderBySemverTagDesc`):
+/// versions newest first, `1.10.0` before `1.10`, then the tags that are not
+/// versions in ascending order.
+#[test]
+fn semver_order_follows_flux_v1s_table() {
+    let p = policy("semver:*");
+    let expected = [
+        "3",
+        "1.10.0",
+        "1.10",
+        "1.2.30",
+        "v1",
+        "aaa-not-semver",
+        "bbb-not-semver",
+    ];
+    let mut tags = vec![
+        "3",
+        "v1",
+        "1.10",
+        "1.2.30",
+        "1.10.0",
+        "bbb-not-semver",
+        "aaa-not-semver",
+    ];
+    for _ in 0..2 {
+        let mut candidates: Vec<Candidate> = tags.iter().map(|t| Candidate::new(*t)).collect();
+        p.sort_newest_first(&mut candidates);
+        let sorted: Vec<&str> = candidates.iter().map(|c| c.tag.as_str()).collect();
+        assert_eq!(sorted, expected, "from {tags:?}");
+        tags.reverse();
+    }
+}
+
+#[test]
+fn build_metadata_is_a_tie_broken_by_tag() {
+    assert_eq!(
+        admitted(
+            "semver:~1.10",
+            &["1.10.0", "1.10.0+build.2", "1.10.0+build.1"]
+        ),
+        ["1.10.0+build.2", "1.10.0+build.1", "1.10.0"]
     );
 }
 
@@ -188,9 +234,51 @@ fn without_creation_times_glob_keeps_input_order() {
 }
 
 #[test]
-fn the_default_policy_admits_everything() {
+fn the_default_policy_admits_everything_but_latest() {
     let all = Policy::all();
     assert!(all.is_all());
-    assert!(all.admits("latest"));
+    assert!(all.admits("master-a000001"));
+    assert!(all.admits(""));
+    assert_eq!(all.check("latest"), Err(Rejection::Latest));
     assert!(!policy("glob:v*").is_all());
+}
+
+/// Flux v1 kept `latest` out of every policy but `latest` itself
+/// (`TestImageInfos_Filter_latest`), comparing the tag in any case.
+#[test]
+fn only_the_policy_latest_admits_latest() {
+    for text in ["latest", "glob:latest"] {
+        let p = policy(text);
+        assert!(p.is_latest(), "{text}");
+        assert!(p.admits("latest"), "{text}");
+        assert!(!p.admits("v0"), "{text}");
+        assert!(!p.admits("Latest"), "{text}: globs are case-sensitive");
+    }
+    for text in [
+        "*",
+        "glob:*",
+        "glob:lat*",
+        "glob:*test",
+        "regexp:.*",
+        "regex:^latest$",
+    ] {
+        let p = policy(text);
+        assert!(!p.is_latest(), "{text}");
+        for tag in ["latest", "LATEST", "Latest"] {
+            assert_eq!(p.check(tag), Err(Rejection::Latest), "{text} on {tag}");
+        }
+    }
+    assert!(policy("glob:lat*").admits("latest-but-one"));
+    assert_eq!(
+        policy("semver:*").check("latest"),
+        Err(Rejection::NotAVersion)
+    );
+}
+
+#[test]
+fn the_latest_rejection_says_which_policy_admits_it() {
+    assert_eq!(
+        Rejection::Latest.to_string(),
+        "latest is admitted only by the policy glob:latest"
+    );
 }

@@ -500,13 +500,20 @@ fn policy_changes(current: &Current<'_>, update: &PolicyUpdate) -> Result<Vec<Ch
         }
     }
     let annotations_is_map = annotations_node.is_some_and(|a| stream.entries(a).is_some());
-    if present.is_empty()
-        && new_entries.is_empty()
-        && annotations_node.is_some()
-        && !changes.is_empty()
-    {
-        // Every annotation is going: remove the whole `annotations:` entry.
-        return Ok(vec![Change::Remove(metadata, "annotations".into())]);
+    if present.is_empty() && annotations_node.is_some() && !changes.is_empty() {
+        // Every annotation there is going: remove the whole `annotations:`
+        // entry (as Flux v1 did) rather than leave it null, then write the
+        // new ones, if any, as a fresh one. Removing entry by entry would
+        // leave a null that nothing can be inserted into.
+        let mut replaced = vec![Change::Remove(metadata.clone(), "annotations".into())];
+        if !new_entries.is_empty() {
+            replaced.push(Change::InsertMap(
+                metadata,
+                "annotations".into(),
+                new_entries,
+            ));
+        }
+        return Ok(replaced);
     }
     if new_entries.is_empty() {
         return Ok(changes);

@@ -45,6 +45,11 @@ pub(crate) fn is_kustomization(path: &Path) -> bool {
 /// Finds the manifest files under `root`: `*.yaml` and `*.yml`, skipping
 /// hidden entries and Helm charts (folders holding `Chart.yaml`).
 pub(crate) fn walk(root: &Path, found: &mut Vec<Found>, errors: &mut Vec<LoadError>) {
+    // A chart's templates are not manifests, whether the walk meets the
+    // chart below a path or the path is (or is inside) the chart.
+    if root.ancestors().any(|a| a.join("Chart.yaml").is_file()) {
+        return;
+    }
     if root.is_file() {
         found.push(Found {
             path: root.to_path_buf(),

@@ -797,6 +797,80 @@ mod tests {
         }
     }
 
+    /// What the full parser alone makes of `text`, duplicate keys refused.
+    fn full_checked(text: &str) -> Result<Stream<'_>, crate::yaml::SyntaxError> {
+        let stream = Stream::parse_full(text)?;
+        stream.refuse_duplicate_keys()?;
+        Ok(stream)
+    }
+
+    #[test]
+    fn both_readers_refuse_a_duplicate_key_alike() {
+        for (text, taken, line, column, message) in [
+            (
+                "a: 1\nspec: x\nb: 2\nspec: y\n",
+                true,
+                4,
+                1,
+                "duplicate key \"spec\" (first at line 2)",
+            ),
+            (
+                "c:\n- name: web\n  image: x\n  image: y\n",
+                true,
+                4,
+                3,
+                "duplicate key \"image\" (first at line 3)",
+            ),
+            (
+                "m: {image: x, 'image': y}\n",
+                true,
+                1,
+                15,
+                "duplicate key \"image\" (first at line 1)",
+            ),
+            (
+                "a:\n  b: 1\n  b: 2\na: 3\n",
+                true,
+                3,
+                3,
+                "duplicate key \"b\" (first at line 2)",
+            ),
+            (
+                "k: &x 1\nk: *x\n",
+                false,
+                2,
+                1,
+                "duplicate key \"k\" (first at line 1)",
+            ),
+        ] {
+            assert_eq!(parse(text).is_some(), taken, "{text:?}");
+            let fast = Stream::parse(text).expect_err(text);
+            assert_eq!(Err(fast.clone()), full_checked(text), "{text:?}");
+            assert_eq!((fast.line, fast.column), (line, column), "{text:?}");
+            assert_eq!(fast.message, message);
+        }
+    }
+
+    #[test]
+    fn keys_that_differ_or_sit_in_other_mappings_are_not_duplicates() {
+        for text in [
+            "a: 1\nb:\n  a: 2\n",
+            "- a: 1\n- a: 2\n",
+            "a: 1\n---\na: 2\n",
+            "<<: {a: 1}\n<<: {b: 2}\n",
+            "A: 1\na: 2\n",
+        ] {
+            assert!(Stream::parse(text).is_ok(), "{text:?}");
+        }
+        let many: String = (0..200).map(|n| format!("k{n}: v\n")).collect();
+        assert!(Stream::parse(&many).is_ok());
+        let error = Stream::parse(&format!("{many}k7: again\n")).unwrap_err();
+        assert_eq!(
+            (error.line, error.message.as_str()),
+            (201, "duplicate key \"k7\" (first at line 8)")
+        );
+    }
+
     #[test]
     fn generated_manifests_are_nearly_all_taken_and_agree() {
         let files = flux_testkit::generate::files(1_000, 200, 11);
@@ -864,6 +938,19 @@ mod tests {
             for file in flux_testkit::generate::files(workloads, files, seed) {
                 agrees(&file.text);
             }
+        }
+
+        #[test]
+        fn a_repeated_line_is_refused_by_both_readers_alike(
+            seed in any::<u64>(),
+            line in any::<usize>(),
+        ) {
+            let text = flux_testkit::generate::files(3, 1, seed).remove(0).text;
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            let at = line % lines.len();
+            let repeated: String = lines[..=at].iter().chain(&lines[at..]).copied().collect();
+            agrees(&repeated);
+            prop_assert_eq!(Stream::parse(&repeated), full_checked(&repeated));
         }
 
         #[test]

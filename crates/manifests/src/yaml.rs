@@ -124,11 +124,16 @@ impl<'a> Stream<'a> {
     /// Parses every document of `text`: with the fast reader when the text
     /// lies in its subset of YAML (it builds the very same tree), otherwise
     /// (and for every error) with the full parser.
+    ///
+    /// A mapping that names one key twice is refused, whichever reader
+    /// built the tree (see [`Stream::refuse_duplicate_keys`]).
     pub fn parse(text: &'a str) -> Result<Stream<'a>, SyntaxError> {
-        match crate::subset::parse(text) {
-            Some(stream) => Ok(stream),
-            None => Stream::parse_full(text),
-        }
+        let stream = match crate::subset::parse(text) {
+            Some(stream) => stream,
+            None => Stream::parse_full(text)?,
+        };
+        stream.refuse_duplicate_keys()?;
+        Ok(stream)
     }
 
     /// Like [`Stream::parse`], building in the room `spare` keeps from
@@ -140,9 +145,84 @@ impl<'a> Stream<'a> {
             children: std::mem::take(&mut spare.children),
             anchors: Vec::new(),
         };
-        match crate::subset::parse_into(text, stream) {
-            Some(stream) => Ok(stream),
-            None => Stream::parse_full(text),
+        let stream = match crate::subset::parse_into(text, stream) {
+            Some(stream) => stream,
+            None => Stream::parse_full(text)?,
+        };
+        stream.refuse_duplicate_keys()?;
+        Ok(stream)
+    }
+
+    /// The first mapping (in source order) that names a key twice, as an
+    /// error at the second key.
+    ///
+    /// Kubernetes refuses such a document, and reading one of the two
+    /// values would act on a file its author may mean otherwise. It runs on
+    /// the finished tree, so the fast reader and the full parser refuse
+    /// alike. Keys compare by their text, whatever their quoting, as they
+    /// do once the document is JSON; the merge key `<<` may repeat.
+    pub fn refuse_duplicate_keys(&self) -> Result<(), SyntaxError> {
+        let mut found: Option<(NodeId, NodeId)> = None;
+        for node in &self.nodes {
+            let Shape::Map(children) = &node.shape else {
+                continue;
+            };
+            let Some((first, second)) = self.first_duplicate(self.kids(children)) else {
+                continue;
+            };
+            let start = |id: NodeId| self.nodes[id].span.start;
+            if found.is_none_or(|(_, earlier)| start(second) < start(earlier)) {
+                found = Some((first, second));
+            }
+        }
+        let Some((first, second)) = found else {
+            return Ok(());
+        };
+        let key = &self.nodes[second];
+        Err(SyntaxError {
+            line: key.line,
+            column: key.col + 1,
+            message: format!(
+                "duplicate key {:?} (first at line {})",
+                self.key_text(second).unwrap_or_default(),
+                self.nodes[first].line
+            ),
+        })
+    }
+
+    /// The first key of a mapping's `kids` that repeats an earlier one,
+    /// with that earlier one.
+    fn first_duplicate(&self, kids: &[NodeId]) -> Option<(NodeId, NodeId)> {
+        let keys = kids
+            .iter()
+            .step_by(2)
+            .filter_map(|&key| Some((self.key_text(key)?, key)));
+        // Manifests' mappings are small: a scan beats hashing below a few
+        // dozen keys, and a large ConfigMap gets the hash map.
+        if kids.len() <= 64 {
+            return keys.into_iter().find_map(|(text, key)| {
+                let mut earlier = kids.iter().step_by(2).take_while(|&&k| k != key);
+                let first = earlier.find(|&&k| self.key_text(k) == Some(text))?;
+                Some((*first, key))
+            });
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (text, key) in keys {
+            if let Some(&first) = seen.get(text) {
+                return Some((first, key));
+            }
+            seen.insert(text, key);
+        }
+        None
+    }
+
+    /// The text of a scalar key (after alias resolution), `None` for
+    /// collection keys and the merge key `<<`.
+    fn key_text(&self, key: NodeId) -> Option<&str> {
+        match &self.nodes[self.resolve(key)].shape {
+            Shape::Scalar(value, Style::Plain) if value == "<<" => None,
+            Shape::Scalar(value, _) => Some(value),
+            _ => None,
         }
     }
 

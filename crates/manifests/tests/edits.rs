@@ -366,3 +366,43 @@ fn workloads_inside_a_list_are_edited_in_their_item() {
         "{after}"
     );
 }
+
+#[test]
+fn locking_and_deautomating_replaces_the_only_annotation() {
+    let automated = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    fluxcd.io/automated: 'true'\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n";
+    let flow = automated.replace(
+        "  annotations:\n    fluxcd.io/automated: 'true'\n",
+        "  annotations: {fluxcd.io/automated: 'true'}\n",
+    );
+    let crlf = automated.replace('\n', "\r\n");
+    for text in [automated.to_string(), flow, crlf] {
+        let update = PolicyUpdate::lock(None, None).and(PolicyUpdate::deautomate());
+        let after = policies(&text, "default:deployment/web", update);
+        let reread = checkout("w.yaml", &after);
+        let web = reread.workload(&id("default:deployment/web")).unwrap();
+        let annotations: Vec<&str> = web.annotations.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(annotations, ["fluxcd.io/locked"], "{after}");
+        let (_, added) = difference(&text, &after);
+        assert!(
+            !added.contains("image") && !added.contains("name"),
+            "{after}"
+        );
+
+        let after = policies(&text, "default:deployment/web", PolicyUpdate::deautomate());
+        let eol = if text.contains('\r') { "\r\n" } else { "\n" };
+        assert_eq!(
+            after,
+            text.replace(
+                &format!("  annotations:{eol}    fluxcd.io/automated: 'true'{eol}"),
+                ""
+            )
+            .replace("  annotations: {fluxcd.io/automated: 'true'}\n", ""),
+            "the last annotation goes with its `annotations:` key"
+        );
+        assert!(
+            checkout("w.yaml", &after).workloads[0]
+                .annotations
+                .is_empty()
+        );
+    }
+}

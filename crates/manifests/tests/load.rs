@@ -67,6 +67,30 @@ fn hidden_folders_helm_charts_and_other_extensions_are_skipped() {
 }
 
 #[test]
+fn a_path_that_is_or_is_inside_a_helm_chart_loads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("charts/mychart");
+    write(&chart, "Chart.yaml", "name: mychart\n");
+    write(&chart, "templates/d.yaml", "{{ .Values.broken }\n");
+    write(&chart, "templates/web.yaml", DEPLOYMENT);
+    for path in [
+        chart.clone(),
+        chart.join("templates"),
+        chart.join("templates/d.yaml"),
+        chart.join("templates/web.yaml"),
+    ] {
+        let checkout = Checkout::load(&[&path], LoadOptions::default());
+        assert!(
+            checkout.errors.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            checkout.errors
+        );
+        assert!(checkout.workloads.is_empty(), "{}", path.display());
+    }
+}
+
+#[test]
 fn every_workload_kind_yields_containers_and_init_containers() {
     let dir = tempfile::tempdir().unwrap();
     let pod = |kind: &str, api: &str, prefix: &str| {
@@ -197,6 +221,45 @@ fn a_broken_file_is_reported_with_line_and_column_and_the_others_still_load() {
         checkout.errors[0]
             .to_string()
             .starts_with(&format!("{}:3:9: ", path.display()))
+    );
+}
+
+#[test]
+fn a_duplicate_key_is_an_error_at_its_line_and_the_others_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", DEPLOYMENT);
+    // Read the first `spec:` and the container runs 1.25; the second, 1.27.
+    let two_specs = format!(
+        "{}spec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n",
+        DEPLOYMENT.replace("name: web\n", "name: twice\n")
+    );
+    write(dir.path(), "b.yaml", &two_specs);
+    let two_images = DEPLOYMENT.replace("name: web\n", "name: images\n").replace(
+        "image: nginx:1.25\n",
+        "image: nginx:1.25\n        image: nginx:1.27\n",
+    );
+    write(dir.path(), "c.yaml", &two_images);
+    let checkout = load(dir.path());
+    let ids: Vec<String> = checkout
+        .workloads
+        .iter()
+        .map(|w| w.id.to_string())
+        .collect();
+    assert_eq!(ids, ["default:deployment/web"]);
+    let errors: Vec<String> = checkout.errors.iter().map(|e| e.to_string()).collect();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "{}:11:1: duplicate key \"spec\" (first at line 5)",
+                at("b.yaml")
+            ),
+            format!(
+                "{}:11:9: duplicate key \"image\" (first at line 10)",
+                at("c.yaml")
+            ),
+        ]
     );
 }
 

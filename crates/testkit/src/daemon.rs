@@ -37,7 +37,8 @@ impl Drop for Fluxd {
 }
 
 impl Fluxd {
-    /// Starts `binary` on `repo`'s `manifests` folder, polling git and the
+    /// Starts `binary` on `repo`'s `manifests` folder (or the `--git-path`s
+    /// of `extra`), polling git and the
     /// registries hourly unless `extra` sets the interval (tests ask for
     /// what they need), plus `extra` flags; returns once it serves the manifests' workloads.
     pub async fn start(binary: &Path, repo: &BareRepo, extra: &[&str]) -> Fluxd {
@@ -120,11 +121,10 @@ impl Fluxd {
                 git_url,
                 "--git-branch",
                 BRANCH,
-                "--git-path",
-                "manifests",
                 "--listen",
                 &listen,
             ])
+            .args(default_git_path(extra))
             .args(hourly_polls(extra))
             .arg("--data-dir")
             .arg(data.path())
@@ -175,6 +175,17 @@ fn hourly_polls(extra: &[&str]) -> Vec<&'static str> {
         .filter(|flag| !extra.iter().any(|e| e.split('=').next() == Some(*flag)))
         .flat_map(|flag| [flag, "1h"])
         .collect()
+}
+
+/// `--git-path manifests`, unless `extra` names git paths of its own.
+fn default_git_path(extra: &[&str]) -> &'static [&'static str] {
+    if extra
+        .iter()
+        .any(|a| *a == "--git-path" || a.starts_with("--git-path="))
+    {
+        return &[];
+    }
+    &["--git-path", "manifests"]
 }
 
 /// Polls `done` every 100 ms; panics after a minute naming `what`.
