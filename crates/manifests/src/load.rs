@@ -402,7 +402,7 @@ impl Reader<'_, '_> {
         };
         let values_path = root.join(["spec", "values"]);
         if let Some(found) = self.helm_image(values, &values_path) {
-            containers.extend(self.helm_container(id, "chart-image", found, None));
+            containers.extend(self.helm_container(id, "chart-image", found, index));
         }
         for (key, value) in s.entries(values).into_iter().flatten() {
             let Some(key) = s.str(key) else { continue };
@@ -410,31 +410,38 @@ impl Reader<'_, '_> {
                 continue;
             }
             if let Some(found) = self.helm_image(value, &values_path.join([key])) {
-                containers.extend(self.helm_container(id, key, found, None));
+                containers.extend(self.helm_container(id, key, found, index));
             }
         }
         for (alias, found) in self.helm_mapped(node, values, &values_path, id, index) {
-            let container = self.helm_container(id, &alias, found, Some(index));
+            let container = self.helm_container(id, &alias, found, index);
             let Some(container) = container else { continue };
             match containers.iter_mut().find(|c| c.name == alias) {
                 Some(existing) => *existing = container,
                 None => containers.push(container),
             }
         }
+        // As the original: the chart's own image first, then the others by
+        // name, whatever order the values mapping has.
+        let named = usize::from(containers.first().is_some_and(|c| c.name == "chart-image"));
+        containers[named..].sort_by(|a, b| a.name.cmp(&b.name));
         containers
     }
 
+    /// A container from an image found in the values. One that does not
+    /// parse (an upper-case repository) is reported with its line, and the
+    /// HelmRelease's other containers are still read; an empty image is no
+    /// image at all.
     fn helm_container(
         &self,
         id: &ResourceId,
         name: &str,
         found: HelmImage,
-        index: Option<&mut FileIndex>,
+        index: &mut FileIndex,
     ) -> Option<Container> {
-        let mut scratch = FileIndex::default();
-        // Images found by shape alone are guesses: one that does not parse is
-        // simply not an image. Images named by annotations must parse.
-        let index = index.unwrap_or(&mut scratch);
+        if found.spelling.trim().is_empty() {
+            return None;
+        }
         self.container(id, name, found.spelling, found.source, found.at, index)
     }
 

@@ -345,9 +345,10 @@ fn helm_release_images_follow_the_original_rules() {
             ),
             ("cache".into(), "redis:7.2".into()),
             ("db".into(), "quay.io/acme/postgres:16.1".into()),
-            ("proxy".into(), "docker.io/envoyproxy/envoy:v1.29.0".into()),
             ("exporter".into(), "prom/statsd-exporter:v0.26.0".into()),
-        ]
+            ("proxy".into(), "docker.io/envoyproxy/envoy:v1.29.0".into()),
+        ],
+        "the chart's image first, then the others by name, as the original lists them"
     );
     assert!(matches!(w.containers[1].source, ImageSource::Whole(_)));
     assert!(matches!(
@@ -358,6 +359,19 @@ fn helm_release_images_follow_the_original_rules() {
             ..
         }
     ));
+}
+
+#[test]
+fn a_bad_image_in_one_helm_value_is_named_and_the_others_are_still_found() {
+    let text = HELM.replace("image: redis:7.2", "image: Redis/Cache:7.2");
+    let checkout = Checkout::from_text(Path::new("hr.yaml"), &text, LoadOptions::default());
+    assert_eq!(checkout.errors.len(), 1, "{:?}", checkout.errors);
+    let error = checkout.errors[0].to_string();
+    assert!(error.starts_with("hr.yaml:14: "), "{error}");
+    assert!(error.contains("container cache"), "{error}");
+    let w = workload(&checkout, "apps:helmrelease/podinfo");
+    let names: Vec<&str> = w.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["chart-image", "db", "exporter", "proxy"]);
 }
 
 #[test]
