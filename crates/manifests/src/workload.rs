@@ -242,3 +242,57 @@ impl Workload {
         self.containers.iter().find(|c| c.name == name)
     }
 }
+
+#[cfg(test)]
+mod text_tests {
+    use std::path::Path;
+
+    use crate::{Checkout, LoadOptions};
+
+    fn texts(file: &str) -> Vec<String> {
+        let checkout = Checkout::from_text(Path::new("f.yaml"), file, LoadOptions::default());
+        assert!(checkout.errors.is_empty(), "{:?}", checkout.errors);
+        checkout
+            .resources
+            .iter()
+            .map(|r| {
+                r.location
+                    .text_in(file)
+                    .expect("the text read")
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_document_is_its_bytes_through_its_last_line() {
+        let file = "---\n# a comment\nkind: A\nmetadata: {name: a} # trailing\n\n---\r\nkind: B\r\nmetadata:\r\n  name: b\r\n...\n";
+        assert_eq!(
+            texts(file),
+            [
+                "kind: A\nmetadata: {name: a} # trailing\n",
+                "kind: B\r\nmetadata:\r\n  name: b\r\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_last_document_without_a_newline_gets_one() {
+        assert_eq!(
+            texts("kind: A\nmetadata:\n  name: a"),
+            ["kind: A\nmetadata:\n  name: a\n"]
+        );
+    }
+
+    #[test]
+    fn list_items_are_unindented() {
+        let file = "kind: List\nitems:\n- kind: A\n  metadata:\n    name: a\n-   kind: B\n    metadata:\n      name: b\n";
+        assert_eq!(
+            texts(file),
+            [
+                "kind: A\nmetadata:\n  name: a\n",
+                "kind: B\nmetadata:\n  name: b\n"
+            ]
+        );
+    }
+}
