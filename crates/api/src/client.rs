@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 
 use crate::paths;
 use crate::types::{
-    ApiError, Change, Identity, Job, JobSpec, ReadState, Submitted, SyncRequested, SyncStatus,
-    VersionInfo, Workload, WorkloadImages,
+    ApiError, Change, Identity, Job, JobSpec, Manifest, ReadState, Submitted, SyncRequested,
+    SyncStatus, VersionInfo, Workload, WorkloadImages,
 };
 
 /// Why a call to the daemon failed.
@@ -83,6 +83,11 @@ impl Client {
     pub async fn workloads(&self, namespace: Option<&str>) -> Result<Vec<Workload>, ClientError> {
         let query: Vec<(&str, &str)> = namespace.map(|n| ("namespace", n)).into_iter().collect();
         self.get(paths::WORKLOADS, &query).await
+    }
+
+    /// The resources of the manifests at the revision fluxd read last.
+    pub async fn manifests(&self) -> Result<Vec<Manifest>, ClientError> {
+        self.get(paths::MANIFESTS, &[]).await
     }
 
     /// Images of the given workloads (all when empty), optionally of one namespace.

@@ -5,6 +5,9 @@
 pub const PREFIX: &str = "/api/v1";
 /// `GET`: workloads (`?namespace=`).
 pub const WORKLOADS: &str = "/api/v1/workloads";
+/// `GET`: the resources of the manifests at the revision read last, each
+/// with its file and YAML text.
+pub const MANIFESTS: &str = "/api/v1/manifests";
 /// `GET`: images of workloads (`?workload=` repeated, `?namespace=`).
 pub const IMAGES: &str = "/api/v1/images";
 /// `POST`: submit a job (release or policy change); `GET`: recent jobs.

@@ -30,6 +30,21 @@ pub struct Workload {
     pub read_error: Option<String>,
 }
 
+/// A resource of the manifests, as written in git.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Manifest {
+    /// `<namespace>:<kind>/<name>` (`<cluster>` for a cluster-scoped
+    /// resource), e.g. `sock-shop:deployment/front-end`.
+    pub id: String,
+    /// `kind` as written, e.g. `Deployment`.
+    pub kind: String,
+    /// The file it is in, relative to the repo's root.
+    pub file: String,
+    /// Its YAML document as the file has it, ending in a newline (an item
+    /// of a `List`, unindented).
+    pub text: String,
+}
+
 /// A container and the image it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Container {

@@ -18,6 +18,7 @@ mod registry_options;
 mod release;
 mod results;
 mod rollout;
+mod save;
 mod sync;
 mod table;
 mod timeline;
@@ -60,6 +61,8 @@ enum Command {
     Policy(policy::Args),
     /// Ask the daemon to fetch git now and wait until the head is applied.
     Sync(sync::Args),
+    /// Write the resources of the manifests as YAML: to stdout, or one file per resource.
+    Save(save::Args),
     /// Show the daemon's public deploy key.
     Identity(identity::Args),
     /// Show fluxctl's version.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Unlock(target) => policy::run_verb(policy::Verb::Unlock, target, connection),
         Command::Policy(args) => policy::run(args, connection),
         Command::Sync(args) => sync::run(args, connection),
+        Command::Save(args) => save::run(args, connection),
         Command::Identity(args) => identity::run(args, connection),
         Command::Version => {
             println!("fluxctl {}", env!("CARGO_PKG_VERSION"));

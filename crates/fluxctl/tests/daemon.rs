@@ -437,3 +437,98 @@ async fn fluxds_commits_are_by_its_own_identity_whatever_its_environment_says() 
         "Flux Bot <flux@example.com>|Flux Bot <flux@example.com>"
     );
 }
+
+/// The resources a saved file holds, read as a checkout of that one file.
+fn saved(path: &std::path::Path) -> flux_manifests::Checkout {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} was saved: {e}", path.display()));
+    assert!(text.starts_with("---\n"), "{text}");
+    flux_manifests::Checkout::from_text(path, &text, flux_manifests::LoadOptions::default())
+}
+
+#[tokio::test]
+async fn save_writes_each_resource_the_daemon_read_in_flux_v1s_layout() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
+    let out = tempfile::tempdir().expect("a folder to save into");
+    let dir = out.path().to_str().expect("the temporary path is UTF-8");
+
+    let save = fluxctl(&["--url", &fluxd.url, "save", "--out", dir]);
+    assert!(save.status.success(), "{}", stderr(&save));
+    assert_eq!(stdout(&save), "", "files only: nothing on stdout");
+
+    let front_end = saved(&out.path().join("sock-shop/front-end-dep.yaml"));
+    assert_eq!(front_end.resources.len(), 1);
+    let id: flux_manifests::ResourceId = FRONT_END.parse().expect("a valid id");
+    let workload = front_end.workload(&id).expect("the front-end Deployment");
+    assert_eq!(
+        workload.containers[0].image.familiar(),
+        "weaveworksdemos/front-end:0.3.12"
+    );
+    let namespace = saved(&out.path().join("sock-shop-ns.yaml"));
+    assert_eq!(
+        namespace.resources[0].id.to_string(),
+        "<cluster>:namespace/sock-shop"
+    );
+    let service = saved(&out.path().join("sock-shop/front-end-svc.yaml"));
+    assert_eq!(service.resources[0].kind, "Service");
+
+    // As in git, byte for byte, after the separator.
+    let written = std::fs::read_to_string(out.path().join("sock-shop/front-end-dep.yaml"))
+        .expect("saved above");
+    let original =
+        std::fs::read_to_string(flux_testkit::sock_shop_manifests().join("09-front-end-dep.yaml"))
+            .expect("the fixture");
+    assert!(original.ends_with(&written["---\n".len()..]), "{written}");
+
+    let listed = fluxctl(&["--url", &fluxd.url, "save"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let stream = stdout(&listed);
+    assert!(
+        stream.starts_with("---\napiVersion: v1\nkind: Namespace\n"),
+        "{stream}"
+    );
+    let all = flux_manifests::Checkout::from_text(
+        std::path::Path::new("saved.yaml"),
+        &stream,
+        flux_manifests::LoadOptions::default(),
+    );
+    assert!(all.errors.is_empty(), "{:?}", all.errors);
+    let files = std::fs::read_dir(out.path().join("sock-shop"))
+        .expect("saved above")
+        .count();
+    assert_eq!(
+        all.resources.len(),
+        files + 1,
+        "one file per resource, and the Namespace"
+    );
+    assert!(all.workload(&id).is_some());
+
+    let answered = fluxd.client().manifests().await.expect("the manifests");
+    let deployment = answered
+        .iter()
+        .find(|m| m.id == FRONT_END)
+        .expect("front-end");
+    assert_eq!(
+        (deployment.kind.as_str(), deployment.file.as_str()),
+        ("Deployment", "manifests/09-front-end-dep.yaml"),
+        "the file is named from the repo's root"
+    );
+}
+
+#[tokio::test]
+async fn save_into_a_missing_folder_fails_naming_it() {
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[]).await;
+    let out = tempfile::tempdir().expect("a temporary folder");
+    let missing = out.path().join("missing");
+    let missing = missing.to_str().expect("the temporary path is UTF-8");
+    let save = fluxctl(&["--url", &fluxd.url, "save", "-o", missing]);
+    assert_eq!(save.status.code(), Some(1));
+    assert!(
+        stderr(&save).contains(&format!("{missing} is not a folder")),
+        "{}",
+        stderr(&save)
+    );
+    assert_eq!(stdout(&save), "");
+}

@@ -420,3 +420,77 @@ fn manifests_may_be_given_several_times() {
         "images:\n- name: weaveworksdemos/front-end\n  newTag: 0.3.13\n"
     );
 }
+
+#[test]
+fn save_writes_one_file_per_resource_in_flux_v1s_layout() {
+    let copy = flux_testkit::sock_shop_copy();
+    let out = tempfile::tempdir().unwrap();
+    let output = fluxctl(copy.path(), &["save", "-o", out.path().to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "");
+    let front_end = read(out.path(), "sock-shop/front-end-dep.yaml");
+    assert_eq!(
+        front_end,
+        original("09-front-end-dep.yaml"),
+        "the document as written, after its `---`"
+    );
+    let namespace = read(out.path(), "sock-shop-ns.yaml");
+    assert_eq!(
+        namespace,
+        "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: sock-shop\n"
+    );
+    assert!(out.path().join("sock-shop/carts-svc.yaml").is_file());
+    assert!(out.path().join("sock-shop/carts-db-dep.yaml").is_file());
+    assert!(
+        stderr(&output).contains("sock-shop/front-end-dep.yaml"),
+        "each file written is named on stderr: {}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn save_to_stdout_separates_the_documents_and_unindents_list_items() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("list.yaml"),
+        "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: settings # kept\n    data:\n      a: \"1\"\n  - apiVersion: v1\n    kind: Service\n    metadata:\n      name: web\n",
+    )
+    .unwrap();
+    let output = fluxctl(dir.path(), &["save"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings # kept\ndata:\n  a: \"1\"\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let saved = fluxctl(dir.path(), &["save", "--out", out.path().to_str().unwrap()]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    assert!(out.path().join("default/settings-ConfigMap.yaml").is_file());
+    assert!(out.path().join("default/web-svc.yaml").is_file());
+}
+
+#[test]
+fn save_refuses_names_that_would_leave_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: ../../escape\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let inner = out.path().join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    let output = fluxctl(dir.path(), &["save", "-o", inner.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("is not a plain file or folder name"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        1,
+        "only inner/"
+    );
+    assert_eq!(std::fs::read_dir(&inner).unwrap().count(), 0);
+}

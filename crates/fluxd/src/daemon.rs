@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flux_api::{
-    AutomationSpec, ContainerUpdate, Identity, ImageUpdate, JobSpec, PolicySpec, ReadState,
-    ResultStatus, SyncRequested, SyncStatus, WorkloadResult,
+    AutomationSpec, ContainerUpdate, Identity, ImageUpdate, JobSpec, Manifest, PolicySpec,
+    ReadState, ResultStatus, SyncRequested, SyncStatus, WorkloadResult,
 };
 use flux_git::{
     CommitMessage, CommitSpec, DeployKey, GitError, Person, Repo, RepoConfig, RepoState,
@@ -694,6 +694,32 @@ impl Inner {
         Ok(true)
     }
 
+    /// The resources of the manifests at the head read last, each with its
+    /// text as written: a checkout of that head, read and removed again.
+    async fn manifests(&self) -> Result<Vec<Manifest>, String> {
+        let head = self.loaded.lock().await.as_ref().map(|l| l.head.clone());
+        let Some(head) = head else {
+            return Err("fluxd has not read the git repo yet".to_string());
+        };
+        let files = self
+            .repo
+            .checkout_at(&head)
+            .await
+            .map_err(|e| format!("checking out {head}: {e}"))?;
+        let root = files.dir().to_path_buf();
+        let paths = manifest_paths(&root, &self.config.git_paths);
+        let answer = tokio::task::spawn_blocking(move || {
+            let checkout = Checkout::load(&paths, LoadOptions::default());
+            manifests_of(&checkout, &root)
+        })
+        .await
+        .map_err(|e| format!("reading the manifests at {head}: {e}"));
+        if let Err(error) = files.remove().await {
+            tracing::warn!(%error, "removing a read checkout failed");
+        }
+        answer?.map_err(|e| format!("reading the manifests at {head}: {e}"))
+    }
+
     /// Recomputes the view's images from the cache.
     async fn refresh_images(&self) {
         let loaded = self.loaded.lock().await;
@@ -1048,6 +1074,39 @@ fn manifest_paths(dir: &Path, paths: &[String]) -> Vec<PathBuf> {
     paths.iter().map(|p| dir.join(p)).collect()
 }
 
+/// Every resource of `checkout` (read under `root`) with its file, relative
+/// to `root`, and its text there. Each file is read once.
+fn manifests_of(checkout: &Checkout, root: &Path) -> Result<Vec<Manifest>, String> {
+    let mut manifests = Vec::with_capacity(checkout.resources.len());
+    let mut text: Option<(&Path, String)> = None;
+    for resource in &checkout.resources {
+        let path = resource.location.file.as_path();
+        if text.as_ref().is_none_or(|(read, _)| *read != path) {
+            let read = std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            text = Some((path, read));
+        }
+        let Some((_, file_text)) = &text else {
+            continue;
+        };
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        let document = resource.location.text_in(file_text).ok_or_else(|| {
+            format!(
+                "{}: the document of {} is not where it was read",
+                relative.display(),
+                resource.id
+            )
+        })?;
+        manifests.push(Manifest {
+            id: resource.id.to_string(),
+            kind: resource.kind.clone(),
+            file: relative.to_string_lossy().into_owned(),
+            text: document.into_owned(),
+        });
+    }
+    Ok(manifests)
+}
+
 fn parse_id(text: &str) -> Result<ResourceId, String> {
     text.parse()
         .map_err(|e| format!("invalid workload id {text:?}: {e}"))
@@ -1283,6 +1342,10 @@ impl Control for Controls {
 
     fn regenerate_identity(&self) -> Pending<'_, Option<Identity>> {
         Box::pin(self.0.regenerate_deploy_key())
+    }
+
+    fn manifests(&self) -> Pending<'_, Vec<Manifest>> {
+        Box::pin(self.0.manifests())
     }
 }
 

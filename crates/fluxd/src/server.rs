@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flux_api::{
-    ApiError, Change, Identity, Job, JobSpec, ReadState, Submitted, SyncRequested, SyncStatus,
-    VersionInfo, Workload, WorkloadImages, WorkloadResult,
+    ApiError, Change, Identity, Job, JobSpec, Manifest, ReadState, Submitted, SyncRequested,
+    SyncStatus, VersionInfo, Workload, WorkloadImages, WorkloadResult,
 };
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -77,6 +77,10 @@ pub trait Control: Send + Sync + 'static {
     fn regenerate_identity(&self) -> Pending<'_, Option<Identity>> {
         Box::pin(async { Ok(None) })
     }
+    /// The resources of the manifests at the revision read last, as written.
+    fn manifests(&self) -> Pending<'_, Vec<Manifest>> {
+        Box::pin(async { Err("this daemon does not answer manifests".to_string()) })
+    }
 }
 
 /// Everything the handlers share.
@@ -134,6 +138,7 @@ fn api_routes(api: Shared) -> OpenApiRouter<Shared> {
         .route_layer(middleware::from_fn_with_state(api, require_token));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(workloads))
+        .routes(routes!(manifests))
         .routes(routes!(images))
         .routes(routes!(jobs))
         .routes(routes!(job))
@@ -225,6 +230,21 @@ async fn workloads(State(api): State<Shared>, Query(query): Query<NamespaceQuery
         .filter(|w| in_namespace(&w.id, namespace))
         .collect();
     json_body(serde_json::to_vec(&selected))
+}
+
+/// The resources of the manifests at the revision read last, each with its
+/// file and its YAML text as written there.
+#[utoipa::path(get, path = "/api/v1/manifests",
+    responses((status = 200, description = "every resource of the manifests at the revision read last, in file order", body = Vec<Manifest>),
+        (status = 503, description = "git has not been read yet (or its checkout could not be read again), and why", body = ApiError)))]
+async fn manifests(State(api): State<Shared>) -> Response {
+    if let Some(unread) = api.view.borrow().unread() {
+        return unread;
+    }
+    match api.control.manifests().await {
+        Ok(manifests) => Json(manifests).into_response(),
+        Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
 }
 
 /// A JSON answer written from the view while it is borrowed: no copy of

@@ -154,6 +154,7 @@ async fn before_git_is_read_every_listing_says_why() {
     let refused = [
         client.workloads(None).await.map(|_| ()),
         client.images(&[], None).await.map(|_| ()),
+        client.manifests().await.map(|_| ()),
         client.read_state().await.map(|_| ()),
     ];
     for answer in refused {
@@ -297,6 +298,7 @@ async fn the_openapi_document_lists_every_api_operation_and_only_those() {
             "GET /api/v1/jobs",
             "POST /api/v1/jobs",
             "GET /api/v1/jobs/{id}",
+            "GET /api/v1/manifests",
             "POST /api/v1/notify",
             "GET /api/v1/sync",
             "POST /api/v1/sync",

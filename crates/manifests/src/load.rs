@@ -198,6 +198,10 @@ impl Reader<'_, '_> {
         self.stream.nodes[node].line
     }
 
+    fn bytes(&self, node: NodeId) -> std::ops::Range<usize> {
+        self.stream.nodes[node].span.clone()
+    }
+
     fn invalid(&self, node: NodeId, message: String) -> LoadError {
         LoadError::Invalid {
             path: self.path.to_path_buf(),
@@ -212,6 +216,8 @@ impl Reader<'_, '_> {
             doc,
             root: root.clone(),
             line: self.line(node),
+            bytes: self.bytes(node),
+            indent: self.stream.nodes[node].col,
         }
     }
 

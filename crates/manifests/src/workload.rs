@@ -1,6 +1,8 @@
 //! What a checkout holds: resources, workloads, their containers and images.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use flux_image::ImageRef;
@@ -66,6 +68,54 @@ pub struct Location {
     pub root: NodePath,
     /// 1-based line where the resource starts.
     pub line: usize,
+    /// Byte range of the resource in its file: from its first key to the
+    /// end of its last value.
+    pub bytes: Range<usize>,
+    /// 0-based column its first key is at (0 for a whole document).
+    pub indent: usize,
+}
+
+impl Location {
+    /// The resource's YAML text in `file` (the text of the file it was read
+    /// from): the document's bytes as written, through the end of its last
+    /// line. An item of a `List` is given unindented, so that it reads as a
+    /// document of its own. None when `file` is not the text it was read from.
+    pub fn text_in<'t>(&self, file: &'t str) -> Option<Cow<'t, str>> {
+        let written = file.get(self.bytes.clone())?;
+        let kept = written.trim_end_matches(['\n', '\r', ' ', '\t']);
+        if self.indent > 0 {
+            // From the start of the first line: the item's `- ` is cut with
+            // the indentation of the lines after it.
+            let line = file[..self.bytes.start].rfind('\n').map_or(0, |n| n + 1);
+            let first = &file[line..self.bytes.start];
+            let item = format!("{}{kept}", " ".repeat(first.len()));
+            return Some(Cow::Owned(unindented(&item, first.len())));
+        }
+        let end = self.bytes.start + kept.len();
+        let rest = &file[end..];
+        let newline = if rest.starts_with("\r\n") {
+            2
+        } else {
+            usize::from(rest.starts_with('\n'))
+        };
+        if newline == 0 {
+            return Some(Cow::Owned(format!("{kept}\n")));
+        }
+        Some(Cow::Borrowed(&file[self.bytes.start..end + newline]))
+    }
+}
+
+/// `text` with its first `indent` columns removed: all of the first line's
+/// (a List item's `- `), and the spaces of the others.
+fn unindented(text: &str, indent: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.lines().enumerate() {
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        let cut = if n == 0 { indent } else { spaces.min(indent) };
+        out.push_str(line.get(cut..).unwrap_or(""));
+        out.push('\n');
+    }
+    out
 }
 
 /// A Kubernetes object found in the files.
@@ -190,5 +240,59 @@ impl Workload {
     /// The container with this name.
     pub fn container(&self, name: &str) -> Option<&Container> {
         self.containers.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use std::path::Path;
+
+    use crate::{Checkout, LoadOptions};
+
+    fn texts(file: &str) -> Vec<String> {
+        let checkout = Checkout::from_text(Path::new("f.yaml"), file, LoadOptions::default());
+        assert!(checkout.errors.is_empty(), "{:?}", checkout.errors);
+        checkout
+            .resources
+            .iter()
+            .map(|r| {
+                r.location
+                    .text_in(file)
+                    .expect("the text read")
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_document_is_its_bytes_through_its_last_line() {
+        let file = "---\n# a comment\nkind: A\nmetadata: {name: a} # trailing\n\n---\r\nkind: B\r\nmetadata:\r\n  name: b\r\n...\n";
+        assert_eq!(
+            texts(file),
+            [
+                "kind: A\nmetadata: {name: a} # trailing\n",
+                "kind: B\r\nmetadata:\r\n  name: b\r\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_last_document_without_a_newline_gets_one() {
+        assert_eq!(
+            texts("kind: A\nmetadata:\n  name: a"),
+            ["kind: A\nmetadata:\n  name: a\n"]
+        );
+    }
+
+    #[test]
+    fn list_items_are_unindented() {
+        let file = "kind: List\nitems:\n- kind: A\n  metadata:\n    name: a\n-   kind: B\n    metadata:\n      name: b\n";
+        assert_eq!(
+            texts(file),
+            [
+                "kind: A\nmetadata:\n  name: a\n",
+                "kind: B\nmetadata:\n  name: b\n"
+            ]
+        );
     }
 }
