@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use flux_testkit::relay::Relay;
-//! let relay = Relay::start("127.0.0.1:5000".parse().unwrap());
+//! let relay = Relay::start("127.0.0.1:5000".parse().expect("a socket address"));
 //! println!("{} saw {} TLS handshakes", relay.addr(), relay.tls_handshakes());
 //! ```
 
