@@ -539,6 +539,18 @@ fn kubectl_scale_carts(world: &World, replicas: u32) {
 
 const CARTS: &str = "sock-shop:deployment/carts";
 
+/// `fluxctl release` of carts 0.4.10, with `extra` flags.
+fn release_carts(world: &World, extra: &[&str]) -> std::process::Output {
+    let release = [
+        "release",
+        "--workload",
+        CARTS,
+        "--update-image",
+        "weaveworksdemos/carts:0.4.10",
+    ];
+    world.fluxctl(&[&release[..], extra].concat())
+}
+
 #[tokio::test]
 async fn a_release_that_conflicts_with_kubectl_scale_is_not_reported_applied() {
     let world = World::start_with(&["--sync-force-conflicts=false"]).await;
@@ -548,16 +560,7 @@ async fn a_release_that_conflicts_with_kubectl_scale_is_not_reported_applied() {
         .cluster
         .set_workload_state("Deployment", "sock-shop", "carts", WorkloadState::Ready);
 
-    let released = world.fluxctl(&[
-        "release",
-        "--workload",
-        CARTS,
-        "--update-image",
-        "weaveworksdemos/carts:0.4.10",
-        "--watch",
-        "--timeout",
-        "30s",
-    ]);
+    let released = release_carts(&world, &["--watch", "--timeout", "30s"]);
     assert_eq!(released.status.code(), Some(1), "{}", stdout(&released));
     let out = stdout(&released);
     let said = stderr(&released);
@@ -623,13 +626,7 @@ async fn by_default_git_takes_back_what_kubectl_scale_changed() {
     world.wait_for_image("carts", 0, "carts:0.4.8").await;
     kubectl_scale_carts(&world, 2);
 
-    let released = world.fluxctl(&[
-        "release",
-        "--workload",
-        CARTS,
-        "--update-image",
-        "weaveworksdemos/carts:0.4.10",
-    ]);
+    let released = release_carts(&world, &[]);
     assert!(released.status.success(), "{}", stderr(&released));
     assert!(
         stdout(&released).contains("Commit applied:"),
@@ -663,15 +660,7 @@ async fn a_manifest_can_opt_out_of_taking_fields_back() {
     assert!(synced.status.success(), "{}", stderr(&synced));
     kubectl_scale_carts(&world, 3);
 
-    let released = world.fluxctl(&[
-        "release",
-        "--workload",
-        CARTS,
-        "--update-image",
-        "weaveworksdemos/carts:0.4.10",
-        "--timeout",
-        "30s",
-    ]);
+    let released = release_carts(&world, &["--timeout", "30s"]);
     assert_eq!(released.status.code(), Some(1), "{}", stdout(&released));
     assert!(
         stderr(&released).contains(".spec.replicas"),

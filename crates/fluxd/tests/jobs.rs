@@ -113,9 +113,9 @@ async fn shutdown_finishes_the_running_job_and_leaves_the_rest_queued() {
     assert_eq!(jobs.get(&second).unwrap().status, JobStatus::Queued);
 }
 
-#[tokio::test]
-async fn applied_revisions_mark_the_jobs_whose_commits_they_contain() {
-    let (_stop, shutdown) = watch::channel(false);
+/// A queue whose jobs push the commit `c0ffee1`, and one such job, finished.
+async fn committed_job() -> (Jobs, String, watch::Sender<bool>) {
+    let (stop, shutdown) = watch::channel(false);
     let jobs = Jobs::start(
         |_| async {
             Ok(Outcome {
@@ -127,6 +127,12 @@ async fn applied_revisions_mark_the_jobs_whose_commits_they_contain() {
     );
     let id = jobs.submit(policy_job("ns:deployment/a"), None);
     wait_for(&jobs, &id, JobStatus::Succeeded).await;
+    (jobs, id, stop)
+}
+
+#[tokio::test]
+async fn applied_revisions_mark_the_jobs_whose_commits_they_contain() {
+    let (jobs, id, _stop) = committed_job().await;
     jobs.mark_applied("d00d000", |commit| commit == "nope", |_| Vec::new());
     assert_eq!(jobs.get(&id).unwrap().applied, None);
     jobs.mark_applied("d00d000", |commit| commit == "c0ffee1", |_| Vec::new());
@@ -137,18 +143,7 @@ async fn applied_revisions_mark_the_jobs_whose_commits_they_contain() {
 
 #[tokio::test]
 async fn a_revision_whose_sync_failed_the_jobs_objects_does_not_apply_it() {
-    let (_stop, shutdown) = watch::channel(false);
-    let jobs = Jobs::start(
-        |_| async {
-            Ok(Outcome {
-                commit: Some("c0ffee1".into()),
-                ..Outcome::default()
-            })
-        },
-        shutdown,
-    );
-    let id = jobs.submit(policy_job("ns:deployment/a"), None);
-    wait_for(&jobs, &id, JobStatus::Succeeded).await;
+    let (jobs, id, _stop) = committed_job().await;
     let conflict = flux_api::ApplyError {
         id: "ns:deployment/a".into(),
         error:

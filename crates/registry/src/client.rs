@@ -664,8 +664,7 @@ impl Client {
         let https_url = with_scheme(url, host, Scheme::Https);
         let https_error = match request.send(http, &https_url).await {
             Ok(response) => {
-                lock(&self.schemes).insert(host.to_string(), Scheme::Https);
-                self.counters.record(host, response.status().as_u16());
+                self.answered_on(host, Scheme::Https, &response);
                 return Ok(response);
             }
             Err(error) if certificate_problem(&error) == Some(CertificateProblem::Client) => {
@@ -678,8 +677,7 @@ impl Client {
         let http_url = with_scheme(url, host, Scheme::Http);
         match request.send(http, &http_url).await {
             Ok(response) => {
-                lock(&self.schemes).insert(host.to_string(), Scheme::Http);
-                self.counters.record(host, response.status().as_u16());
+                self.answered_on(host, Scheme::Http, &response);
                 Ok(response)
             }
             Err(error) => {
@@ -690,6 +688,12 @@ impl Client {
                 })
             }
         }
+    }
+
+    /// Remembers the scheme an insecure host answered on, and counts the answer.
+    fn answered_on(&self, host: &str, scheme: Scheme, response: &Response) {
+        lock(&self.schemes).insert(host.to_string(), scheme);
+        self.counters.record(host, response.status().as_u16());
     }
 
     /// One request on the scheme an insecure host answered on before; when

@@ -430,12 +430,7 @@ impl Store {
     ) -> Result<(u16, Value), ApiError> {
         let name = check_identity(target, &object)?;
         check_fields(target, &object, options.strict, false)?;
-        let key = key_of(&target.rt, &Self::namespace_key(target), &name);
-        let live = self
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&target.rt, &name))?;
+        let (key, live) = self.stored(target, &name)?;
         let sent_version = object["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_string);
@@ -448,6 +443,14 @@ impl Store {
         self.finish_update(target, key, live, object, options, None)
     }
 
+    /// The stored object `name` of the target's type and namespace, with its key.
+    fn stored(&self, target: &Target, name: &str) -> Result<(Key, Stored), ApiError> {
+        let key = key_of(&target.rt, &Self::namespace_key(target), name);
+        let live = self.objects.get(&key).cloned();
+        let live = live.ok_or_else(|| ApiError::not_found(&target.rt, name))?;
+        Ok((key, live))
+    }
+
     pub fn merge_patch(
         &mut self,
         target: &Target,
@@ -455,12 +458,7 @@ impl Store {
         options: &WriteOptions,
     ) -> Result<(u16, Value), ApiError> {
         let name = target.name.clone().unwrap_or_default();
-        let key = key_of(&target.rt, &Self::namespace_key(target), &name);
-        let live = self
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&target.rt, &name))?;
+        let (key, live) = self.stored(target, &name)?;
         let mut object = live.object.clone();
         merge_patch(&mut object, &patch);
         strip_server_fields(&mut object, &target.rt);
@@ -486,12 +484,7 @@ impl Store {
         options: &WriteOptions,
     ) -> Result<(u16, Value), ApiError> {
         let name = target.name.clone().unwrap_or_default();
-        let key = key_of(&target.rt, &Self::namespace_key(target), &name);
-        let live = self
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&target.rt, &name))?;
+        let (key, live) = self.stored(target, &name)?;
         let mut scale = scale_of(&live.object);
         change(&mut scale);
         if let Some(sent) = scale["metadata"]["resourceVersion"].as_str()
