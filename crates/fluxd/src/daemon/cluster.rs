@@ -363,13 +363,10 @@ impl Outcomes {
     }
 
     /// The objects a job changed that this sync did not apply, and why.
-    /// Kustomization files are not applied by the sync, so they are not
-    /// counted.
     fn failures(&self, job: &flux_api::Job) -> Vec<ApplyError> {
         job.result
             .iter()
             .filter(|r| r.status == ResultStatus::Success)
-            .filter(|r| !r.workload.contains(":kustomization/"))
             .filter(|r| !self.synced.contains(&r.workload))
             .map(|r| ApplyError {
                 id: r.workload.clone(),
@@ -384,6 +381,11 @@ impl Outcomes {
         }
         if self.ignored.contains(id) {
             return "not applied: the object is marked fluxcd.io/ignore".into();
+        }
+        // A kustomization file is input to a build, not an object: the
+        // sync does not build kustomizations yet, so nothing applies it.
+        if id.contains(":kustomization/") {
+            return "not applied: the sync does not build kustomizations yet".into();
         }
         if self.unread.is_empty() {
             return "not applied: the synced manifests do not hold it".into();
@@ -596,9 +598,10 @@ mod tests {
             "<cluster>:kustomization/app",
             "weaveworksdemos/carts:0.4.10",
         );
-        assert!(
-            Outcomes::of(&unreadable).failures(&kustomized).is_empty(),
-            "kustomization files are not applied by the sync"
+        let failures = Outcomes::of(&SyncReport::default()).failures(&kustomized);
+        assert_eq!(
+            failures[0].error, "not applied: the sync does not build kustomizations yet",
+            "a kustomization the sync does not build is never reported applied"
         );
     }
 }
