@@ -56,6 +56,7 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
         return daemon::block_on(from_daemon(args, connection));
     }
     let (checkout, failed) = args.manifests.load();
+    crate::offline::report_builds(&checkout);
     let mut workloads: Vec<&Workload> = checkout
         .workloads
         .iter()

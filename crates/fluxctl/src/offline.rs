@@ -1,7 +1,7 @@
 //! Working on a checkout instead of a daemon: the `--manifests` flags every
 //! offline verb shares, and loading with diagnostics on standard error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use flux_manifests::{Checkout, LoadOptions, Transaction};
 
@@ -31,6 +31,8 @@ impl Manifests {
     pub fn load(&self) -> (Checkout, bool) {
         let options = LoadOptions {
             default_namespace: self.default_namespace.clone(),
+            root: self.paths.first().and_then(|p| work_tree(p)),
+            ..LoadOptions::default()
         };
         let checkout = Checkout::load(&self.paths, options);
         for error in &checkout.errors {
@@ -38,6 +40,41 @@ impl Manifests {
         }
         let failed = !checkout.errors.is_empty();
         (checkout, failed)
+    }
+}
+
+/// The git work tree holding `path`: what a kustomization there may read
+/// (an overlay's base is usually beside it, not under it).
+fn work_tree(path: &Path) -> Option<PathBuf> {
+    let dir = if path.is_dir() { path } else { path.parent()? };
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let top = String::from_utf8(output.stdout).ok()?;
+    Some(PathBuf::from(top.trim_end_matches('\n')))
+}
+
+/// Says which folders kustomize built and which it built them from, so
+/// that a base missing from a listing is explained.
+pub fn report_builds(checkout: &Checkout) {
+    let here = std::env::current_dir().unwrap_or_default();
+    let show = |p: &Path| p.strip_prefix(&here).unwrap_or(p).display().to_string();
+    for (root, includes) in checkout.builds() {
+        let mut line = format!("fluxctl: built {} with kustomize", show(&root));
+        if !includes.is_empty() {
+            let parts: Vec<String> = includes.iter().map(|p| show(p)).collect();
+            line.push_str(&format!(
+                " (from {}, not synced on its own)",
+                parts.join(", ")
+            ));
+        }
+        eprintln!("{line}");
     }
 }
 

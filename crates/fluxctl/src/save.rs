@@ -61,8 +61,11 @@ fn manifests_of(checkout: &Checkout) -> anyhow::Result<Vec<Manifest>> {
     for resource in &checkout.resources {
         let path = resource.location.file.as_path();
         if read.as_ref().is_none_or(|(file, _)| *file != path) {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = match checkout.built_output(path) {
+                Some(built) => built.to_string(),
+                None => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            };
             read = Some((path, text));
         }
         let Some((_, text)) = &read else {

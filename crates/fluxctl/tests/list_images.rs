@@ -243,7 +243,7 @@ fn a_missing_manifests_folder_is_reported_like_the_other_verbs_do() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn helm_release_and_kustomization_containers_are_listed_and_load_errors_reported() {
+async fn helm_release_and_kustomize_built_containers_are_listed_and_load_errors_reported() {
     let registry = Registry::start();
     populate(&registry).await;
     let dir = tempfile::tempdir().unwrap();
@@ -263,7 +263,13 @@ spec:
     std::fs::write(dir.path().join("helm.yaml"), helm).unwrap();
     let overlay = dir.path().join("overlays/prod");
     std::fs::create_dir_all(&overlay).unwrap();
-    let kustomization = format!("images:\n- name: {host}/team/worker\n  newTag: c\n");
+    let worker = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: worker\nspec:\n  template:\n    spec:\n      containers:\n      - name: worker\n        image: {host}/team/worker:a\n"
+    );
+    std::fs::write(overlay.join("worker.yaml"), worker).unwrap();
+    let kustomization = format!(
+        "namespace: prod\nresources:\n- worker.yaml\nimages:\n- name: {host}/team/worker\n  newTag: c\n"
+    );
     std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
     std::fs::write(dir.path().join("broken.yaml"), "kind: [unclosed\n").unwrap();
     let manifests = dir.path().to_str().unwrap();
@@ -293,7 +299,7 @@ spec:
         cells,
         [
             vec!["WORKLOAD", "CONTAINER", "IMAGE", "CREATED"],
-            vec!["<cluster>:kustomization/overlays/prod", &worker, &worker],
+            vec!["prod:deployment/worker", "worker", &worker],
             vec!["'-> c", "03 Jan 17 00:00 UTC"],
             vec![": (3 image(s) omitted)"],
             vec!["team:helmrelease/web", "chart-image", &web],

@@ -389,9 +389,11 @@ fn policy_sets_and_removes_tag_filters_and_automation() {
 fn manifests_may_be_given_several_times() {
     let copy = flux_testkit::sock_shop_copy();
     let overlay = tempfile::tempdir().unwrap();
+    let kustomization = "namespace: staging\nresources:\n- front-end.yaml\nimages:\n- name: weaveworksdemos/front-end\n  newTag: 0.3.12\n";
+    std::fs::write(overlay.path().join("kustomization.yaml"), kustomization).unwrap();
     std::fs::write(
-        overlay.path().join("kustomization.yaml"),
-        "images:\n- name: weaveworksdemos/front-end\n  newTag: 0.3.12\n",
+        overlay.path().join("front-end.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: front-end\nspec:\n  template:\n    spec:\n      containers:\n      - name: front-end\n        image: weaveworksdemos/front-end:0.3.11\n",
     )
     .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_fluxctl"))
@@ -412,12 +414,12 @@ fn manifests_may_be_given_several_times() {
     assert_eq!(
         out,
         "WORKLOAD                        STATUS   UPDATES\n\
-         <cluster>:kustomization/.       success  weaveworksdemos/front-end: weaveworksdemos/front-end:0.3.12 -> 0.3.13\n\
-         sock-shop:deployment/front-end  success  front-end: weaveworksdemos/front-end:0.3.12 -> 0.3.13\n"
+         sock-shop:deployment/front-end  success  front-end: weaveworksdemos/front-end:0.3.12 -> 0.3.13\n\
+         staging:deployment/front-end    success  front-end: weaveworksdemos/front-end:0.3.12 -> 0.3.13\n"
     );
     assert_eq!(
         std::fs::read_to_string(overlay.path().join("kustomization.yaml")).unwrap(),
-        "images:\n- name: weaveworksdemos/front-end\n  newTag: 0.3.13\n"
+        kustomization.replace("0.3.12", "0.3.13")
     );
 }
 

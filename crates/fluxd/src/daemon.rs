@@ -31,7 +31,9 @@ use flux_git::{
 };
 use flux_image::{Glob, ImageRef, Name};
 use flux_manifests::release::{self, ReleaseSpec, Status, Targets, Update};
-use flux_manifests::{Checkout, LoadOptions, PolicyUpdate, ResourceId, Transaction};
+use flux_manifests::{
+    BuildCache, Checkout, LoadError, LoadOptions, PolicyUpdate, ResourceId, Transaction,
+};
 use flux_registry::{
     Cache, Client, ClientConfig, Credentials, HostLimits, RepositoryInfo, ScanConfig, Scanner,
     TlsConfig, newest_admitted,
@@ -112,6 +114,8 @@ struct Inner {
     automation: mpsc::UnboundedSender<Option<Timestamp>>,
     /// The cluster and its sync, unless `--cluster=none`.
     cluster: Option<cluster::ClusterSide>,
+    /// Kustomize builds kept from one read of the manifests to the next.
+    builds: Arc<BuildCache>,
 }
 
 /// A started daemon.
@@ -180,6 +184,7 @@ impl Daemon {
             deploy_key: std::sync::RwLock::new(deploy_key),
             automation,
             cluster,
+            builds: Arc::new(BuildCache::default()),
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();
@@ -632,8 +637,9 @@ impl Inner {
         let root = files.dir().to_path_buf();
         let applying = self.cluster.is_some();
         let at = root.clone();
+        let options = self.load_options(&root);
         let (checkout, set) = tokio::task::spawn_blocking(move || {
-            let checkout = Checkout::load(&paths, LoadOptions::default());
+            let checkout = Checkout::load(&paths, options);
             let set = applying.then(|| sync_set(&at, &checkout));
             (checkout, set)
         })
@@ -682,6 +688,7 @@ impl Inner {
             side.want(cluster::Desired {
                 revision: head.clone(),
                 files: Arc::new(set),
+                unbuilt: Arc::new(unbuilt(&checkout, &root)),
             });
         }
         *loaded = Some(Loaded {
@@ -708,8 +715,9 @@ impl Inner {
             .map_err(|e| format!("checking out {head}: {e}"))?;
         let root = files.dir().to_path_buf();
         let paths = manifest_paths(&root, &self.config.git_paths);
+        let options = self.load_options(&root);
         let answer = tokio::task::spawn_blocking(move || {
-            let checkout = Checkout::load(&paths, LoadOptions::default());
+            let checkout = Checkout::load(&paths, options);
             manifests_of(&checkout, &root)
         })
         .await
@@ -975,11 +983,21 @@ impl Inner {
         }
     }
 
+    /// How a checkout at `root` is read: confined to it, reusing earlier
+    /// kustomize builds.
+    fn load_options(&self, root: &Path) -> LoadOptions {
+        LoadOptions {
+            root: Some(root.to_path_buf()),
+            builds: Some(self.builds.clone()),
+            ..LoadOptions::default()
+        }
+    }
+
     /// The manifests in a checkout folder.
     fn load(&self, dir: &Path) -> Checkout {
         let checkout = Checkout::load(
             &manifest_paths(dir, &self.config.git_paths),
-            LoadOptions::default(),
+            self.load_options(dir),
         );
         for error in &checkout.errors {
             tracing::warn!("{error}");
@@ -1053,6 +1071,9 @@ fn sync_set(root: &Path, checkout: &Checkout) -> Vec<(String, String)> {
         .filter(|f| f.kustomization.is_none())
         .filter_map(|f| {
             let name = f.path.strip_prefix(root).unwrap_or(&f.path);
+            if let Some(built) = &f.built {
+                return Some((name.display().to_string(), built.to_string()));
+            }
             match std::fs::read_to_string(&f.path) {
                 Ok(text) => Some((name.display().to_string(), text)),
                 Err(error) => {
@@ -1060,6 +1081,26 @@ fn sync_set(root: &Path, checkout: &Checkout) -> Vec<(String, String)> {
                     None
                 }
             }
+        })
+        .collect()
+}
+
+/// The kustomize trees that did not build, `(kustomization file, why)`
+/// each: the sync holds garbage collection back for them as for a file
+/// that does not parse, since what they built before is not in the set.
+fn unbuilt(checkout: &Checkout, root: &Path) -> Vec<(String, String)> {
+    checkout
+        .errors
+        .iter()
+        .filter_map(|error| match error {
+            LoadError::Build { path, message } => Some((
+                path.strip_prefix(root)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string(),
+                message.clone(),
+            )),
+            _ => None,
         })
         .collect()
 }
@@ -1082,8 +1123,11 @@ fn manifests_of(checkout: &Checkout, root: &Path) -> Result<Vec<Manifest>, Strin
     for resource in &checkout.resources {
         let path = resource.location.file.as_path();
         if text.as_ref().is_none_or(|(read, _)| *read != path) {
-            let read = std::fs::read_to_string(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let read = match checkout.built_output(path) {
+                Some(built) => built.to_string(),
+                None => std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?,
+            };
             text = Some((path, read));
         }
         let Some((_, file_text)) = &text else {

@@ -51,7 +51,9 @@ pub fn file_errors(checkout: &Checkout, root: &Path) -> Vec<FileError> {
                 LoadError::Policy { line, .. } | LoadError::Invalid { line, .. } => {
                     (Some(*line), None)
                 }
-                LoadError::Io { .. } | LoadError::Duplicate { .. } => (None, None),
+                LoadError::Io { .. } | LoadError::Duplicate { .. } | LoadError::Build { .. } => {
+                    (None, None)
+                }
             };
             FileError {
                 file: relative(path, root),

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flux_image::ImageRef;
@@ -10,6 +11,7 @@ use flux_image::ImageRef;
 use crate::edit::{self, Change, EditError};
 use crate::error::LoadError;
 use crate::id::ResourceId;
+use crate::kustomize::{self, ImageTarget, Kustomize};
 use crate::load::{self, FileIndex, Found, LoadOptions};
 use crate::policy::{PolicyKey, PolicyUpdate};
 use crate::spelling;
@@ -21,8 +23,11 @@ use crate::yaml::{Spare, Stream};
 pub struct ManifestFile {
     /// Its path.
     pub path: PathBuf,
-    /// For a `kustomization.yaml`, the name of its workload (its folder).
+    /// For a `kustomization.yaml` read on its own, the name of its workload (its folder).
     pub kustomization: Option<String>,
+    /// For a kustomize build root's kustomization file, what kustomize built:
+    /// the objects to sync, which the resources of this file are read from.
+    pub built: Option<Arc<str>>,
 }
 
 /// Everything the manifests under some paths say: resources, workloads,
@@ -41,6 +46,8 @@ pub struct Checkout {
     /// Every resource id: its index in `resources`, and in `workloads` for
     /// a workload. One map, so that an id is hashed and copied once.
     by_id: HashMap<ResourceId, Indexed>,
+    /// The kustomize trees, when the paths hold any.
+    kustomize: Option<Kustomize>,
 }
 
 /// Where a resource id's resource (and workload, if it is one) are.
@@ -51,12 +58,26 @@ struct Indexed {
 }
 
 impl Checkout {
-    /// Loads the manifests under `paths` (folders or files).
+    /// Loads the manifests under `paths` (folders or files). A folder
+    /// holding a kustomization is built by kustomize unless another one
+    /// under `paths` includes it; the files of kustomize trees are read
+    /// only through their builds.
     pub fn load<P: AsRef<Path>>(paths: &[P], options: LoadOptions) -> Checkout {
         let mut found = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
             load::walk(path.as_ref(), &mut found, &mut errors);
+        }
+        let loaded: Vec<PathBuf> = paths.iter().map(|p| absolute(p.as_ref())).collect();
+        let root = options
+            .root
+            .as_deref()
+            .map(absolute)
+            .unwrap_or_else(|| common_folder(&loaded));
+        let mut kustomize = Kustomize::find(&root, &loaded);
+        if let Some(trees) = &mut kustomize {
+            found.retain(|f| !trees.owns(&f.path));
+            errors.append(&mut trees.tree.errors);
         }
         let indexes = read_all(&found, &options);
         let resources = indexes.iter().map(|i| i.resources.len()).sum();
@@ -68,16 +89,80 @@ impl Checkout {
             errors,
             options,
             by_id: HashMap::with_capacity(resources),
+            kustomize: None,
         };
         for (file, index) in found.iter().zip(indexes) {
             checkout.files.push(ManifestFile {
                 path: file.path.clone(),
                 kustomization: load::is_kustomization(&file.path)
                     .then(|| load::kustomization_name(file)),
+                built: None,
             });
             checkout.add(index);
         }
+        if let Some(trees) = kustomize {
+            checkout.add_builds(&root, trees);
+        }
         checkout
+    }
+
+    /// Builds every tree's root and reads what it built.
+    fn add_builds(&mut self, root: &Path, mut trees: Kustomize) {
+        let outputs = build_all(&trees, root, &self.options);
+        for (dir, output) in trees.roots.clone().into_iter().zip(outputs) {
+            let file = trees.tree.nodes[&dir].file.clone();
+            let output = match output {
+                Ok(output) => output,
+                Err(message) => {
+                    self.errors.push(LoadError::Build {
+                        path: file,
+                        message,
+                    });
+                    continue;
+                }
+            };
+            let index = load::index(&file, None, &output, &self.options);
+            for workload in &index.workloads {
+                trees.built.insert(workload.id.clone(), dir.clone());
+            }
+            self.files.push(ManifestFile {
+                path: file,
+                kustomization: None,
+                built: Some(output),
+            });
+            self.add(index);
+        }
+        self.kustomize = Some(trees);
+    }
+
+    /// The kustomize build roots under the loaded paths, each with the
+    /// folders its tree builds on (which are not synced on their own).
+    pub fn builds(&self) -> Vec<(PathBuf, Vec<PathBuf>)> {
+        let Some(trees) = &self.kustomize else {
+            return Vec::new();
+        };
+        trees
+            .roots
+            .iter()
+            .map(|root| {
+                let includes = trees
+                    .tree
+                    .closure(root)
+                    .iter()
+                    .skip(1)
+                    .map(|n| n.dir.clone())
+                    .collect();
+                (root.clone(), includes)
+            })
+            .collect()
+    }
+
+    /// What kustomize built for the build root whose kustomization file is `file`.
+    pub fn built_output(&self, file: &Path) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.path == file)
+            .and_then(|f| f.built.as_deref())
     }
 
     /// Loads one file's text, as if it were the whole checkout.
@@ -94,12 +179,14 @@ impl Checkout {
             files: vec![ManifestFile {
                 path: path.to_path_buf(),
                 kustomization,
+                built: None,
             }],
             resources: Vec::new(),
             workloads: Vec::new(),
             errors: Vec::new(),
             options,
             by_id: HashMap::new(),
+            kustomize: None,
         };
         checkout.add(index);
         checkout
@@ -313,6 +400,67 @@ fn read_all(found: &[Found], options: &LoadOptions) -> Vec<FileIndex> {
         slots[n] = Some(index);
     }
     slots.into_iter().map(Option::unwrap_or_default).collect()
+}
+
+/// Builds every root of the trees, a few at a time.
+fn build_all(
+    trees: &Kustomize,
+    root: &Path,
+    options: &LoadOptions,
+) -> Vec<Result<Arc<str>, String>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let next = AtomicUsize::new(0);
+    let cache = options.builds.as_deref();
+    let mut results: Vec<(usize, Result<Arc<str>, String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(dir) = trees.roots.get(n) else { break };
+                        done.push((
+                            n,
+                            kustomize::build(&trees.tree, root, dir, &options.build, cache),
+                        ));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a build thread does not panic"))
+            .collect()
+    });
+    results.sort_by_key(|(n, _)| *n);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    kustomize::normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// The deepest folder holding every path (a file's folder, for a file).
+fn common_folder(paths: &[PathBuf]) -> PathBuf {
+    let folder = |p: &PathBuf| {
+        if p.is_file() {
+            p.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            p.clone()
+        }
+    };
+    let mut common = paths.first().map(folder).unwrap_or_default();
+    for path in paths.iter().skip(1).map(folder) {
+        while !path.starts_with(&common) {
+            if !common.pop() {
+                break;
+            }
+        }
+    }
+    common
 }
 
 /// Reads and indexes one file; `buffer` and `spare` are room kept from
@@ -587,13 +735,77 @@ impl<'c> Transaction<'c> {
             .workload(id)
             .ok_or_else(|| EditError::Missing(format!("no workload {id}")))?;
         let path = workload.location.file.clone();
-        if !self.files.contains_key(&path) {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| EditError::Missing(format!("{}: {e}", path.display())))?;
-            self.files.insert(path.clone(), (text.clone(), text));
-        }
-        let text = self.files[&path].1.clone();
+        let text = self.text_at(&path)?;
         Ok((path, text))
+    }
+
+    /// The current text of a file: as edited so far, else as on disk.
+    fn text_at(&mut self, path: &Path) -> Result<String, EditError> {
+        if !self.files.contains_key(path) {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| EditError::Missing(format!("{}: {e}", path.display())))?;
+            self.files.insert(path.to_path_buf(), (text.clone(), text));
+        }
+        Ok(self.files[path].1.clone())
+    }
+
+    /// The build root a workload was built by, with the trees.
+    fn built(&self, id: &ResourceId) -> Option<(&'c Kustomize, &'c Path, &'c Workload)> {
+        let trees = self.checkout.kustomize.as_ref()?;
+        let root = trees.root_of(id)?;
+        Some((trees, root, self.checkout.workload(id)?))
+    }
+
+    /// Sets a built workload's image in the file that defines it.
+    fn set_built_image(
+        &mut self,
+        target: ImageTarget,
+        image: &ImageRef,
+    ) -> Result<bool, EditError> {
+        let options = self.checkout.options.clone();
+        let (path, text, after) = match target {
+            ImageTarget::Container {
+                file,
+                id,
+                container,
+            } => {
+                let text = self.text_at(&file)?;
+                let after = Checkout::from_text(&file, &text, options)
+                    .set_image(&text, &id, &container, image)?;
+                (file, text, after)
+            }
+            ImageTarget::Entry { file, name } => {
+                let text = self.text_at(&file)?;
+                let checkout = Checkout::from_text(&file, &text, options);
+                let id = checkout
+                    .workloads
+                    .first()
+                    .map(|w| w.id.clone())
+                    .ok_or_else(|| EditError::Missing(format!("{}: no images", file.display())))?;
+                let after = checkout.set_image(&text, &id, &name, image)?;
+                (file, text, after)
+            }
+            ImageTarget::NewEntry { file, name } => {
+                let text = self.text_at(&file)?;
+                let after = kustomize::add_image_entry(&text, &name, image)?;
+                let read = Checkout::from_text(&file, &after, options);
+                let holds = read
+                    .workloads
+                    .first()
+                    .and_then(|w| w.containers.iter().rfind(|c| c.name == name))
+                    .is_some_and(|c| {
+                        c.image.tag() == image.tag() && c.image.digest() == image.digest()
+                    });
+                if !read.errors.is_empty() || !holds {
+                    return Err(EditError::Verify(format!(
+                        "{}: the new images entry for {name} does not read back",
+                        file.display()
+                    )));
+                }
+                (file, text, after)
+            }
+        };
+        Ok(self.keep(path, &text, after))
     }
 
     fn keep(&mut self, path: PathBuf, before: &str, after: String) -> bool {
@@ -611,6 +823,10 @@ impl<'c> Transaction<'c> {
         container: &str,
         image: &ImageRef,
     ) -> Result<bool, EditError> {
+        if let Some((trees, root, built)) = self.built(id) {
+            let target = trees.image_target(root, built, container)?;
+            return self.set_built_image(target, image);
+        }
         let (path, text) = self.text_of(id)?;
         let after = self.checkout.set_image(&text, id, container, image)?;
         Ok(self.keep(path, &text, after))
@@ -622,6 +838,16 @@ impl<'c> Transaction<'c> {
         id: &ResourceId,
         update: &PolicyUpdate,
     ) -> Result<bool, EditError> {
+        if let Some((trees, root, built)) = self.built(id) {
+            let mut changed = false;
+            for (file, id, part) in trees.policy_targets(root, built, update)? {
+                let text = self.text_at(&file)?;
+                let after = Checkout::from_text(&file, &text, self.checkout.options.clone())
+                    .update_policies(&text, &id, &part)?;
+                changed |= self.keep(file, &text, after);
+            }
+            return Ok(changed);
+        }
         let (path, text) = self.text_of(id)?;
         let after = self.checkout.update_policies(&text, id, update)?;
         Ok(self.keep(path, &text, after))

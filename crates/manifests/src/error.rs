@@ -51,6 +51,14 @@ pub enum LoadError {
         /// What is wrong with its value.
         message: String,
     },
+    /// A kustomization did not build; nothing of its tree is loaded.
+    #[error("{}: {message}", path.display())]
+    Build {
+        /// The build root's kustomization file.
+        path: PathBuf,
+        /// Why, in kustomize's words when it ran.
+        message: String,
+    },
     /// Something in a resource cannot be understood (a bad image, a missing name).
     #[error("{}:{line}: {message}", path.display())]
     Invalid {
@@ -70,7 +78,8 @@ impl LoadError {
             LoadError::Io { path, .. }
             | LoadError::Syntax { path, .. }
             | LoadError::Policy { path, .. }
-            | LoadError::Invalid { path, .. } => path,
+            | LoadError::Invalid { path, .. }
+            | LoadError::Build { path, .. } => path,
             LoadError::Duplicate { second, .. } => second,
         }
     }

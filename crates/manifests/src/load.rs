@@ -1,28 +1,42 @@
 //! Reading files: which files belong to a checkout, and what each holds.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flux_image::ImageRef;
 
 use crate::error::LoadError;
 use crate::id::{self, CLUSTER, ResourceId};
+use crate::kustomize::{BuildCache, BuildOptions};
 use crate::policy;
 use crate::workload::{
     Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
 };
 use crate::yaml::{NodeId, Spare, Stream};
 
-/// How ids are made for resources that do not say everything.
+/// How a checkout is read: ids for resources that do not say everything,
+/// and how kustomize trees are built.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// The namespace of namespaced resources that name none.
     pub default_namespace: String,
+    /// The checkout's root folder: what a kustomization may read, and where
+    /// the other trees sharing a layer are looked for. None: the loaded
+    /// paths' deepest common folder.
+    pub root: Option<PathBuf>,
+    /// How kustomize runs.
+    pub build: BuildOptions,
+    /// Builds kept from an earlier load, reused when their inputs are unchanged.
+    pub builds: Option<Arc<BuildCache>>,
 }
 
 impl Default for LoadOptions {
     fn default() -> LoadOptions {
         LoadOptions {
             default_namespace: "default".to_string(),
+            root: None,
+            build: BuildOptions::default(),
+            builds: None,
         }
     }
 }
@@ -36,10 +50,9 @@ pub(crate) struct Found {
 
 /// The file names kustomize reads as a kustomization.
 pub(crate) fn is_kustomization(path: &Path) -> bool {
-    matches!(
-        path.file_name().and_then(|n| n.to_str()),
-        Some("kustomization.yaml" | "kustomization.yml")
-    )
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| crate::kustomize::FILE_NAMES.contains(&n))
 }
 
 /// Finds the manifest files under `root`: `*.yaml` and `*.yml`, skipping

@@ -180,6 +180,7 @@ fn cluster_scoped_kinds_get_the_cluster_namespace_and_others_the_default() {
     let text = "kind: ClusterRole\napiVersion: rbac.authorization.k8s.io/v1\nmetadata: {name: reader, namespace: ignored}\n---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: settings}\n";
     let options = LoadOptions {
         default_namespace: "flux-system".into(),
+        ..LoadOptions::default()
     };
     let checkout = Checkout::from_text(Path::new("r.yaml"), text, options);
     let ids: Vec<_> = checkout
@@ -390,16 +391,17 @@ fn helm_releases_of_the_old_api_are_read_and_other_groups_are_not() {
 }
 
 #[test]
-fn kustomization_images_are_containers_of_a_cluster_workload_named_after_the_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "overlays/prod/kustomization.yaml",
-        "resources:\n- ../../base\nimages:\n- name: nginx\n  newTag: 1.25.3\n- name: ghcr.io/acme/api\n  newName: registry.acme.io/api\n  digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+fn a_kustomization_read_on_its_own_has_its_images_as_containers_of_a_cluster_workload() {
+    // A checkout builds kustomizations (tests/kustomize.rs); one file read
+    // alone is what an edit of an `images:` entry works on.
+    let text = "resources:\n- ../../base\nimages:\n- name: nginx\n  newTag: 1.25.3\n- name: ghcr.io/acme/api\n  newName: registry.acme.io/api\n  digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+    let checkout = Checkout::from_text(
+        Path::new("kustomization.yaml"),
+        text,
+        LoadOptions::default(),
     );
-    let checkout = load(dir.path());
     assert!(checkout.errors.is_empty(), "{:?}", checkout.errors);
-    let w = workload(&checkout, "<cluster>:kustomization/overlays/prod");
+    let w = workload(&checkout, "<cluster>:kustomization/.");
     assert_eq!(
         images(w),
         [

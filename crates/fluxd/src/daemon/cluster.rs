@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flux_api::{ApplyError, JobStatus, ResultStatus, RolloutStatus};
-use flux_cluster::{Cluster, ManifestSet, SyncOptions, SyncReport};
+use flux_cluster::{Cluster, ManifestError, ManifestSet, SyncOptions, SyncReport};
 use jiff::Timestamp;
 use tokio::sync::{Notify, watch};
 
@@ -34,6 +34,8 @@ const ROLLOUT_PATIENCE: Duration = Duration::from_secs(600);
 pub(super) struct Desired {
     pub revision: String,
     pub files: Arc<Vec<(String, String)>>,
+    /// Kustomize trees that did not build: `(kustomization file, why)`.
+    pub unbuilt: Arc<Vec<(String, String)>>,
 }
 
 /// What the cluster said last, by workload id.
@@ -151,7 +153,15 @@ impl Inner {
         let started = Instant::now();
         let files = wanted.files.clone();
         let set = match tokio::task::spawn_blocking(move || ManifestSet::parse(&files)).await {
-            Ok(set) => set,
+            Ok(mut set) => {
+                set.errors
+                    .extend(wanted.unbuilt.iter().map(|(file, message)| ManifestError {
+                        file: file.clone(),
+                        line: None,
+                        message: message.clone(),
+                    }));
+                set
+            }
             Err(error) => {
                 tracing::warn!(revision = %wanted.revision, %error, "parsing the manifests failed");
                 return;
@@ -382,11 +392,6 @@ impl Outcomes {
         if self.ignored.contains(id) {
             return "not applied: the object is marked fluxcd.io/ignore".into();
         }
-        // A kustomization file is input to a build, not an object: the
-        // sync does not build kustomizations yet, so nothing applies it.
-        if id.contains(":kustomization/") {
-            return "not applied: the sync does not build kustomizations yet".into();
-        }
         if self.unread.is_empty() {
             return "not applied: the synced manifests do not hold it".into();
         }
@@ -593,15 +598,6 @@ mod tests {
                 .error
                 .contains("manifests/01-carts-dep.yaml: line 3"),
             "{failures:?}"
-        );
-        let kustomized = released(
-            "<cluster>:kustomization/app",
-            "weaveworksdemos/carts:0.4.10",
-        );
-        let failures = Outcomes::of(&SyncReport::default()).failures(&kustomized);
-        assert_eq!(
-            failures[0].error, "not applied: the sync does not build kustomizations yet",
-            "a kustomization the sync does not build is never reported applied"
         );
     }
 }
