@@ -402,6 +402,91 @@ fn read_all(found: &[Found], options: &LoadOptions) -> Vec<FileIndex> {
     slots.into_iter().map(Option::unwrap_or_default).collect()
 }
 
+/// Every container `root` builds runs what `expected` says, or what it
+/// ran before when `expected` does not name it; the same objects are built.
+fn built_images_hold(
+    checkout: &Checkout,
+    root: &Path,
+    rebuilt: &Checkout,
+    expected: &BTreeMap<(ResourceId, String), ImageRef>,
+) -> Result<(), EditError> {
+    let trees = checkout
+        .kustomize
+        .as_ref()
+        .expect("a built workload has its trees");
+    let ids = |c: &Checkout, from_root: bool| {
+        let mut ids: Vec<ResourceId> = c
+            .workloads
+            .iter()
+            .filter(|w| !from_root || trees.root_of(&w.id) == Some(root))
+            .map(|w| w.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    if ids(checkout, true) != ids(rebuilt, false) {
+        return Err(EditError::Verify(format!(
+            "the edited tree of {} builds other workloads",
+            root.display()
+        )));
+    }
+    for workload in &rebuilt.workloads {
+        let known = checkout.workload(&workload.id).expect("the same ids");
+        for container in &workload.containers {
+            let want = expected
+                .get(&(workload.id.clone(), container.name.clone()))
+                .or_else(|| known.container(&container.name).map(|c| &c.image));
+            if want != Some(&container.image) {
+                return Err(EditError::Verify(format!(
+                    "after the edit, kustomize builds {} for container {} of {}, not {}",
+                    container.image,
+                    container.name,
+                    workload.id,
+                    want.map_or("nothing".to_string(), ToString::to_string)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rebuilt workload carries the update's annotations and none it removes.
+fn built_policies_hold(
+    rebuilt: &Checkout,
+    id: &ResourceId,
+    update: &PolicyUpdate,
+) -> Result<(), EditError> {
+    let workload = rebuilt.workload(id).ok_or_else(|| {
+        EditError::Verify(format!("after the edit, kustomize does not build {id}"))
+    })?;
+    let value_of = |key: &PolicyKey| {
+        key.annotations().into_iter().find_map(|a| {
+            workload
+                .annotations
+                .iter()
+                .find(|(k, _)| *k == a)
+                .map(|(_, v)| v.clone())
+        })
+    };
+    for (key, value) in &update.add {
+        if value_of(key).as_ref() != Some(value) {
+            return Err(EditError::Verify(format!(
+                "after the edit, kustomize does not build {id} with {}: {value}",
+                key.annotations()[0]
+            )));
+        }
+    }
+    for key in &update.remove {
+        if value_of(key).is_some() {
+            return Err(EditError::Verify(format!(
+                "after the edit, kustomize still builds {id} with {}",
+                key.annotations()[0]
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Builds every root of the trees, a few at a time.
 fn build_all(
     trees: &Kustomize,
@@ -705,6 +790,8 @@ fn node_at(stream: &Stream<'_>, root: usize, path: &NodePath) -> Option<usize> {
 pub struct Transaction<'c> {
     checkout: &'c Checkout,
     files: BTreeMap<PathBuf, (String, String)>,
+    /// The images built containers were set to, by workload and container.
+    built_images: BTreeMap<(ResourceId, String), ImageRef>,
 }
 
 impl<'c> Transaction<'c> {
@@ -713,6 +800,7 @@ impl<'c> Transaction<'c> {
         Transaction {
             checkout,
             files: BTreeMap::new(),
+            built_images: BTreeMap::new(),
         }
     }
 
@@ -756,12 +844,33 @@ impl<'c> Transaction<'c> {
         Some((trees, root, self.checkout.workload(id)?))
     }
 
-    /// Sets a built workload's image in the file that defines it.
-    fn set_built_image(
+    /// Rebuilds `root`'s tree with the edits so far and `after` as the
+    /// text of `path`, and checks what it builds with `holds`.
+    fn check_build(
+        &self,
+        trees: &Kustomize,
+        root: &Path,
+        path: &Path,
+        after: &str,
+        holds: impl FnOnce(&Checkout) -> Result<(), EditError>,
+    ) -> Result<(), EditError> {
+        let mut edited: BTreeMap<PathBuf, String> = self
+            .files
+            .iter()
+            .map(|(p, (_, now))| (p.clone(), now.clone()))
+            .collect();
+        edited.insert(path.to_path_buf(), after.to_string());
+        let rebuilt = trees.rebuild(root, &edited, &self.checkout.options)?;
+        holds(&rebuilt)
+    }
+
+    /// The edit of the file that defines a built container's image: its
+    /// path, its text before and after.
+    fn built_image_edit(
         &mut self,
         target: ImageTarget,
         image: &ImageRef,
-    ) -> Result<bool, EditError> {
+    ) -> Result<(PathBuf, String, String), EditError> {
         let options = self.checkout.options.clone();
         let (path, text, after) = match target {
             ImageTarget::Container {
@@ -805,7 +914,7 @@ impl<'c> Transaction<'c> {
                 (file, text, after)
             }
         };
-        Ok(self.keep(path, &text, after))
+        Ok((path, text, after))
     }
 
     fn keep(&mut self, path: PathBuf, before: &str, after: String) -> bool {
@@ -825,7 +934,14 @@ impl<'c> Transaction<'c> {
     ) -> Result<bool, EditError> {
         if let Some((trees, root, built)) = self.built(id) {
             let target = trees.image_target(root, built, container)?;
-            return self.set_built_image(target, image);
+            let (path, text, after) = self.built_image_edit(target, image)?;
+            let mut expected = self.built_images.clone();
+            expected.insert((id.clone(), container.to_string()), image.clone());
+            self.check_build(trees, root, &path, &after, |rebuilt| {
+                built_images_hold(self.checkout, root, rebuilt, &expected)
+            })?;
+            self.built_images = expected;
+            return Ok(self.keep(path, &text, after));
         }
         let (path, text) = self.text_of(id)?;
         let after = self.checkout.set_image(&text, id, container, image)?;
@@ -839,12 +955,24 @@ impl<'c> Transaction<'c> {
         update: &PolicyUpdate,
     ) -> Result<bool, EditError> {
         if let Some((trees, root, built)) = self.built(id) {
+            let before = self.files.clone();
             let mut changed = false;
-            for (file, id, part) in trees.policy_targets(root, built, update)? {
+            for (file, in_file, part) in trees.policy_targets(root, built, update)? {
                 let text = self.text_at(&file)?;
                 let after = Checkout::from_text(&file, &text, self.checkout.options.clone())
-                    .update_policies(&text, &id, &part)?;
+                    .update_policies(&text, &in_file, &part)?;
                 changed |= self.keep(file, &text, after);
+            }
+            let (Some(path), true) = (self.files.keys().next().cloned(), changed) else {
+                return Ok(changed);
+            };
+            let after = self.files[&path].1.clone();
+            let checked = self.check_build(trees, root, &path, &after, |rebuilt| {
+                built_policies_hold(rebuilt, id, update)
+            });
+            if let Err(error) = checked {
+                self.files = before;
+                return Err(error);
             }
             return Ok(changed);
         }

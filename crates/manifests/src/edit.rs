@@ -223,6 +223,13 @@ impl Splicer<'_, '_> {
         if end > 0 && self.text[..end].ends_with('\n') {
             return (end, false);
         }
+        // A block collection ends where the next key starts: its last line
+        // ended at the newline before that key's indentation.
+        if let Some(newline) = self.text[..end].rfind('\n')
+            && self.text[newline + 1..end].trim().is_empty()
+        {
+            return (newline + 1, false);
+        }
         match self.text[end..].find('\n') {
             Some(newline) => (end + newline + 1, false),
             None => (self.text.len(), true),

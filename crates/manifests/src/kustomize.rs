@@ -785,8 +785,14 @@ impl Kustomize {
             let Some(current) = spelling.clone() else {
                 continue;
             };
-            let (name, tag, digest) = crate::spelling::split(&current);
-            if let Some(entry) = node.images.iter().find(|e| e.name == name) {
+            // Kustomize applies the entries in order, each to the image as
+            // the ones before it left it.
+            let mut current = current;
+            for entry in &node.images {
+                let (name, tag, digest) = crate::spelling::split(&current);
+                if entry.name != name {
+                    continue;
+                }
                 let mut next = entry.new_name.clone().unwrap_or_else(|| name.to_string());
                 match (&entry.new_tag, &entry.digest, tag, digest) {
                     (_, Some(d), _, _) => next = format!("{next}@{d}"),
@@ -795,13 +801,14 @@ impl Kustomize {
                     (None, None, Some(t), None) => next = format!("{next}:{t}"),
                     (None, None, None, None) => {}
                 }
-                spelling = Some(next);
+                current = next;
                 definer = Some(ImageTarget::Entry {
                     file: node.file.clone(),
                     name: entry.name.clone(),
                 });
                 layer_of_definer = dir.clone();
             }
+            spelling = Some(current);
         }
         let (Some(spelling), Some(definer)) = (spelling, definer) else {
             return Err(EditError::Missing(format!(
@@ -1001,6 +1008,8 @@ pub(crate) fn add_image_entry(
 /// The kustomize trees of a loaded checkout.
 #[derive(Debug, Default)]
 pub(crate) struct Kustomize {
+    /// The checkout's root folder.
+    root: PathBuf,
     /// Every kustomization of the checkout, and the ones they include.
     pub tree: Tree,
     /// The build roots under the loaded paths, which the checkout holds the builds of.
@@ -1028,6 +1037,7 @@ impl Kustomize {
         let roots = tree.roots(&loaded);
         let all_roots = tree.roots(&everywhere);
         Some(Kustomize {
+            root: root.to_path_buf(),
             tree,
             roots,
             all_roots,
@@ -1043,6 +1053,70 @@ impl Kustomize {
             .skip(1)
             .any(|dir| self.tree.nodes.contains_key(dir))
     }
+}
+
+impl Kustomize {
+    /// Builds `root`'s tree as the texts of `edited` leave it, in a scratch
+    /// copy of the folders it reads, and reads what it built: an edit is
+    /// checked by what kustomize makes of it.
+    pub fn rebuild(
+        &self,
+        root: &Path,
+        edited: &BTreeMap<PathBuf, String>,
+        options: &LoadOptions,
+    ) -> Result<Checkout, EditError> {
+        let failed = |e: std::io::Error| {
+            EditError::Verify(format!("copying the tree of {}: {e}", root.display()))
+        };
+        let scratch = tempfile::tempdir().map_err(failed)?;
+        for node in self.tree.closure(root) {
+            copy_tree(&node.dir, &self.root, scratch.path()).map_err(failed)?;
+        }
+        for (path, text) in edited {
+            let Ok(relative) = path.strip_prefix(&self.root) else {
+                continue;
+            };
+            let to = scratch.path().join(relative);
+            if to.is_file() {
+                std::fs::write(&to, text).map_err(failed)?;
+            }
+        }
+        let relative = root.strip_prefix(&self.root).unwrap_or(root);
+        let dir = scratch.path().join(relative);
+        let tree = Tree::read(scratch.path(), [dir.clone()]);
+        let output = build(&tree, scratch.path(), &dir, &options.build, None).map_err(|e| {
+            EditError::Verify(format!(
+                "the edited tree of {} does not build: {e}",
+                root.display()
+            ))
+        })?;
+        Ok(Checkout::from_text(
+            &dir.join("built.yaml"),
+            &output,
+            options.clone(),
+        ))
+    }
+}
+
+/// Copies the files under `dir` to the same place under `to` as they are under `root`.
+fn copy_tree(dir: &Path, root: &Path, to: &Path) -> std::io::Result<()> {
+    let mut files = BTreeSet::new();
+    collect_files(dir, &mut files);
+    for file in files {
+        let Ok(relative) = file.strip_prefix(root) else {
+            continue;
+        };
+        let target = to.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if std::fs::symlink_metadata(&file)?.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&file)?, &target)?;
+        } else {
+            std::fs::copy(&file, &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// The folders under `dir` holding a kustomization, skipping hidden folders

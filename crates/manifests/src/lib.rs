@@ -5,8 +5,10 @@
 //! some paths (skipping hidden folders and Helm charts), their resources
 //! with ids in the original's `<namespace>:<kind>/<name>` spelling, the
 //! workloads among them (Deployment, DaemonSet, StatefulSet, ReplicaSet,
-//! CronJob, Job, Pod, HelmRelease, kustomization `images:`), each
-//! container's image, and the policies in their annotations. It owns editing
+//! CronJob, Job, Pod, HelmRelease), each container's image, and the
+//! policies in their annotations; kustomize trees, built by the real
+//! kustomize (a subprocess), whose output is what the checkout holds for
+//! them, and whose edits go to the layer that defines the value. It owns editing
 //! the bytes of a file: a container's image ([`Checkout::set_image`]) and
 //! policy annotations ([`Checkout::update_policies`]), changing only the
 //! bytes of the edited value, verifying the result by reading it again, and

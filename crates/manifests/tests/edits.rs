@@ -406,3 +406,12 @@ fn locking_and_deautomating_replaces_the_only_annotation() {
         );
     }
 }
+
+#[test]
+fn removing_the_last_annotation_keeps_the_key_after_the_annotations() {
+    // kustomize writes `annotations:` before `name:`; the key that follows
+    // the removed block must stay.
+    let text = "kind: Deployment\nmetadata:\n  annotations:\n    fluxcd.io/automated: \"true\"\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n";
+    let after = policies(text, "default:deployment/web", PolicyUpdate::deautomate());
+    assert_eq!(after, text.replace("  annotations:\n    fluxcd.io/automated: \"true\"\n", ""));
+}

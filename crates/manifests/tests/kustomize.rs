@@ -417,3 +417,24 @@ fn a_tree_whose_files_did_not_change_is_not_built_again() {
     let built = checkout.built_output(&dir.path().join("overlays/prod/kustomization.yaml"));
     assert!(built.is_some_and(|o| o.contains("replicas: 4")));
 }
+
+#[test]
+fn an_edit_kustomize_would_not_build_as_intended_is_refused_and_nothing_is_written() {
+    // Kustomize applies both entries, the second last; the edit goes to the
+    // entry named nginx, the first, so the rebuilt tree still runs 1.26.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kustomization = "resources:\n- deployment.yaml\nimages:\n- name: nginx\n  newTag: \"1.26\"\n- name: nginx\n  newTag: \"1.26\"\n";
+    write(
+        dir.path(),
+        &[
+            ("app/deployment.yaml", DEPLOYMENT),
+            ("app/kustomization.yaml", kustomization),
+        ],
+    );
+    let error = set_image(dir.path(), "default:deployment/web", "nginx:1.27").expect_err("refused");
+    assert!(
+        matches!(&error, flux_manifests::EditError::Verify(m) if m.contains("kustomize builds docker.io/library/nginx:1.26")),
+        "{error}"
+    );
+    assert_eq!(read(dir.path(), "app/kustomization.yaml"), kustomization);
+}
