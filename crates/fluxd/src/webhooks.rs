@@ -186,16 +186,17 @@ fn signature_matches(secret: &str, body: &[u8], hex_signature: &str) -> bool {
     mac.verify_slice(&signature).is_ok()
 }
 
-/// Constant-time equality, so a token can't be guessed byte by byte.
+/// Constant-time equality, so a token can't be guessed byte by byte:
+/// digests of both are compared, which hides the secret's length too.
 pub(crate) fn same(given: &str, secret: &str) -> bool {
-    if secret.is_empty() || given.len() != secret.len() {
+    use sha2::Digest;
+    use subtle::ConstantTimeEq;
+    if secret.is_empty() {
         return false;
     }
-    given
-        .bytes()
-        .zip(secret.bytes())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    let given = Sha256::digest(given.as_bytes());
+    let secret = Sha256::digest(secret.as_bytes());
+    given.ct_eq(&secret).into()
 }
 
 /// The HMAC-SHA256 hex signature of `body` under `secret`, as senders compute it.
