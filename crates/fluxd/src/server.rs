@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -469,30 +469,23 @@ async fn metrics(State(api): State<Shared>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn hook(
-    state: State<Shared>,
-    Path(sender): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    receive_hook(state, sender, None, headers, body)
+async fn hook(state: State<Shared>, Path(sender): Path<String>, request: Request) -> Response {
+    receive_hook(state, sender, None, request).await
 }
 
 async fn hook_with_secret(
     state: State<Shared>,
     Path((sender, secret)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    receive_hook(state, sender, Some(secret), headers, body)
+    receive_hook(state, sender, Some(secret), request).await
 }
 
-fn receive_hook(
+async fn receive_hook(
     State(api): State<Shared>,
     sender: String,
     secret: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let Some(kind) = Sender::from_path(&sender) else {
         return error(
@@ -500,13 +493,25 @@ fn receive_hook(
             format!("no webhook receiver {sender:?}"),
         );
     };
-    let header_pairs: Vec<(&str, &str)> = headers
+    let (parts, body) = request.into_parts();
+    let header_pairs: Vec<(&str, &str)> = parts
+        .headers
         .iter()
         .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
         .collect();
     let delivery = Delivery {
         headers: header_pairs,
         url_secret: secret.as_deref(),
+    };
+    // A token is checked before the body is read; a signature after.
+    if let Err(e) = webhooks::admit(kind, &api.webhook_secret, &delivery) {
+        return error(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    // Read within the route's body limit; over it, the rejection is a 413.
+    let request = Request::from_parts(parts.clone(), body);
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
     };
     match webhooks::receive(kind, &api.webhook_secret, &delivery, &body) {
         Ok(changes) => {

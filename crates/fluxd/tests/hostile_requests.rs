@@ -135,6 +135,54 @@ async fn a_bad_secret_is_refused_before_the_body_is_read_as_json() {
     }
 }
 
+/// Sends headers declaring a body of `length` bytes and none of the body,
+/// and returns the status line of the answer.
+async fn headers_alone(
+    served: &Served,
+    path: &str,
+    headers: &[(&str, String)],
+    length: usize,
+) -> String {
+    let mut stream = tokio::net::TcpStream::connect(served.address)
+        .await
+        .expect("fluxd listens");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {length}\r\nContent-Type: application/json\r\n",
+        served.address
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("headers sent");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let read = stream.read(&mut buffer).await.expect("an answer");
+        assert!(read > 0, "fluxd closed the connection without answering");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_before_any_of_the_body_is_read() {
+    let served = serve().await;
+    for sender in ["registry", "dockerhub", "quay", "harbor", "gitlab"] {
+        let (path, headers) = delivery(sender, "not-the-secret", b"");
+        // The body never comes: only an answer given without it returns.
+        let answered = headers_alone(&served, &path, &headers, 1000);
+        let status = tokio::time::timeout(std::time::Duration::from_secs(60), answered)
+            .await
+            .unwrap_or_else(|_| panic!("{sender}: no answer while fluxd waits for the body"));
+        assert!(status.contains(" 401 "), "{sender}: {status}");
+    }
+}
+
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_by_every_receiver_and_the_api() {
     let served = serve().await;
