@@ -49,6 +49,11 @@ pub struct Config {
     /// git URL names none.
     #[arg(long, env = "FLUXD_GIT_HTTPS_USER", default_value = flux_git::DEFAULT_HTTPS_USER)]
     pub git_https_user: String,
+    /// A git credential helper for https git URLs, as git's
+    /// `credential.helper` takes it (`store --file=FILE`, `!command`);
+    /// asked after the token file and the URL's credentials.
+    #[arg(long, env = "FLUXD_GIT_CREDENTIAL_HELPER", value_name = "HELPER")]
+    pub git_credential_helper: Option<String>,
     /// Append `[ci skip]` to commit messages.
     #[arg(long, env = "FLUXD_GIT_CI_SKIP")]
     pub git_ci_skip: bool,

@@ -156,6 +156,7 @@ impl Daemon {
         repo_config.ssh = ssh;
         repo_config.https_token_file = config.git_https_token_file.clone();
         repo_config.https_user = config.git_https_user.clone();
+        repo_config.credential_helper = config.git_credential_helper.clone();
         let repo = Repo::new(repo_config);
         // From here on the URL is the one without credentials (the repo
         // took them out): every log line, error and answer shows this one.

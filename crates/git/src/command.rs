@@ -19,6 +19,8 @@ pub(crate) struct Git {
     env: Arc<Vec<(OsString, OsString)>>,
     ssh_command: Option<String>,
     https: Option<Arc<HttpsCredentials>>,
+    /// The user's own credential helper, asked after ours.
+    credential_helper: Option<Arc<str>>,
 }
 
 /// What a successful run printed.
@@ -47,11 +49,13 @@ impl Git {
         env: Vec<(OsString, OsString)>,
         ssh_command: Option<String>,
         https: Option<HttpsCredentials>,
+        credential_helper: Option<String>,
     ) -> Self {
         Self {
             env: Arc::new(env),
             ssh_command,
             https: https.map(Arc::new),
+            credential_helper: credential_helper.map(Arc::from),
         }
     }
 
@@ -89,10 +93,17 @@ impl Git {
             command.env("GIT_SSH_COMMAND", ssh);
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if self.https.is_some() || self.credential_helper.is_some() {
+            // The empty value drops any helper configured before ours.
+            command.args(["-c", "credential.helper="]);
+        }
         if let Some(https) = &self.https {
             command
                 .args(HttpsCredentials::config_args())
                 .envs(https.env());
+        }
+        if let Some(helper) = &self.credential_helper {
+            command.arg("-c").arg(format!("credential.helper={helper}"));
         }
         command
     }

@@ -71,10 +71,9 @@ impl HttpsCredentials {
         }
     }
 
-    /// The `-c` arguments that make git ask our helper (and only it).
-    pub(crate) fn config_args() -> [&'static str; 4] {
-        // The empty value drops any helper configured before ours.
-        ["-c", "credential.helper=", "-c", HELPER]
+    /// The `-c` arguments that make git ask our helper.
+    pub(crate) fn config_args() -> [&'static str; 2] {
+        ["-c", HELPER]
     }
 
     /// The environment the helper reads.
@@ -240,6 +239,7 @@ mod helper_tests {
             vec![("HOME".into(), home.path().as_os_str().to_owned())],
             None,
             Some(credentials),
+            None,
         );
         let asked = b"protocol=https\nhost=git.example.com\n\n";
         match git

@@ -76,6 +76,10 @@ pub struct RepoConfig {
     /// The user name sent with the token file's token when the URL names
     /// none (`--git-https-user`).
     pub https_user: String,
+    /// A credential helper of the user's (`--git-credential-helper`), as
+    /// git's `credential.helper` takes it (`store --file=…`, `!command`),
+    /// asked after the token file or the URL's credentials.
+    pub credential_helper: Option<String>,
     /// How many times a push that lost a race is tried again, in all.
     pub push_attempts: u32,
     /// How long one fetch or push may take (`--git-timeout`).
@@ -111,6 +115,7 @@ impl RepoConfig {
             ssh: None,
             https_token_file: None,
             https_user: crate::credentials::DEFAULT_HTTPS_USER.into(),
+            credential_helper: None,
             push_attempts: 20,
             timeout: Duration::from_secs(20),
             env: Vec::new(),
@@ -252,7 +257,12 @@ impl Repo {
             config.https_token_file.as_ref(),
             &config.https_user,
         );
-        let git = Git::new(config.env.clone(), ssh, https);
+        let git = Git::new(
+            config.env.clone(),
+            ssh,
+            https,
+            config.credential_helper.clone(),
+        );
         let mirror = config.data_dir.join("mirror.git");
         let checkouts = config.data_dir.join("checkouts");
         Self {

@@ -174,3 +174,22 @@ async fn credentials_in_the_url_work_and_stay_out_of_the_mirror() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn a_credential_helper_of_the_users_is_asked() {
+    let setup = Setup::new();
+    let store = setup.data.path().join("git-credentials");
+    std::fs::write(&store, format!("{}\n", setup.server.url_with(USER, TOKEN)))
+        .expect("credential store written");
+    let mut config = RepoConfig::new(setup.server.url(), BRANCH, setup.data.path().join("git"));
+    config.env = setup.env.vars();
+    config.credential_helper = Some(format!("store --file={}", store.display()));
+    let repo = Repo::new(config);
+
+    let status = repo
+        .refresh()
+        .await
+        .expect("the helper's credentials open the repo");
+    assert_eq!(status.state, RepoState::Ready, "{status:?}");
+    release(&repo, "app:1.4.0").await;
+}
