@@ -59,12 +59,12 @@ impl Git {
         }
     }
 
-    /// The URL password git was given, if any, so what git prints can be
-    /// scrubbed of it.
-    pub(crate) fn inline_password(&self) -> Option<&str> {
+    /// The password git is given (the URL's, or the token file's as it
+    /// reads now), if any, so what git prints can be scrubbed of it.
+    pub(crate) fn password_now(&self) -> Option<String> {
         self.https
             .as_deref()
-            .and_then(HttpsCredentials::inline_password)
+            .and_then(HttpsCredentials::password_now)
     }
 
     fn command(&self, dir: &Path) -> Command {

@@ -89,12 +89,17 @@ impl HttpsCredentials {
         ]
     }
 
-    /// The inline password, to scrub from anything git prints.
-    pub(crate) fn inline_password(&self) -> Option<&str> {
-        match &self.secret {
-            Secret::Inline(password) if !password.is_empty() => Some(password),
-            _ => None,
-        }
+    /// The password as git would get it now (the token file read again),
+    /// to scrub from anything git printed; `None` when there is none.
+    pub(crate) fn password_now(&self) -> Option<String> {
+        let password = match &self.secret {
+            Secret::Inline(password) => password.clone(),
+            Secret::File(path) => std::fs::read_to_string(path)
+                .ok()?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        };
+        (!password.is_empty()).then_some(password)
     }
 }
 
@@ -222,7 +227,7 @@ mod tests {
         let chosen = HttpsCredentials::choose(from_url, Some(&file), DEFAULT_HTTPS_USER)
             .expect("a token file gives credentials");
         assert_eq!(chosen.user, "bot");
-        assert!(chosen.inline_password().is_none());
+        assert!(matches!(chosen.secret, Secret::File(_)));
         assert!(!format!("{chosen:?}").contains("old"));
     }
 }

@@ -268,3 +268,23 @@ impl CommandFailure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubbing_takes_credentials_out_of_everything_git_printed() {
+        let mut failure = CommandFailure {
+            program: "git".into(),
+            args: "push https://bot:tok@host/r.git".into(),
+            status: "exit status: 128".into(),
+            stdout: "echoed tok".into(),
+            stderr: "fatal: unable to access 'https://bot:tok@host/r.git/': tok refused".into(),
+        };
+        failure.scrub(Some("tok"));
+        let all = format!("{} {} {}", failure.args, failure.stdout, failure.stderr);
+        assert!(!all.contains("tok"), "{all}");
+        assert!(all.contains("https://***@host/r.git"), "{all}");
+    }
+}

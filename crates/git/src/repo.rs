@@ -479,7 +479,7 @@ impl Repo {
     /// Classifies a failed remote run, with git's output scrubbed of any
     /// credential first (git prints URLs; a helper may echo what it read).
     fn classify(&self, mut failure: CommandFailure) -> GitError {
-        failure.scrub(self.inner.git.inline_password());
+        failure.scrub(self.inner.git.password_now().as_deref());
         classify_remote(&self.inner.config.url, failure)
     }
 
