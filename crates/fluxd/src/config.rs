@@ -41,6 +41,19 @@ pub struct Config {
     /// Never push: sync only; the sync marker is kept locally.
     #[arg(long, env = "FLUXD_GIT_READONLY")]
     pub git_readonly: bool,
+    /// File holding the token for an https git URL (a mounted Secret, say);
+    /// read again at every fetch, so a rotated token is picked up.
+    #[arg(long, env = "FLUXD_GIT_HTTPS_TOKEN_FILE", value_name = "FILE")]
+    pub git_https_token_file: Option<PathBuf>,
+    /// User name sent with the token of `--git-https-token-file` when the
+    /// git URL names none.
+    #[arg(long, env = "FLUXD_GIT_HTTPS_USER", default_value = flux_git::DEFAULT_HTTPS_USER)]
+    pub git_https_user: String,
+    /// A git credential helper for https git URLs, as git's
+    /// `credential.helper` takes it (`store --file=FILE`, `!command`);
+    /// asked after the token file and the URL's credentials.
+    #[arg(long, env = "FLUXD_GIT_CREDENTIAL_HELPER", value_name = "HELPER")]
+    pub git_credential_helper: Option<String>,
     /// Append `[ci skip]` to commit messages.
     #[arg(long, env = "FLUXD_GIT_CI_SKIP")]
     pub git_ci_skip: bool,

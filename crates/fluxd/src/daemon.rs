@@ -133,10 +133,6 @@ impl Daemon {
     /// Starts the git and registry loops and the job worker, as `config`
     /// says; the HTTP server is the caller's (see [`Running::router`]).
     pub async fn start(config: Config, secrets: Secrets) -> Result<Running, StartError> {
-        let cluster = match config.cluster {
-            ClusterMode::Kubeconfig => Some(connect(&config).await?),
-            ClusterMode::None => None,
-        };
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             dir: config.data_dir.clone(),
             source,
@@ -162,6 +158,18 @@ impl Daemon {
             repo_config.notes_ref = config.git_label.clone();
         }
         repo_config.ssh = ssh;
+        repo_config.https_token_file = config.git_https_token_file.clone();
+        repo_config.https_user = config.git_https_user.clone();
+        repo_config.credential_helper = config.git_credential_helper.clone();
+        let repo = Repo::new(repo_config);
+        // From here on the URL is the one without credentials (the repo
+        // took them out): every log line, error and answer shows this one.
+        let mut config = config;
+        config.git_url = repo.config().url.clone();
+        let cluster = match config.cluster {
+            ClusterMode::Kubeconfig => Some(connect(&config).await?),
+            ClusterMode::None => None,
+        };
         let metrics = Arc::new(Metrics::new());
         let (view, view_rx) = watch::channel(View {
             read: Err(format!(
@@ -174,7 +182,7 @@ impl Daemon {
         let (automation, automation_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             scanner: scanner(&config),
-            repo: Repo::new(repo_config),
+            repo,
             config,
             metrics: metrics.clone(),
             view,

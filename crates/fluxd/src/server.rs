@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -105,6 +105,14 @@ pub struct Api {
 
 type Shared = Arc<Api>;
 
+/// The largest body an API call may carry (a job spec, a change): far more
+/// than any real one, little enough that no request costs much memory.
+pub const API_BODY_LIMIT: usize = 1 << 20;
+
+/// The largest webhook body. A larger one (a push of very many commits) is
+/// refused; the next git or registry poll picks up what it announced.
+pub const HOOK_BODY_LIMIT: usize = 1 << 20;
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "fluxd", description = "The Flux daemon's API. State-changing calls need `Authorization: Bearer <token>`."),
@@ -135,7 +143,9 @@ fn api_routes(api: Shared) -> OpenApiRouter<Shared> {
         .routes(routes!(sync))
         .routes(routes!(regenerate_identity))
         .routes(routes!(notify))
-        .route_layer(middleware::from_fn_with_state(api, require_token));
+        .route_layer(middleware::from_fn_with_state(api, require_token))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .layer(middleware::from_fn(declared_within::<API_BODY_LIMIT>));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(workloads))
         .routes(routes!(manifests))
@@ -162,8 +172,13 @@ pub fn router(api: Arc<Api>) -> Router {
             "/api/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
         )
-        .route("/hooks/{sender}", post(hook))
-        .route("/hooks/{sender}/{secret}", post(hook_with_secret))
+        .merge(
+            Router::new()
+                .route("/hooks/{sender}", post(hook))
+                .route("/hooks/{sender}/{secret}", post(hook_with_secret))
+                .layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT))
+                .layer(middleware::from_fn(declared_within::<HOOK_BODY_LIMIT>)),
+        )
         .with_state(api.clone())
         .merge(metrics_router(api))
 }
@@ -181,6 +196,25 @@ impl Api {
         job.cluster = Some(self.cluster);
         job
     }
+}
+
+/// Refuses a request whose `Content-Length` is over `LIMIT` with 413,
+/// before any of its body is read. A body that does not declare its length
+/// (chunked) is read up to the limit only, by [`DefaultBodyLimit`], and
+/// answered 413 as well.
+async fn declared_within<const LIMIT: usize>(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > LIMIT as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the limit of {LIMIT} bytes"),
+        );
+    }
+    next.run(request).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -435,30 +469,23 @@ async fn metrics(State(api): State<Shared>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn hook(
-    state: State<Shared>,
-    Path(sender): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    receive_hook(state, sender, None, headers, body)
+async fn hook(state: State<Shared>, Path(sender): Path<String>, request: Request) -> Response {
+    receive_hook(state, sender, None, request).await
 }
 
 async fn hook_with_secret(
     state: State<Shared>,
     Path((sender, secret)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    receive_hook(state, sender, Some(secret), headers, body)
+    receive_hook(state, sender, Some(secret), request).await
 }
 
-fn receive_hook(
+async fn receive_hook(
     State(api): State<Shared>,
     sender: String,
     secret: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let Some(kind) = Sender::from_path(&sender) else {
         return error(
@@ -466,13 +493,25 @@ fn receive_hook(
             format!("no webhook receiver {sender:?}"),
         );
     };
-    let header_pairs: Vec<(&str, &str)> = headers
+    let (parts, body) = request.into_parts();
+    let header_pairs: Vec<(&str, &str)> = parts
+        .headers
         .iter()
         .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
         .collect();
     let delivery = Delivery {
         headers: header_pairs,
         url_secret: secret.as_deref(),
+    };
+    // A token is checked before the body is read; a signature after.
+    if let Err(e) = webhooks::admit(kind, &api.webhook_secret, &delivery) {
+        return error(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    // Read within the route's body limit; over it, the rejection is a 413.
+    let request = Request::from_parts(parts.clone(), body);
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
     };
     match webhooks::receive(kind, &api.webhook_secret, &delivery, &body) {
         Ok(changes) => {

@@ -9,13 +9,18 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::credentials::HttpsCredentials;
 use crate::error::{CommandFailure, GitError};
 
-/// How to run git for one repository: extra environment and the SSH command.
+/// How to run git for one repository: extra environment, the SSH command
+/// and the HTTPS credentials.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Git {
     env: Arc<Vec<(OsString, OsString)>>,
     ssh_command: Option<String>,
+    https: Option<Arc<HttpsCredentials>>,
+    /// The user's own credential helper, asked after ours.
+    credential_helper: Option<Arc<str>>,
 }
 
 /// What a successful run printed.
@@ -40,11 +45,26 @@ impl From<RunError> for GitError {
 }
 
 impl Git {
-    pub(crate) fn new(env: Vec<(OsString, OsString)>, ssh_command: Option<String>) -> Self {
+    pub(crate) fn new(
+        env: Vec<(OsString, OsString)>,
+        ssh_command: Option<String>,
+        https: Option<HttpsCredentials>,
+        credential_helper: Option<String>,
+    ) -> Self {
         Self {
             env: Arc::new(env),
             ssh_command,
+            https: https.map(Arc::new),
+            credential_helper: credential_helper.map(Arc::from),
         }
+    }
+
+    /// The password git is given (the URL's, or the token file's as it
+    /// reads now), if any, so what git prints can be scrubbed of it.
+    pub(crate) fn password_now(&self) -> Option<String> {
+        self.https
+            .as_deref()
+            .and_then(HttpsCredentials::password_now)
     }
 
     fn command(&self, dir: &Path) -> Command {
@@ -73,6 +93,18 @@ impl Git {
             command.env("GIT_SSH_COMMAND", ssh);
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if self.https.is_some() || self.credential_helper.is_some() {
+            // The empty value drops any helper configured before ours.
+            command.args(["-c", "credential.helper="]);
+        }
+        if let Some(https) = &self.https {
+            command
+                .args(HttpsCredentials::config_args())
+                .envs(https.env());
+        }
+        if let Some(helper) = &self.credential_helper {
+            command.arg("-c").arg(format!("credential.helper={helper}"));
+        }
         command
     }
 

@@ -247,6 +247,18 @@ pub(crate) struct CommandFailure {
 }
 
 impl CommandFailure {
+    /// Removes credentials from what git printed: the user part of any URL,
+    /// and `password` wherever it appears.
+    pub(crate) fn scrub(&mut self, password: Option<&str>) {
+        for text in [&mut self.stdout, &mut self.stderr, &mut self.args] {
+            let mut clean = crate::credentials::redact_urls(text);
+            if let Some(password) = password {
+                clean = clean.replace(password, "***");
+            }
+            *text = clean;
+        }
+    }
+
     pub(crate) fn into_error(self) -> GitError {
         GitError::Command {
             program: self.program,
@@ -254,5 +266,25 @@ impl CommandFailure {
             status: self.status,
             stderr: self.stderr,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubbing_takes_credentials_out_of_everything_git_printed() {
+        let mut failure = CommandFailure {
+            program: "git".into(),
+            args: "push https://bot:tok@host/r.git".into(),
+            status: "exit status: 128".into(),
+            stdout: "echoed tok".into(),
+            stderr: "fatal: unable to access 'https://bot:tok@host/r.git/': tok refused".into(),
+        };
+        failure.scrub(Some("tok"));
+        let all = format!("{} {} {}", failure.args, failure.stdout, failure.stderr);
+        assert!(!all.contains("tok"), "{all}");
+        assert!(all.contains("https://***@host/r.git"), "{all}");
     }
 }
