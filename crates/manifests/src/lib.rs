@@ -34,6 +34,7 @@
 mod checkout;
 mod edit;
 mod error;
+pub mod generate;
 mod id;
 mod load;
 pub mod policy;
