@@ -95,6 +95,10 @@ pub const CONFIG_FILE: &str = ".flux.yaml";
 /// few commands.
 const CONFIG_MAX_BYTES: u64 = 1 << 20;
 
+/// A patch file larger than this is refused unread: it holds a few lines
+/// per workload.
+const PATCH_MAX_BYTES: u64 = 16 << 20;
+
 /// A `.flux.yaml` found for a `--git-path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FluxConfig {
@@ -395,6 +399,10 @@ fn inside(root: &Path, path: &Path, named: &Path) -> Result<PathBuf, GenerateErr
 /// generator's stdout, in order, each document stream after a `---` line
 /// (as Flux v1 joined them); for `patchUpdated`, with the patch file
 /// applied. The first generator that fails fails the whole path.
+///
+/// The caller loads the text with [`Checkout::from_text`]; this module does
+/// so with `config.file` as the path, so that the objects' locations (and
+/// errors about them) name the `.flux.yaml` they came from.
 ///
 /// A patch for a workload the generators no longer make is an error naming
 /// the patch's line (as in Flux v1): the patch must be removed by hand,
@@ -819,10 +827,11 @@ impl PatchFile {
             });
         }
         let resolved = inside(&config.root, &path, &path)?;
-        let text = read_bounded(&resolved, u64::MAX / 2).map_err(|source| GenerateError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            read_bounded(&resolved, PATCH_MAX_BYTES).map_err(|source| GenerateError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Ok(PatchFile {
             path,
             text,

@@ -1020,3 +1020,24 @@ fn a_missing_patch_file_is_created_but_its_folder_must_exist() {
         "---\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\n  annotations:\n    fluxcd.io/automated: \"true\"\n"
     );
 }
+
+#[test]
+fn a_patch_file_outside_the_checkout_is_refused() {
+    let outside = repo_of(&[(
+        "flux-patch.yaml",
+        "kind: Deployment\nmetadata:\n  name: web\n",
+    )]);
+    let flux_yaml = "version: 1\npatchUpdated:\n  generators:\n  - command: cat web.yaml\n  patchFile: patches/flux-patch.yaml\n";
+    let repo = repo_of(&[
+        (".flux.yaml", flux_yaml),
+        ("web.yaml", "kind: Deployment\nmetadata:\n  name: web\n"),
+    ]);
+    std::os::unix::fs::symlink(outside.path(), repo.path().join("patches")).unwrap();
+    let error = generated(repo.path(), ".").unwrap_err();
+    assert!(matches!(error, GenerateError::Outside { .. }), "{error}");
+
+    let flux_yaml = flux_yaml.replace("patches/flux-patch.yaml", "../flux-patch.yaml");
+    std::fs::write(repo.path().join(".flux.yaml"), flux_yaml).unwrap();
+    let error = generated(repo.path(), ".").unwrap_err();
+    assert!(matches!(error, GenerateError::Outside { .. }), "{error}");
+}
