@@ -1041,3 +1041,40 @@ fn a_patch_file_outside_the_checkout_is_refused() {
     let error = generated(repo.path(), ".").unwrap_err();
     assert!(matches!(error, GenerateError::Outside { .. }), "{error}");
 }
+
+#[test]
+fn a_patch_updated_helm_release_image_is_refused_not_half_recorded() {
+    let flux_yaml = "version: 1\npatchUpdated:\n  generators:\n  - command: cat chart.yaml\n  patchFile: flux-patch.yaml\n";
+    let release = "apiVersion: helm.fluxcd.io/v1\nkind: HelmRelease\nmetadata:\n  name: web\nspec:\n  values:\n    image: nginx:1.25\n";
+    let repo = repo_of(&[(".flux.yaml", flux_yaml), ("chart.yaml", release)]);
+    let config = config(repo.path(), ".");
+    let web = id("default:helmrelease/web");
+    let error = generate::set_image(
+        &config,
+        repo.path(),
+        &web,
+        "chart-image",
+        &image("nginx:1.26"),
+        &Generation::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, GenerateError::Refused { .. }), "{error}");
+    assert!(error.to_string().contains("pod workloads only"), "{error}");
+    assert!(!repo.path().join("flux-patch.yaml").exists());
+    // Its policies are annotations, which a patch does record.
+    assert!(
+        generate::update_policies(
+            &config,
+            repo.path(),
+            &web,
+            &PolicyUpdate::automate(),
+            &Generation::default()
+        )
+        .unwrap()
+    );
+    let text = generated(repo.path(), ".").unwrap();
+    assert_eq!(
+        annotation(&text, "default:helmrelease/web", "fluxcd.io/automated").as_deref(),
+        Some("true")
+    );
+}
