@@ -6,8 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use flux_image::ImageRef;
 
 use super::{
-    Command, ConfigKind, FluxConfig, GenerateError, Generation, PATCH_MAX_BYTES, Role, generate,
-    generated, inside, patch, read_bounded, run_command,
+    Command, ConfigKind, FluxConfig, GenerateError, Generation, PATCH_MAX_BYTES, Role, Updater,
+    generate, generated, inside, patch, read_bounded, run_command,
 };
 use crate::Checkout;
 use crate::id::ResourceId;
@@ -62,75 +62,18 @@ pub fn set_image(
     image: &ImageRef,
     settings: &Generation,
 ) -> Result<bool, GenerateError> {
-    let dir = inside(&config.root, dir, dir)?;
+    let scope = Scope::new(config, dir, settings)?;
     let change = patch::Change::Image(container, image);
     match &config.kind {
-        ConfigKind::ScanForFiles => Err(GenerateError::ScanForFiles {
-            file: config.file.clone(),
-        }),
+        ConfigKind::ScanForFiles => Err(scope.scan_for_files()),
         ConfigKind::PatchUpdated {
             generators,
             patch_file,
-        } => update_patch(config, generators, patch_file, &dir, id, &change, settings),
+        } => update_patch(&scope, generators, patch_file, id, &change),
         ConfigKind::CommandUpdated {
             generators,
             updaters,
-        } => {
-            let before = generated(config, generators, &dir, settings)?;
-            let checkout = load(config, &before, settings);
-            let current = workload(config, &checkout, id, Some(container))?;
-            let running = &current
-                .container(container)
-                .expect("the container was checked")
-                .image;
-            if running == image {
-                return Ok(false);
-            }
-            if running.name() != image.name() {
-                return Err(GenerateError::Refused {
-                    file: config.file.clone(),
-                    message: format!(
-                        "container {container} of {id} runs {}, not {}",
-                        running.name().familiar(),
-                        image.name().familiar()
-                    ),
-                });
-            }
-            let Some(tag) = image.tag().filter(|_| image.digest().is_none()) else {
-                return Err(GenerateError::Refused {
-                    file: config.file.clone(),
-                    message: format!(
-                        "{image}: containerImage updaters are given a tag (FLUX_TAG), not a digest"
-                    ),
-                });
-            };
-            let commands: Vec<&Command> = updaters
-                .iter()
-                .filter_map(|u| u.container_image.as_ref())
-                .collect();
-            if commands.is_empty() {
-                return Err(GenerateError::Refused {
-                    file: config.file.clone(),
-                    message: "no containerImage updater to set an image with".into(),
-                });
-            }
-            let mut env = workload_env(id);
-            env.push(("FLUX_CONTAINER", container.to_string()));
-            env.push(("FLUX_IMG", image.name().familiar()));
-            env.push(("FLUX_TAG", tag.to_string()));
-            for command in commands {
-                run_command(config, command, Role::ImageUpdater, &dir, &env, settings)?;
-            }
-            let after = generated(config, generators, &dir, settings)?;
-            let checkout = load(config, &after, settings);
-            check(&checkout, id, &change).map_err(|message| GenerateError::Verify {
-                file: config.file.clone(),
-                message: format!(
-                    "{message} after the containerImage updaters ran; the files they changed are left as they are"
-                ),
-            })?;
-            Ok(true)
-        }
+        } => run_image_updaters(&scope, generators, updaters, id, container, image),
     }
 }
 
@@ -155,58 +98,180 @@ pub fn update_policies(
     update: &PolicyUpdate,
     settings: &Generation,
 ) -> Result<bool, GenerateError> {
-    let dir = inside(&config.root, dir, dir)?;
+    let scope = Scope::new(config, dir, settings)?;
     let change = patch::Change::Policies(update);
     match &config.kind {
-        ConfigKind::ScanForFiles => Err(GenerateError::ScanForFiles {
-            file: config.file.clone(),
-        }),
+        ConfigKind::ScanForFiles => Err(scope.scan_for_files()),
         ConfigKind::PatchUpdated {
             generators,
             patch_file,
-        } => update_patch(config, generators, patch_file, &dir, id, &change, settings),
+        } => update_patch(&scope, generators, patch_file, id, &change),
         ConfigKind::CommandUpdated {
             generators,
             updaters,
-        } => {
-            let before = generated(config, generators, &dir, settings)?;
-            let checkout = load(config, &before, settings);
-            let current = workload(config, &checkout, id, None)?;
-            check_tag_containers(config, current, update)?;
-            let changes = policy_changes(current, update);
-            if changes.is_empty() {
-                return Ok(false);
-            }
-            let commands: Vec<&Command> =
-                updaters.iter().filter_map(|u| u.policy.as_ref()).collect();
-            if commands.is_empty() {
-                return Err(GenerateError::Refused {
-                    file: config.file.clone(),
-                    message: "no policy updater to change policies with".into(),
-                });
-            }
-            for (policy, value) in changes {
-                let mut env = workload_env(id);
-                env.push(("FLUX_POLICY", policy));
-                // v1: an unset (or empty) value means "remove the policy".
-                if let Some(value) = value.filter(|v| !v.is_empty()) {
-                    env.push(("FLUX_POLICY_VALUE", value));
-                }
-                for command in &commands {
-                    run_command(config, command, Role::PolicyUpdater, &dir, &env, settings)?;
-                }
-            }
-            let after = generated(config, generators, &dir, settings)?;
-            let checkout = load(config, &after, settings);
-            check(&checkout, id, &change).map_err(|message| GenerateError::Verify {
-                file: config.file.clone(),
-                message: format!(
-                    "{message} after the policy updaters ran; the files they changed are left as they are"
-                ),
-            })?;
-            Ok(true)
+        } => run_policy_updaters(&scope, generators, updaters, id, update),
+    }
+}
+
+/// What every update works in: the configuration, the `--git-path`
+/// folder (resolved inside the checkout) and the settings.
+struct Scope<'a> {
+    config: &'a FluxConfig,
+    dir: PathBuf,
+    settings: &'a Generation,
+}
+
+impl<'a> Scope<'a> {
+    fn new(
+        config: &'a FluxConfig,
+        dir: &Path,
+        settings: &'a Generation,
+    ) -> Result<Scope<'a>, GenerateError> {
+        Ok(Scope {
+            config,
+            dir: inside(&config.root, dir, dir)?,
+            settings,
+        })
+    }
+
+    fn scan_for_files(&self) -> GenerateError {
+        GenerateError::ScanForFiles {
+            file: self.config.file.clone(),
         }
     }
+
+    fn refused(&self, message: String) -> GenerateError {
+        GenerateError::Refused {
+            file: self.config.file.clone(),
+            message,
+        }
+    }
+
+    /// The generators' output, loaded.
+    fn generate(&self, generators: &[Command]) -> Result<(String, Checkout), GenerateError> {
+        let text = generated(self.config, generators, &self.dir, self.settings)?;
+        let checkout = load(self.config, &text, self.settings);
+        Ok((text, checkout))
+    }
+
+    fn run(
+        &self,
+        command: &Command,
+        role: Role,
+        env: &[(&str, String)],
+    ) -> Result<(), GenerateError> {
+        run_command(self.config, command, role, &self.dir, env, self.settings).map(drop)
+    }
+
+    /// Generates again after the updaters ran, and checks `change` holds.
+    fn check_updaters(
+        &self,
+        generators: &[Command],
+        id: &ResourceId,
+        change: &patch::Change<'_>,
+        updaters: &str,
+    ) -> Result<(), GenerateError> {
+        let (_, checkout) = self.generate(generators)?;
+        check(&checkout, id, change).map_err(|message| GenerateError::Verify {
+            file: self.config.file.clone(),
+            message: format!(
+                "{message} after the {updaters} updaters ran; the files they changed are left as they are"
+            ),
+        })
+    }
+}
+
+fn run_image_updaters(
+    scope: &Scope<'_>,
+    generators: &[Command],
+    updaters: &[Updater],
+    id: &ResourceId,
+    container: &str,
+    image: &ImageRef,
+) -> Result<bool, GenerateError> {
+    let (_, checkout) = scope.generate(generators)?;
+    let current = workload(scope.config, &checkout, id, Some(container))?;
+    let running = &current
+        .container(container)
+        .expect("the container was checked")
+        .image;
+    if running == image {
+        return Ok(false);
+    }
+    same_repository(scope, id, container, running, image)?;
+    let Some(tag) = image.tag().filter(|_| image.digest().is_none()) else {
+        return Err(scope.refused(format!(
+            "{image}: containerImage updaters are given a tag (FLUX_TAG), not a digest"
+        )));
+    };
+    let commands: Vec<&Command> = updaters
+        .iter()
+        .filter_map(|u| u.container_image.as_ref())
+        .collect();
+    if commands.is_empty() {
+        return Err(scope.refused("no containerImage updater to set an image with".into()));
+    }
+    let mut env = workload_env(id);
+    env.push(("FLUX_CONTAINER", container.to_string()));
+    env.push(("FLUX_IMG", image.name().familiar()));
+    env.push(("FLUX_TAG", tag.to_string()));
+    for command in commands {
+        scope.run(command, Role::ImageUpdater, &env)?;
+    }
+    let change = patch::Change::Image(container, image);
+    scope.check_updaters(generators, id, &change, "containerImage")?;
+    Ok(true)
+}
+
+fn run_policy_updaters(
+    scope: &Scope<'_>,
+    generators: &[Command],
+    updaters: &[Updater],
+    id: &ResourceId,
+    update: &PolicyUpdate,
+) -> Result<bool, GenerateError> {
+    let (_, checkout) = scope.generate(generators)?;
+    let current = workload(scope.config, &checkout, id, None)?;
+    check_tag_containers(scope.config, current, update)?;
+    let changes = policy_changes(current, update);
+    if changes.is_empty() {
+        return Ok(false);
+    }
+    let commands: Vec<&Command> = updaters.iter().filter_map(|u| u.policy.as_ref()).collect();
+    if commands.is_empty() {
+        return Err(scope.refused("no policy updater to change policies with".into()));
+    }
+    for (policy, value) in changes {
+        let mut env = workload_env(id);
+        env.push(("FLUX_POLICY", policy));
+        // v1: an unset (or empty) value means "remove the policy".
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            env.push(("FLUX_POLICY_VALUE", value));
+        }
+        for command in &commands {
+            scope.run(command, Role::PolicyUpdater, &env)?;
+        }
+    }
+    scope.check_updaters(generators, id, &patch::Change::Policies(update), "policy")?;
+    Ok(true)
+}
+
+/// A release keeps the repository: only the tag (or digest) moves.
+fn same_repository(
+    scope: &Scope<'_>,
+    id: &ResourceId,
+    container: &str,
+    running: &ImageRef,
+    image: &ImageRef,
+) -> Result<(), GenerateError> {
+    if running.name() == image.name() {
+        return Ok(());
+    }
+    Err(scope.refused(format!(
+        "container {container} of {id} runs {}, not {}",
+        running.name().familiar(),
+        image.name().familiar()
+    )))
 }
 
 /// `FLUX_WORKLOAD` and its parts.
@@ -398,23 +463,25 @@ fn normalized(path: &Path) -> PathBuf {
 
 /// Records `change` of `id` in the patch file, checked by generating again.
 fn update_patch(
-    config: &FluxConfig,
+    scope: &Scope<'_>,
     generators: &[Command],
     patch_file: &Path,
-    dir: &Path,
     id: &ResourceId,
     change: &patch::Change<'_>,
-    settings: &Generation,
 ) -> Result<bool, GenerateError> {
-    let generated = generated(config, generators, dir, settings)?;
-    let file = PatchFile::open(config, dir, patch_file)?;
+    let (config, settings) = (scope.config, scope.settings);
+    let (generated, unpatched) = scope.generate(generators)?;
+    let file = PatchFile::open(config, &scope.dir, patch_file)?;
     let patched = file.apply(config, &generated, &file.text, settings)?;
-    let patched_checkout = load(config, &patched, settings);
+    let patched = load(config, &patched, settings);
     let container = match change {
         patch::Change::Image(container, _) => Some(*container),
         patch::Change::Policies(_) => None,
     };
-    let current = workload(config, &patched_checkout, id, container)?;
+    let current = workload(config, &patched, id, container)?;
+    if check(&patched, id, change).is_ok() {
+        return Ok(false);
+    }
     match change {
         patch::Change::Policies(update) => check_tag_containers(config, current, update)?,
         // A patch sets images in a pod template; a HelmRelease's are in
@@ -425,45 +492,25 @@ fn update_patch(
                 WorkloadKind::HelmRelease | WorkloadKind::Kustomization
             ) =>
         {
-            return Err(GenerateError::Refused {
-                file: config.file.clone(),
-                message: format!(
-                    "{id}: patchUpdated records the images of pod workloads only; use commandUpdated for a {:?}",
-                    current.kind
-                ),
-            });
+            return Err(scope.refused(format!(
+                "{id}: patchUpdated records the images of pod workloads only; use commandUpdated for a {:?}",
+                current.kind
+            )));
         }
-        patch::Change::Image(..) => {}
-    }
-    if check(&patched_checkout, id, change).is_ok() {
-        return Ok(false);
-    }
-    if let patch::Change::Image(container, image) = change {
-        let running = &current
-            .container(container)
-            .expect("the container was checked")
-            .image;
-        if running.name() != image.name() {
-            return Err(GenerateError::Refused {
-                file: config.file.clone(),
-                message: format!(
-                    "container {container} of {id} runs {}, not {}",
-                    running.name().familiar(),
-                    image.name().familiar()
-                ),
-            });
+        patch::Change::Image(container, image) => {
+            let running = &current
+                .container(container)
+                .expect("the container was checked")
+                .image;
+            same_repository(scope, id, container, running, image)?;
         }
     }
-    let unpatched_checkout = load(config, &generated, settings);
-    let unpatched = workload(config, &unpatched_checkout, id, container)?;
-    let text = edited_patch(
-        config, &file, &generated, current, unpatched, id, change, settings,
-    )?;
+    let text = edited_patch(scope, &file, &generated, &unpatched, current, id, change)?;
     file.write(Some(&text))?;
     // Generate again: the generators may read the patch file themselves
     // (a kustomization listing it, say), and what is checked is what a
     // sync would apply.
-    let checked = generate(config, dir, settings).and_then(|after| {
+    let checked = generate(config, &scope.dir, settings).and_then(|after| {
         let checkout = load(config, &after, settings);
         check(&checkout, id, change).map_err(|message| GenerateError::Verify {
             file: config.file.clone(),
@@ -482,18 +529,19 @@ fn update_patch(
 
 /// The patch file's text with `change` recorded for `id`: edited in place
 /// when the workload's document can take it, else that document written
-/// anew (or appended, when there is none).
-#[allow(clippy::too_many_arguments)]
+/// anew (or appended, when there is none). `unpatched` is the generators'
+/// output, `generated`, loaded; `patched` the workload with the patch file
+/// applied.
 fn edited_patch(
-    config: &FluxConfig,
+    scope: &Scope<'_>,
     file: &PatchFile,
     generated: &str,
+    unpatched: &Checkout,
     patched: &Workload,
-    unpatched: &Workload,
     id: &ResourceId,
     change: &patch::Change<'_>,
-    settings: &Generation,
 ) -> Result<String, GenerateError> {
+    let (config, settings) = (scope.config, scope.settings);
     let holds = |text: &str| {
         let after = file.apply(config, generated, text, settings).ok()?;
         let checkout = load(config, &after, settings);
@@ -517,12 +565,12 @@ fn edited_patch(
             return Ok(text);
         }
     }
-    let generated_checkout = load(config, generated, settings);
-    let resource = generated_checkout
+    let resource = unpatched
         .resources
         .iter()
         .find(|r| &r.id == id)
         .expect("a generated workload is a generated resource");
+    let unpatched = workload(config, unpatched, id, None)?;
     let doc = patch::changed_doc(existing, patched, unpatched, resource, change);
     let rendered = patch::render(&doc, patched.kind);
     let bytes = existing.and_then(|_| {
