@@ -36,6 +36,7 @@
 mod checkout;
 mod edit;
 mod error;
+pub mod generate;
 mod id;
 mod kustomize;
 mod load;
