@@ -45,11 +45,13 @@ pub mod release;
 mod scalar;
 mod spelling;
 mod subset;
+mod transaction;
 mod workload;
 mod write;
 mod yaml;
 
-pub use checkout::{Checkout, ManifestFile, Transaction};
+pub use checkout::{Checkout, ManifestFile};
+pub use transaction::Transaction;
 pub use edit::EditError;
 pub use error::LoadError;
 pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};

@@ -12,7 +12,8 @@ use std::fmt;
 
 use flux_image::{ImageRef, Name, Policy};
 
-use crate::checkout::{Checkout, Transaction};
+use crate::checkout::Checkout;
+use crate::transaction::Transaction;
 use crate::id::ResourceId;
 use crate::policy::Ignore;
 use crate::workload::{Container, Workload};
