@@ -23,6 +23,10 @@ pub struct Manifests {
         env = "FLUX_DEFAULT_NAMESPACE"
     )]
     pub default_namespace: String,
+    /// Run the commands of `.flux.yaml` files to make a path's manifests, as fluxd
+    /// --manifest-generation does; off, a `.flux.yaml` is ignored.
+    #[arg(long)]
+    pub manifest_generation: bool,
 }
 
 impl Manifests {
@@ -32,6 +36,7 @@ impl Manifests {
         let options = LoadOptions {
             default_namespace: self.default_namespace.clone(),
             root: self.paths.first().and_then(|p| work_tree(p)),
+            manifest_generation: self.manifest_generation,
             ..LoadOptions::default()
         };
         let checkout = Checkout::load(&self.paths, options);

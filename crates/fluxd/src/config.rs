@@ -35,6 +35,13 @@ pub struct Config {
     /// Name of the sync tag and of the notes ref.
     #[arg(long, env = "FLUXD_GIT_LABEL", default_value = "flux-sync")]
     pub git_label: String,
+    /// Run the commands of `.flux.yaml` files to make a path's manifests
+    /// (Flux v1's manifest generation); off, a `.flux.yaml` is ignored.
+    #[arg(long, env = "FLUXD_MANIFEST_GENERATION")]
+    pub manifest_generation: bool,
+    /// The longest one `.flux.yaml` generator or updater may run.
+    #[arg(long, env = "FLUXD_MANIFEST_GENERATION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    pub manifest_generation_timeout: Duration,
     /// How often to fetch the repo.
     #[arg(long, env = "FLUXD_GIT_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub git_poll_interval: Duration,

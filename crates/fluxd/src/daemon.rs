@@ -997,6 +997,8 @@ impl Inner {
         LoadOptions {
             root: Some(root.to_path_buf()),
             builds: Some(self.builds.clone()),
+            manifest_generation: self.config.manifest_generation,
+            generation_timeout: self.config.manifest_generation_timeout,
             ..LoadOptions::default()
         }
     }
@@ -1093,22 +1095,23 @@ fn sync_set(root: &Path, checkout: &Checkout) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The kustomize trees that did not build, `(kustomization file, why)`
+/// The kustomize trees that did not build and the `.flux.yaml` paths whose
+/// commands failed, `(file, why)`
 /// each: the sync holds garbage collection back for them as for a file
 /// that does not parse, since what they built before is not in the set.
 fn unbuilt(checkout: &Checkout, root: &Path) -> Vec<(String, String)> {
     checkout
         .errors
         .iter()
-        .filter_map(|error| match error {
-            LoadError::Build { path, message } => Some((
-                path.strip_prefix(root)
-                    .unwrap_or(path)
-                    .display()
-                    .to_string(),
-                message.clone(),
-            )),
-            _ => None,
+        .filter(|error| matches!(error, LoadError::Build { .. } | LoadError::Generate(_)))
+        .map(|error| {
+            let path = error.path();
+            let file = path
+                .strip_prefix(root)
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            (file, error.to_string())
         })
         .collect()
 }

@@ -51,9 +51,10 @@ pub fn file_errors(checkout: &Checkout, root: &Path) -> Vec<FileError> {
                 LoadError::Policy { line, .. } | LoadError::Invalid { line, .. } => {
                     (Some(*line), None)
                 }
-                LoadError::Io { .. } | LoadError::Duplicate { .. } | LoadError::Build { .. } => {
-                    (None, None)
-                }
+                LoadError::Io { .. }
+                | LoadError::Duplicate { .. }
+                | LoadError::Build { .. }
+                | LoadError::Generate(_) => (None, None),
             };
             FileError {
                 file: relative(path, root),

@@ -170,3 +170,88 @@ async fn a_tree_that_does_not_build_is_reported_and_holds_garbage_collection_bac
     .await;
     assert!(live_front_end(&cluster).is_some(), "{}", fluxd.log());
 }
+
+const GENERATED_WEB: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: generated
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: generated
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_manifest_generation_a_flux_yaml_path_is_generated_and_released_through_its_updater() {
+    let repo = BareRepo::seeded_with(|work| {
+        let manifests = work.join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        std::fs::write(manifests.join("web.yaml.in"), GENERATED_WEB).expect("written");
+        std::fs::write(
+            manifests.join(".flux.yaml"),
+            "version: 1\ncommandUpdated:\n  generators:\n  - command: cat web.yaml.in\n  updaters:\n  - containerImage:\n      command: >-\n        sed -i \"s|image: $FLUX_IMG:.*|image: $FLUX_IMG:$FLUX_TAG|\" web.yaml.in\n",
+        )
+        .expect("written");
+    });
+    let cluster = ApiServer::start();
+    let fluxd = Fluxd::start_with_cluster(
+        std::path::Path::new(env!("CARGO_BIN_EXE_fluxd")),
+        &repo,
+        &cluster.kubeconfig(),
+        &["--manifest-generation"],
+    )
+    .await;
+    let client = fluxd.client();
+    let live = || {
+        cluster
+            .object("Deployment", Some("generated"), "web")
+            .and_then(|o| {
+                o["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+    };
+    wait_for("the generated deployment applied", || async {
+        live().as_deref() == Some("nginx:1.25")
+    })
+    .await;
+    let read = client.read_state().await.expect("read");
+    assert!(read.errors.is_empty(), "{:?}", read.errors);
+    let release = JobSpec::Release(ReleaseSpec {
+        targets: Targets::Workloads(vec!["generated:deployment/web".into()]),
+        exclude: Vec::new(),
+        update: ImageUpdate::Image("nginx:1.26".into()),
+        force: false,
+        dry_run: false,
+        message: None,
+        user: None,
+        containers: Default::default(),
+    });
+    let submitted = client.submit(&release).await.expect("queued");
+    finished(&client, &submitted.id).await;
+    wait_for("the release applied", || async {
+        client
+            .job(&submitted.id)
+            .await
+            .is_ok_and(|job| job.timeline.applied.is_some())
+    })
+    .await;
+    assert_eq!(live().as_deref(), Some("nginx:1.26"));
+    assert_eq!(
+        repo.git(&["show", "HEAD:manifests/web.yaml.in"]),
+        GENERATED_WEB.replace("1.25", "1.26")
+    );
+}

@@ -10,6 +10,7 @@ use flux_image::ImageRef;
 
 use crate::edit::{self, Change, EditError};
 use crate::error::LoadError;
+use crate::generate::{self, FluxConfig, Generation};
 use crate::id::ResourceId;
 use crate::kustomize::{self, Kustomize};
 use crate::load::{self, FileIndex, Found, LoadOptions};
@@ -48,6 +49,11 @@ pub struct Checkout {
     by_id: HashMap<ResourceId, Indexed>,
     /// The kustomize trees, when the paths hold any.
     pub(crate) kustomize: Option<Kustomize>,
+    /// The paths whose manifests a `.flux.yaml`'s generators made: the
+    /// folder and its configuration.
+    pub(crate) generated: Vec<(PathBuf, FluxConfig)>,
+    /// Each generated workload's entry in `generated`.
+    pub(crate) generated_ids: HashMap<ResourceId, usize>,
 }
 
 /// Where a resource id's resource (and workload, if it is one) are.
@@ -65,15 +71,24 @@ impl Checkout {
     pub fn load<P: AsRef<Path>>(paths: &[P], options: LoadOptions) -> Checkout {
         let mut found = Vec::new();
         let mut errors = Vec::new();
-        for path in paths {
-            load::walk(path.as_ref(), &mut found, &mut errors);
-        }
-        let loaded: Vec<PathBuf> = paths.iter().map(|p| absolute(p.as_ref())).collect();
+        let all: Vec<PathBuf> = paths.iter().map(|p| absolute(p.as_ref())).collect();
         let root = options
             .root
             .as_deref()
             .map(absolute)
-            .unwrap_or_else(|| common_folder(&loaded));
+            .unwrap_or_else(|| common_folder(&all));
+        let mut loaded = Vec::new();
+        let mut generated = Vec::new();
+        for path in all {
+            match generation_of(&root, &path, &options) {
+                Ok(Some(config)) => generated.push((path, config)),
+                Ok(None) => {
+                    load::walk(&path, &mut found, &mut errors);
+                    loaded.push(path);
+                }
+                Err(error) => errors.push(LoadError::Generate(error)),
+            }
+        }
         let mut kustomize = Kustomize::find(&root, &loaded);
         if let Some(trees) = &mut kustomize {
             found.retain(|f| !trees.owns(&f.path));
@@ -90,6 +105,8 @@ impl Checkout {
             options,
             by_id: HashMap::with_capacity(resources),
             kustomize: None,
+            generated: Vec::new(),
+            generated_ids: HashMap::new(),
         };
         for (file, index) in found.iter().zip(indexes) {
             checkout.files.push(ManifestFile {
@@ -103,7 +120,34 @@ impl Checkout {
         if let Some(trees) = kustomize {
             checkout.add_builds(&root, trees);
         }
+        checkout.add_generated(generated);
         checkout
+    }
+
+    /// Runs each `.flux.yaml`'s generators and reads what they made.
+    fn add_generated(&mut self, generated: Vec<(PathBuf, FluxConfig)>) {
+        let settings = generation(&self.options);
+        for (dir, config) in generated {
+            let output = match generate::generate(&config, &dir, &settings) {
+                Ok(output) => output,
+                Err(error) => {
+                    self.errors.push(LoadError::Generate(error));
+                    continue;
+                }
+            };
+            let index = load::index(&config.file, None, &output, &self.options);
+            for workload in &index.workloads {
+                self.generated_ids
+                    .insert(workload.id.clone(), self.generated.len());
+            }
+            self.files.push(ManifestFile {
+                path: config.file.clone(),
+                kustomization: None,
+                built: Some(Arc::from(output)),
+            });
+            self.generated.push((dir, config));
+            self.add(index);
+        }
     }
 
     /// Builds every tree's root and reads what it built.
@@ -187,6 +231,8 @@ impl Checkout {
             options,
             by_id: HashMap::new(),
             kustomize: None,
+            generated: Vec::new(),
+            generated_ids: HashMap::new(),
         };
         checkout.add(index);
         checkout
@@ -400,6 +446,33 @@ fn read_all(found: &[Found], options: &LoadOptions) -> Vec<FileIndex> {
         slots[n] = Some(index);
     }
     slots.into_iter().map(Option::unwrap_or_default).collect()
+}
+
+/// The `.flux.yaml` whose generators make the manifests of `path`, when
+/// manifest generation is on and one applies (`scanForFiles` reads the
+/// path's files).
+fn generation_of(
+    root: &Path,
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<Option<FluxConfig>, generate::GenerateError> {
+    if !options.manifest_generation {
+        return Ok(None);
+    }
+    let config = generate::find(root, path)?;
+    Ok(config.filter(|c| !matches!(c.kind, generate::ConfigKind::ScanForFiles)))
+}
+
+/// How a checkout loaded with `options` runs its generators and updaters.
+pub(crate) fn generation(options: &LoadOptions) -> Generation {
+    Generation {
+        timeout: options.generation_timeout,
+        options: LoadOptions {
+            default_namespace: options.default_namespace.clone(),
+            ..LoadOptions::default()
+        },
+        ..Generation::default()
+    }
 }
 
 /// Builds every root of the trees, a few at a time.

@@ -59,6 +59,10 @@ pub enum LoadError {
         /// Why, in kustomize's words when it ran.
         message: String,
     },
+    /// A `.flux.yaml` could not be read or its commands failed; nothing of
+    /// its path is loaded.
+    #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
     /// Something in a resource cannot be understood (a bad image, a missing name).
     #[error("{}:{line}: {message}", path.display())]
     Invalid {
@@ -81,6 +85,7 @@ impl LoadError {
             | LoadError::Invalid { path, .. }
             | LoadError::Build { path, .. } => path,
             LoadError::Duplicate { second, .. } => second,
+            LoadError::Generate(error) => error.path(),
         }
     }
 }

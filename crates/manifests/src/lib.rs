@@ -51,7 +51,6 @@ mod write;
 mod yaml;
 
 pub use checkout::{Checkout, ManifestFile};
-pub use transaction::Transaction;
 pub use edit::EditError;
 pub use error::LoadError;
 pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};
@@ -59,6 +58,7 @@ pub use kustomize::{BuildCache, BuildOptions};
 pub use load::LoadOptions;
 pub use policy::{Ignore, Policies, PolicyKey, PolicyUpdate};
 pub use spelling::{respell, split as split_spelling};
+pub use transaction::Transaction;
 pub use workload::{
     Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
 };

@@ -28,6 +28,11 @@ pub struct LoadOptions {
     pub build: BuildOptions,
     /// Builds kept from an earlier load, reused when their inputs are unchanged.
     pub builds: Option<Arc<BuildCache>>,
+    /// Run the commands of `.flux.yaml` files (Flux v1's manifest
+    /// generation); off, a `.flux.yaml` is ignored, as in Flux v1.
+    pub manifest_generation: bool,
+    /// The longest one generator or updater may run.
+    pub generation_timeout: std::time::Duration,
 }
 
 impl Default for LoadOptions {
@@ -37,6 +42,8 @@ impl Default for LoadOptions {
             root: None,
             build: BuildOptions::default(),
             builds: None,
+            manifest_generation: false,
+            generation_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -13,9 +13,9 @@ use std::fmt;
 use flux_image::{ImageRef, Name, Policy};
 
 use crate::checkout::Checkout;
-use crate::transaction::Transaction;
 use crate::id::ResourceId;
 use crate::policy::Ignore;
+use crate::transaction::Transaction;
 use crate::workload::{Container, Workload};
 
 /// Reason: the workload is locked.

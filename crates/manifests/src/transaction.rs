@@ -9,6 +9,7 @@ use flux_image::ImageRef;
 
 use crate::checkout::Checkout;
 use crate::edit::EditError;
+use crate::generate::{self, FluxConfig, GenerateError, Generation};
 use crate::id::ResourceId;
 use crate::kustomize::{self, ImageTarget, Kustomize};
 use crate::policy::{PolicyKey, PolicyUpdate};
@@ -64,6 +65,61 @@ impl<'c> Transaction<'c> {
             self.files.insert(path.to_path_buf(), (text.clone(), text));
         }
         Ok(self.files[path].1.clone())
+    }
+
+    /// Makes an update of a generated workload (updaters, or the patch
+    /// file) in a scratch copy of the checkout holding the edits so far,
+    /// and keeps every file it changed: nothing on disk changes before
+    /// [`Transaction::write`], and a failed update leaves nothing.
+    fn generated_edit(
+        &mut self,
+        n: usize,
+        update: impl FnOnce(&FluxConfig, &Path, &Generation) -> Result<bool, GenerateError>,
+    ) -> Result<bool, EditError> {
+        let (dir, config) = &self.checkout.generated[n];
+        let root = config.root.clone();
+        let failed = |e: std::io::Error| EditError::Missing(format!("copying the checkout: {e}"));
+        let scratch = tempfile::tempdir().map_err(failed)?;
+        let copy = scratch.path().canonicalize().map_err(failed)?;
+        copy_checkout(&root, &copy).map_err(failed)?;
+        let pending: Vec<(PathBuf, String)> = self
+            .files
+            .iter()
+            .filter_map(|(path, (_, now))| Some((relative_in(&root, path)?, now.clone())))
+            .collect();
+        for (relative, text) in &pending {
+            std::fs::write(copy.join(relative), text).map_err(failed)?;
+        }
+        let moved = |path: &Path| copy.join(path.strip_prefix(&root).unwrap_or(path));
+        let in_copy = FluxConfig {
+            file: moved(&config.file),
+            root: copy.clone(),
+            kind: config.kind.clone(),
+        };
+        let dir_in_copy = moved(&dir.canonicalize().unwrap_or_else(|_| dir.clone()));
+        let settings = crate::checkout::generation(&self.checkout.options);
+        let shown = |e: GenerateError| {
+            let message = e
+                .to_string()
+                .replace(&copy.display().to_string(), &root.display().to_string());
+            EditError::Missing(message)
+        };
+        let changed = update(&in_copy, &dir_in_copy, &settings).map_err(shown)?;
+        for (relative, after) in changed_files(&root, &copy, &self.files).map_err(failed)? {
+            let known = self
+                .files
+                .keys()
+                .find(|k| relative_in(&root, k).as_ref() == Some(&relative))
+                .cloned();
+            let path = known.unwrap_or_else(|| root.join(&relative));
+            let before = std::fs::read_to_string(&path).unwrap_or_default();
+            let entry = self
+                .files
+                .entry(path)
+                .or_insert_with(|| (before.clone(), before));
+            entry.1 = after;
+        }
+        Ok(changed)
     }
 
     /// The build root a workload was built by, with the trees.
@@ -161,6 +217,11 @@ impl<'c> Transaction<'c> {
         container: &str,
         image: &ImageRef,
     ) -> Result<bool, EditError> {
+        if let Some(&n) = self.checkout.generated_ids.get(id) {
+            return self.generated_edit(n, |config, dir, settings| {
+                generate::set_image(config, dir, id, container, image, settings)
+            });
+        }
         if let Some((trees, root, built)) = self.built(id) {
             let target = trees.image_target(root, built, container)?;
             let (path, text, after) = self.built_image_edit(target, image)?;
@@ -183,6 +244,11 @@ impl<'c> Transaction<'c> {
         id: &ResourceId,
         update: &PolicyUpdate,
     ) -> Result<bool, EditError> {
+        if let Some(&n) = self.checkout.generated_ids.get(id) {
+            return self.generated_edit(n, |config, dir, settings| {
+                generate::update_policies(config, dir, id, update, settings)
+            });
+        }
         if let Some((trees, root, built)) = self.built(id) {
             let before = self.files.clone();
             let mut changed = false;
@@ -316,3 +382,78 @@ fn built_policies_hold(
     Ok(())
 }
 
+/// `path` relative to the checkout `root` (canonical), when it is in it.
+fn relative_in(root: &Path, path: &Path) -> Option<PathBuf> {
+    let real = match path.canonicalize() {
+        Ok(real) => real,
+        Err(_) => path.parent()?.canonicalize().ok()?.join(path.file_name()?),
+    };
+    real.strip_prefix(root).ok().map(Path::to_path_buf)
+}
+
+/// Copies the checkout at `root`, but its `.git`, to `to`.
+fn copy_checkout(root: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let from = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &target)?;
+        } else if kind.is_dir() {
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            std::fs::create_dir(&target)?;
+            copy_checkout(&from, &target)?;
+        } else {
+            std::fs::copy(&from, &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The files of the copy whose text differs from the checkout's as the
+/// transaction has it: relative path and new text.
+fn changed_files(
+    root: &Path,
+    copy: &Path,
+    pending: &BTreeMap<PathBuf, (String, String)>,
+) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let now: BTreeMap<PathBuf, &str> = pending
+        .iter()
+        .filter_map(|(path, (_, text))| Some((relative_in(root, path)?, text.as_str())))
+        .collect();
+    let mut out = Vec::new();
+    let mut stack = vec![copy.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            let relative = entry
+                .path()
+                .strip_prefix(copy)
+                .unwrap_or(&entry.path())
+                .to_path_buf();
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let current = match now.get(&relative) {
+                Some(text) => Some((*text).to_string()),
+                None => std::fs::read_to_string(root.join(&relative)).ok(),
+            };
+            if current.as_deref() != Some(text.as_str()) {
+                out.push((relative, text));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -413,5 +413,8 @@ fn removing_the_last_annotation_keeps_the_key_after_the_annotations() {
     // the removed block must stay.
     let text = "kind: Deployment\nmetadata:\n  annotations:\n    fluxcd.io/automated: \"true\"\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n";
     let after = policies(text, "default:deployment/web", PolicyUpdate::deautomate());
-    assert_eq!(after, text.replace("  annotations:\n    fluxcd.io/automated: \"true\"\n", ""));
+    assert_eq!(
+        after,
+        text.replace("  annotations:\n    fluxcd.io/automated: \"true\"\n", "")
+    );
 }

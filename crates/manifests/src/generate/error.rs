@@ -175,3 +175,23 @@ fn stderr_note(stderr: &str) -> String {
         format!("; stderr:\n{stderr}")
     }
 }
+
+impl GenerateError {
+    /// The file the problem is in.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            GenerateError::Io { path, .. }
+            | GenerateError::Outside { path, .. }
+            | GenerateError::Config { path, .. }
+            | GenerateError::Patch { path, .. } => path,
+            GenerateError::ScanForFiles { file }
+            | GenerateError::Spawn { file, .. }
+            | GenerateError::Failed { file, .. }
+            | GenerateError::Timeout { file, .. }
+            | GenerateError::TooMuchOutput { file, .. }
+            | GenerateError::Output { file, .. }
+            | GenerateError::Refused { file, .. }
+            | GenerateError::Verify { file, .. } => file,
+        }
+    }
+}
