@@ -20,6 +20,7 @@
 //! assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
 //! ```
 
+mod controller;
 mod selector;
 mod store;
 mod types;
@@ -36,6 +37,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+pub use controller::{Controller, STEP};
 use store::{ApiError, ListOptions, Store, Target, WriteOptions};
 use types::ResourceType;
 
@@ -56,6 +58,8 @@ struct Shared {
     /// Group versions listed in `/apis` whose discovery answers 503, as an aggregated
     /// API whose backend is down does.
     unavailable: Mutex<Vec<(String, String)>>,
+    /// Woken after every request that may have written, for the [`Controller`].
+    changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -102,6 +106,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new()),
             unavailable: Mutex::new(Vec::new()),
+            changed: tokio::sync::Notify::new(),
             address,
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
@@ -459,7 +464,7 @@ async fn handle(
         }
         Route::Objects(target, subresource) => {
             let query = query_pairs(&uri);
-            match objects(
+            let answer = objects(
                 &mut store,
                 &method,
                 &headers,
@@ -467,7 +472,12 @@ async fn handle(
                 subresource.as_deref(),
                 &query,
                 &body,
-            ) {
+            );
+            drop(store);
+            if !read_only {
+                shared.changed.notify_waiters();
+            }
+            match answer {
                 Ok((code, value)) => respond(code, &value),
                 Err(error) => fail(&error),
             }
