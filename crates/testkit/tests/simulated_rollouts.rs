@@ -1,6 +1,6 @@
 //! The double's simulated controller: workloads applied with kubectl roll
 //! out, and a spec change rolls out again to a new ReplicaSet, in the status
-//! fields `kubectl get` and fluxd read.
+//! fields `kubectl get` (its table's columns) and fluxd read.
 
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -81,6 +81,37 @@ fn applied_workloads_roll_out_and_a_spec_change_rolls_out_again() {
         let name = item["metadata"]["name"].as_str().expect("a name");
         wait_until_rolled_out(&server, name);
     }
+
+    let table = run(&server, &["get", "deploy", "-n", "sock-shop", "-o", "wide"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
+        "{table}"
+    );
+    let front_end: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("front-end "))
+        .unwrap_or_else(|| panic!("no front-end row in\n{table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(front_end[..4], ["front-end", "1/1", "1", "1"], "{table}");
+    assert_eq!(front_end[6], "weaveworksdemos/front-end:0.3.12", "{table}");
 
     run(
         &server,

@@ -4,11 +4,12 @@
 //! group-version resource lists; a created CRD adds its resource), GET, LIST (label and
 //! field selectors, `limit`/`continue`), POST, PUT, DELETE, server-side apply
 //! (`application/apply-patch+yaml`, field managers, conflicts, `force`), merge patches,
-//! `dryRun=All`, resourceVersion and generation, and `Status` errors with the real codes
-//! and reasons. `kubectl` is its judge: the tests run it against the double.
+//! `dryRun=All`, resourceVersion and generation, server-side tables of the workloads
+//! (`kubectl get deploy` columns), and `Status` errors with the real codes and reasons.
+//! `kubectl` is its judge: the tests run it against the double.
 //!
 //! Test hooks set a workload's status as a controller would and count write requests per
-//! object (`<namespace>:<Kind>/<name>`).
+//! object (`<namespace>:<Kind>/<name>`); a [`Controller`] beside it rolls workloads out.
 //!
 //! ```
 //! let server = flux_testkit::kube::ApiServer::start();
@@ -23,6 +24,7 @@
 mod controller;
 mod selector;
 mod store;
+mod table;
 mod types;
 
 use std::net::SocketAddr;
@@ -571,6 +573,16 @@ fn objects(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let metadata_only = accept.contains("as=PartialObjectMetadata");
+        if table::wanted(accept) {
+            let answer = match &name {
+                Some(_) => store.get(target)?,
+                None => store.list(target, &list_options(query))?,
+            };
+            if let Some(table) = table::of(&target.rt.kind, &answer) {
+                return Ok((200, table));
+            }
+            return Ok((200, answer));
+        }
         return match &name {
             Some(_) if metadata_only => store.get(target).map(|v| (200, partial(&v))),
             Some(_) => store.get(target).map(|v| (200, v)),
