@@ -337,8 +337,16 @@ fn the_printed_commands_work_and_sigterm_leaves_nothing_behind() {
     assert!(synced.trim_end().ends_with("Done."), "{synced}");
 
     let (deployments, _) = run_ok(source, kubectl);
-    assert!(
-        deployments.lines().any(|l| l.starts_with("front-end ")),
+    let front_end: Vec<&str> = deployments
+        .lines()
+        .find(|l| l.starts_with("front-end "))
+        .unwrap_or_else(|| panic!("no front-end row in\n{deployments}"))
+        .split_whitespace()
+        .collect();
+    // NAME READY UP-TO-DATE AVAILABLE AGE
+    assert_eq!(
+        front_end[..4],
+        ["front-end", "1/1", "1", "1"],
         "{deployments}"
     );
     assert_eq!(
