@@ -75,9 +75,22 @@ fn run_ok(source_line: &str, command: &str) -> (String, String) {
     (stdout, stderr)
 }
 
+/// A started playground, stopped with SIGTERM if a failed assertion drops it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let pid = rustix::process::Pid::from_child(&self.0);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The playground, started with `args` and `KUBECONFIG` (when given) and
 /// a HOME without a kubeconfig, and the lines it printed.
-fn start(temp: &Path, args: &[&str], kubeconfig: Option<&Path>) -> (Child, Vec<String>) {
+fn start(temp: &Path, args: &[&str], kubeconfig: Option<&Path>) -> (Running, Vec<String>) {
     beside_playground("fluxd");
     beside_playground("fluxctl");
     let mut command = Command::new(env!("CARGO_BIN_EXE_flux-playground"));
@@ -92,20 +105,20 @@ fn start(temp: &Path, args: &[&str], kubeconfig: Option<&Path>) -> (Child, Vec<S
     if let Some(kubeconfig) = kubeconfig {
         command.env("KUBECONFIG", kubeconfig);
     }
-    let mut playground = command.spawn().unwrap();
-    let printed = read_instructions(&mut playground);
+    let mut playground = Running(command.spawn().unwrap());
+    let printed = read_instructions(&mut playground.0);
     (playground, printed)
 }
 
 /// SIGTERM: the playground stops cleanly, its children are gone and its
 /// temporary folder `temp` is left empty.
-fn stop(mut playground: Child, temp: &Path) {
-    let children = children_of(playground.id());
-    let pid = rustix::process::Pid::from_child(&playground);
+fn stop(mut playground: Running, temp: &Path) {
+    let children = children_of(playground.0.id());
+    let pid = rustix::process::Pid::from_child(&playground.0);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = playground.try_wait().unwrap() {
+        if let Some(status) = playground.0.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "the playground did not stop");
@@ -358,7 +371,7 @@ fn the_printed_commands_work_and_sigterm_leaves_nothing_behind() {
         "{deployments}"
     );
 
-    let names: Vec<String> = children_of(playground.id())
+    let names: Vec<String> = children_of(playground.0.id())
         .into_iter()
         .map(command_name)
         .collect();
