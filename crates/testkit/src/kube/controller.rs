@@ -15,13 +15,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use super::store::Store;
 use super::types::ResourceType;
 use super::{ApiServer, Shared};
 
-/// The time between two steps of a rollout: a one-replica Deployment is
-/// ready three steps after its change.
+/// The time between two steps of a rollout. The first status is written as
+/// soon as the change is seen; a one-replica Deployment's third, ready, one
+/// two steps (a second) later.
 pub const STEP: Duration = Duration::from_millis(500);
 
 /// The kinds whose rollouts are simulated.
@@ -68,6 +70,8 @@ impl Drop for Controller {
 struct Rollout {
     generation: u64,
     steps: std::vec::IntoIter<Value>,
+    /// When the next status is written.
+    due: Instant,
 }
 
 /// (kind, namespace, name).
@@ -76,14 +80,18 @@ type Key = (String, String, String);
 async fn run(shared: Arc<Shared>) {
     let mut rollouts: HashMap<Key, Rollout> = HashMap::new();
     loop {
+        // Made before the scan, so a write during it still wakes the loop.
         let changed = shared.changed.notified();
-        start_rollouts(&shared, &mut rollouts);
         step_rollouts(&shared, &mut rollouts);
-        if rollouts.is_empty() {
-            changed.await;
-        } else {
-            // A change during a step is seen at the next one.
-            tokio::time::sleep(STEP).await;
+        start_rollouts(&shared, &mut rollouts);
+        match rollouts.values().map(|r| r.due).min() {
+            Some(due) => {
+                tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep_until(due) => {}
+                }
+            }
+            None => changed.await,
         }
     }
 }
@@ -109,23 +117,36 @@ fn start_rollouts(shared: &Shared, rollouts: &mut HashMap<Key, Rollout>) {
             if let Some(first) = steps.next() {
                 write_status(&mut store, &rt, &key, first);
             }
-            rollouts.insert(key, Rollout { generation, steps });
+            let due = Instant::now() + STEP;
+            rollouts.insert(
+                key,
+                Rollout {
+                    generation,
+                    steps,
+                    due,
+                },
+            );
         }
     }
 }
 
-/// Writes the next status of every rollout under way; forgets those done
-/// and those whose object is gone.
+/// Writes the next status of every rollout whose step is due; forgets
+/// those done and those whose object is gone.
 fn step_rollouts(shared: &Shared, rollouts: &mut HashMap<Key, Rollout>) {
     let mut store = shared.store();
     let types = store.types();
+    let now = Instant::now();
     rollouts.retain(|(kind, namespace, name), rollout| {
+        if rollout.due > now {
+            return true;
+        }
         let Some(rt) = types.iter().find(|t| t.group == "apps" && t.kind == *kind) else {
             return false;
         };
         let Some(status) = rollout.steps.next() else {
             return false;
         };
+        rollout.due = now + STEP;
         let key = (kind.clone(), namespace.clone(), name.clone());
         write_status(&mut store, rt, &key, status)
     });
