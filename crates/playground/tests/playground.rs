@@ -431,3 +431,21 @@ fn without_a_cluster_nothing_is_applied_and_nothing_is_watched() {
     assert!(said.contains("nothing applies"), "{said}");
     stop(playground, temp.path());
 }
+
+#[test]
+fn use_current_context_without_a_kubeconfig_says_where_it_looked() {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_flux-playground"))
+        .arg("--use-current-context")
+        .env("HOME", home.path())
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("KUBECONFIG is not set and ~/.kube/config does not exist")
+            && said.contains("--kubeconfig FILE"),
+        "{said}"
+    );
+}
