@@ -4,7 +4,9 @@
 //! holding a few synthetic tags of every sock-shop image and notifying
 //! fluxd of each push, a bare git repo seeded with the sock-shop manifests
 //! whose images point at that registry ([`seed`]), and `fluxd` running on it
-//! ([`Playground`]). Stopping it stops both processes and removes every
+//! ([`Playground`]), applying to a simulated cluster (the testkit's API
+//! server double with its rollout controller), a real one, or none
+//! ([`Cluster`]). Stopping it stops every process and removes every
 //! temporary folder. It does not build or install anything (the
 //! `scripts/playground` script does), and it is no product feature: fluxd
 //! and fluxctl are used exactly as a user runs them.
@@ -16,7 +18,8 @@
 //! assert_eq!(tags_around("0.3.12"), ["0.3.10", "0.3.11", "0.3.12", "0.3.13"]);
 //! ```
 
+pub mod context;
 mod playground;
 pub mod seed;
 
-pub use playground::{FRONT_END, FluxdLog, Options, Playground};
+pub use playground::{Cluster, FRONT_END, FluxdLog, Options, Playground};

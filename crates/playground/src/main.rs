@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use flux_playground::{FluxdLog, Options, Playground};
+use flux_playground::{Cluster, FluxdLog, Options, Playground, context};
 use flux_testkit::registry::{ImageSpec, Pusher};
 
 /// Flux on one machine: a local registry, a git repo of the sock-shop
-/// manifests and fluxd on them, until Ctrl-C.
+/// manifests and fluxd applying them to a simulated cluster, until Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(
     name = "flux-playground",
@@ -35,9 +35,18 @@ enum Verb {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Run fluxd against this kubeconfig's cluster instead of without a cluster.
-    #[arg(long, value_name = "FILE")]
+    /// Run fluxd against this kubeconfig's cluster instead of the simulated one.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["use_current_context", "cluster"])]
     kubeconfig: Option<PathBuf>,
+    /// Run fluxd against the current kubeconfig context (`KUBECONFIG`, else
+    /// `~/.kube/config`) instead of the simulated cluster.
+    #[arg(long, conflicts_with = "cluster")]
+    use_current_context: bool,
+    /// `none`: fluxd runs without a cluster (`--cluster=none`) and applies
+    /// nothing [default: simulated, an in-memory API server and controller;
+    /// no pods run].
+    #[arg(long, value_enum, value_name = "KIND")]
+    cluster: Option<ClusterKind>,
     /// The fluxd binary [default: beside this one].
     #[arg(long, value_name = "PATH")]
     fluxd: Option<PathBuf>,
@@ -47,6 +56,14 @@ struct RunArgs {
     /// Show fluxd's log here instead of in a file.
     #[arg(long)]
     fluxd_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ClusterKind {
+    /// The Kubernetes API server double and a simulated controller.
+    Simulated,
+    /// No cluster: nothing is applied.
+    None,
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,10 +105,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let chosen = args.kubeconfig.is_some() || args.use_current_context;
+    let cluster = cluster(&args)?;
     let options = Options {
         fluxd: args.fluxd.map_or_else(|| beside_this("fluxd"), Ok)?,
         fluxctl: args.fluxctl.map_or_else(|| beside_this("fluxctl"), Ok)?,
-        kubeconfig: args.kubeconfig,
+        cluster,
         fluxd_log: if args.fluxd_log {
             FluxdLog::Terminal
         } else {
@@ -101,7 +120,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Listen before starting anything, so a signal during the start is
     // not lost: the start is abandoned and what it made is removed.
     let mut stop = Stop::listen()?;
-    eprintln!("Starting a registry, a git repo and fluxd ...");
+    // Probed while the playground starts, so as not to slow it down.
+    let probe = (!chosen).then(|| tokio::spawn(context::probe()));
+    eprintln!(
+        "Starting a registry, a git repo, {} and fluxd ...",
+        match options.cluster {
+            Cluster::Simulated => "a simulated cluster",
+            Cluster::Kubeconfig(_) => "the kubeconfig's cluster",
+            Cluster::None => "no cluster",
+        }
+    );
     let mut playground = tokio::select! {
         started = Playground::start(options) => started?,
         () = stop.requested() => {
@@ -109,18 +137,47 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    println!("{}", playground.instructions());
+    let current = match probe {
+        Some(probe) => probe.await.ok().flatten(),
+        None => None,
+    };
+    println!("{}", playground.instructions(current.as_ref()));
     let exited = tokio::select! {
         () = stop.requested() => None,
         status = fluxd_exit(&mut playground) => Some(status),
     };
-    eprintln!("Stopping fluxd and the registry ...");
+    eprintln!("Stopping fluxd, the registry and any simulated cluster ...");
     playground.stop()?;
     eprintln!("Stopped; temporary folders removed.");
     match exited {
         Some(status) => bail!("fluxd exited by itself with {status}"),
         None => Ok(()),
     }
+}
+
+/// The cluster the flags ask for; the simulated one unless told otherwise.
+fn cluster(args: &RunArgs) -> anyhow::Result<Cluster> {
+    if let Some(file) = &args.kubeconfig {
+        if !file.is_file() {
+            bail!("--kubeconfig {}: not a file", file.display());
+        }
+        let absolute =
+            std::path::absolute(file).with_context(|| format!("resolving {}", file.display()))?;
+        return Ok(Cluster::Kubeconfig(absolute.into_os_string()));
+    }
+    if args.use_current_context {
+        let Some(kubeconfig) = context::kubeconfig() else {
+            bail!(
+                "--use-current-context: no kubeconfig (KUBECONFIG is not set and \
+                 ~/.kube/config does not exist); give one with --kubeconfig FILE"
+            );
+        };
+        return Ok(Cluster::Kubeconfig(kubeconfig));
+    }
+    Ok(match args.cluster {
+        Some(ClusterKind::None) => Cluster::None,
+        Some(ClusterKind::Simulated) | None => Cluster::Simulated,
+    })
 }
 
 /// Waits for fluxd to exit by itself.

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use flux_api::Client;
 use flux_testkit::git::{BRANCH, BareRepo, free_port};
+use flux_testkit::kube::{ApiServer, Controller};
 use flux_testkit::registry::{ImageSpec, Notifications, Pusher, REGISTRY_BINARY, Registry};
 
+use crate::context::CurrentContext;
 use crate::seed::{self, MovedImage};
 
 /// The workload the printed commands use.
@@ -31,11 +33,23 @@ pub struct Options {
     pub fluxd: PathBuf,
     /// The `fluxctl` binary (named in the printed commands).
     pub fluxctl: PathBuf,
-    /// A kubeconfig: fluxd then runs with `--cluster=kubeconfig` on it
-    /// instead of `--cluster=none`.
-    pub kubeconfig: Option<PathBuf>,
+    /// The cluster fluxd applies to.
+    pub cluster: Cluster,
     /// Where fluxd's log goes.
     pub fluxd_log: FluxdLog,
+}
+
+/// The cluster fluxd applies the repo to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cluster {
+    /// The testkit's Kubernetes API server double on loopback, with a
+    /// simulated controller rolling out every workload change: the API is
+    /// real Kubernetes wire protocol, no pods run.
+    Simulated,
+    /// A real cluster: this `KUBECONFIG` value (a file, or a list of them).
+    Kubeconfig(std::ffi::OsString),
+    /// No cluster (`fluxd --cluster=none`): nothing is applied.
+    None,
 }
 
 /// Where fluxd's log goes.
@@ -61,7 +75,25 @@ pub struct Playground {
     options: Options,
     repo: BareRepo,
     registry: Registry,
+    simulated: Option<SimulatedCluster>,
     folder: tempfile::TempDir,
+}
+
+/// The API server double and its controller.
+struct SimulatedCluster {
+    server: ApiServer,
+    _controller: Controller,
+}
+
+impl SimulatedCluster {
+    fn start() -> SimulatedCluster {
+        let server = ApiServer::start();
+        let controller = Controller::start(&server);
+        SimulatedCluster {
+            server,
+            _controller: controller,
+        }
+    }
 }
 
 impl std::fmt::Debug for Playground {
@@ -101,6 +133,17 @@ impl Playground {
         let secret_file = folder.path().join("webhook-secret");
         let secret = write_secret(&secret_file)?;
         let listen = format!("127.0.0.1:{}", free_port());
+        let simulated = (options.cluster == Cluster::Simulated).then(SimulatedCluster::start);
+        let kubeconfig = match (&simulated, &options.cluster) {
+            (Some(simulated), _) => {
+                let path = folder.path().join("kubeconfig");
+                std::fs::copy(simulated.server.kubeconfig(), &path)
+                    .context("writing the simulated cluster's kubeconfig")?;
+                Some(path.into_os_string())
+            }
+            (None, Cluster::Kubeconfig(kubeconfig)) => Some(kubeconfig.clone()),
+            (None, _) => None,
+        };
         let registry = Registry::start_notifying(&Notifications {
             url: format!("http://{listen}/hooks/registry"),
             authorization: format!("Bearer {secret}"),
@@ -110,6 +153,7 @@ impl Playground {
         let pushed = push_tags(&registry_host, &images).await;
         let fluxd = spawn_fluxd(
             &options,
+            kubeconfig.as_deref(),
             folder.path(),
             &repo,
             &listen,
@@ -125,6 +169,7 @@ impl Playground {
             options,
             repo,
             registry,
+            simulated,
             folder,
         };
         playground.token = playground.wait_until_serving().await?;
@@ -147,6 +192,13 @@ impl Playground {
     /// fluxd's log file (empty when it logs to the terminal).
     pub fn fluxd_log(&self) -> PathBuf {
         self.folder.path().join("fluxd.log")
+    }
+
+    /// The simulated cluster's kubeconfig, when fluxd runs on it.
+    pub fn kubeconfig(&self) -> Option<PathBuf> {
+        self.simulated
+            .as_ref()
+            .map(|_| self.folder.path().join("kubeconfig"))
     }
 
     /// The bare git repo fluxd works on.
@@ -185,15 +237,26 @@ impl Playground {
         )
     }
 
-    /// What to try, ready to paste.
-    pub fn instructions(&self) -> String {
+    /// What to try, ready to paste; `current` is the user's kubeconfig
+    /// context when its cluster answers, offered, never used unasked.
+    pub fn instructions(&self, current: Option<&CurrentContext>) -> String {
         let mut text = String::new();
-        let cluster = match &self.options.kubeconfig {
-            Some(path) => format!("the cluster of {}", path.display()),
-            None => "no cluster (--cluster=none: workloads come from git)".to_string(),
+        let cluster = match &self.options.cluster {
+            Cluster::Simulated => "the simulated cluster".to_string(),
+            Cluster::Kubeconfig(kubeconfig) => {
+                format!("the cluster of {}", Path::new(kubeconfig).display())
+            }
+            Cluster::None => "no cluster (--cluster=none: workloads come from git)".to_string(),
         };
         let _ = writeln!(text, "The playground is up:");
         let _ = writeln!(text, "  fluxd     {} with {cluster}", self.url);
+        if let Some(simulated) = &self.simulated {
+            let _ = writeln!(
+                text,
+                "  cluster   {}, simulated: the API is real Kubernetes wire protocol, no pods run",
+                simulated.server.url()
+            );
+        }
         let _ = writeln!(
             text,
             "  registry  {} ({} repositories; it notifies fluxd of every push)",
@@ -208,15 +271,23 @@ impl Playground {
         if self.options.fluxd_log == FluxdLog::File {
             let _ = writeln!(text, "  fluxd log {}", self.fluxd_log().display());
         }
+        if let Some(kubeconfig) = self.kubeconfig() {
+            let _ = writeln!(text, "  kubeconfig {}", kubeconfig.display());
+        }
         let _ = writeln!(text);
         let _ = writeln!(text, "In another terminal:");
         let _ = writeln!(text);
         let _ = writeln!(text, "  source {}", self.env_file().display());
         let _ = writeln!(text, "  fluxctl list-workloads");
         let _ = writeln!(text, "  fluxctl list-images -w {FRONT_END}");
+        let watch = if self.options.cluster == Cluster::None {
+            ""
+        } else {
+            " --watch"
+        };
         let _ = writeln!(
             text,
-            "  fluxctl release --workload {FRONT_END} --update-all-images"
+            "  fluxctl release --workload {FRONT_END} --update-all-images{watch}"
         );
         let _ = writeln!(text, "  fluxctl automate -w {FRONT_END}");
         let _ = writeln!(
@@ -231,6 +302,13 @@ impl Playground {
             self.repo().display()
         );
         let _ = writeln!(text, "  fluxctl sync");
+        if let Some(kubeconfig) = self.kubeconfig() {
+            let _ = writeln!(
+                text,
+                "  kubectl --kubeconfig {} get deploy -n sock-shop",
+                kubeconfig.display()
+            );
+        }
         let _ = writeln!(text);
         let _ = writeln!(
             text,
@@ -238,16 +316,40 @@ impl Playground {
              a new tag pushed is committed about a second later (the registry notifies \
              fluxd at once, and automation gathers new tags for a second)."
         );
-        if self.options.kubeconfig.is_none() {
+        match self.options.cluster {
+            Cluster::Simulated => {
+                let _ = writeln!(
+                    text,
+                    "fluxd applies each commit to the simulated cluster, whose controller \
+                     rolls every changed workload out in a second or two: `release` waits \
+                     until its commit is applied, `--watch` follows the rollout."
+                );
+            }
+            Cluster::Kubeconfig(_) => {}
+            Cluster::None => {
+                let _ = writeln!(
+                    text,
+                    "Without a cluster nothing is applied: `fluxctl sync` fetches, names the \
+                     revision and is done once fluxd has read it."
+                );
+            }
+        }
+        if let Some(current) = current {
             let _ = writeln!(
                 text,
-                "Without a cluster nothing is applied: `fluxctl sync` fetches, names the \
-                 revision and is done once fluxd has read it."
+                "The current kubeconfig context {} ({}) answers: `--use-current-context` \
+                 runs the playground on that cluster instead.",
+                current.name, current.server
             );
         }
         let _ = writeln!(
             text,
-            "Ctrl-C stops fluxd and the registry and removes every temporary folder."
+            "Ctrl-C stops fluxd{} and the registry and removes every temporary folder.",
+            if self.simulated.is_some() {
+                ", the simulated cluster"
+            } else {
+                ""
+            }
         );
         text
     }
@@ -266,11 +368,13 @@ impl Playground {
         let Playground {
             registry,
             repo,
+            simulated,
             folder,
             ..
         } = self;
         drop(registry);
         drop(repo);
+        drop(simulated);
         let path = folder.path().to_path_buf();
         folder
             .close()
@@ -375,11 +479,6 @@ fn check_prerequisites(options: &Options) -> anyhow::Result<()> {
     if !git.is_ok_and(|o| o.status.success()) {
         bail!("git is missing (Debian package git)");
     }
-    if let Some(kubeconfig) = &options.kubeconfig
-        && !kubeconfig.is_file()
-    {
-        bail!("{} is not a file", kubeconfig.display());
-    }
     Ok(())
 }
 
@@ -454,6 +553,7 @@ async fn push_tags(registry_host: &str, images: &[MovedImage]) -> Vec<(String, V
 
 fn spawn_fluxd(
     options: &Options,
+    kubeconfig: Option<&std::ffi::OsStr>,
     folder: &Path,
     repo: &BareRepo,
     listen: &str,
@@ -495,13 +595,11 @@ fn spawn_fluxd(
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    match &options.kubeconfig {
+    match kubeconfig {
         Some(kubeconfig) => {
-            let absolute = std::path::absolute(kubeconfig)
-                .with_context(|| format!("resolving {}", kubeconfig.display()))?;
             command
                 .arg("--cluster=kubeconfig")
-                .env("KUBECONFIG", absolute);
+                .env("KUBECONFIG", kubeconfig);
         }
         None => {
             command.arg("--cluster=none");

@@ -4,11 +4,12 @@
 //! group-version resource lists; a created CRD adds its resource), GET, LIST (label and
 //! field selectors, `limit`/`continue`), POST, PUT, DELETE, server-side apply
 //! (`application/apply-patch+yaml`, field managers, conflicts, `force`), merge patches,
-//! `dryRun=All`, resourceVersion and generation, and `Status` errors with the real codes
-//! and reasons. `kubectl` is its judge: the tests run it against the double.
+//! `dryRun=All`, resourceVersion and generation, server-side tables of the workloads
+//! (`kubectl get deploy` columns), and `Status` errors with the real codes and reasons.
+//! `kubectl` is its judge: the tests run it against the double.
 //!
 //! Test hooks set a workload's status as a controller would and count write requests per
-//! object (`<namespace>:<Kind>/<name>`).
+//! object (`<namespace>:<Kind>/<name>`); a [`Controller`] beside it rolls workloads out.
 //!
 //! ```
 //! let server = flux_testkit::kube::ApiServer::start();
@@ -20,8 +21,10 @@
 //! assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
 //! ```
 
+mod controller;
 mod selector;
 mod store;
+mod table;
 mod types;
 
 use std::net::SocketAddr;
@@ -36,6 +39,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+pub use controller::{Controller, STEP};
 use store::{ApiError, ListOptions, Store, Target, WriteOptions};
 use types::ResourceType;
 
@@ -56,6 +60,8 @@ struct Shared {
     /// Group versions listed in `/apis` whose discovery answers 503, as an aggregated
     /// API whose backend is down does.
     unavailable: Mutex<Vec<(String, String)>>,
+    /// Woken after every request that may have written, for the [`Controller`].
+    changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -102,6 +108,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new()),
             unavailable: Mutex::new(Vec::new()),
+            changed: tokio::sync::Notify::new(),
             address,
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
@@ -459,7 +466,7 @@ async fn handle(
         }
         Route::Objects(target, subresource) => {
             let query = query_pairs(&uri);
-            match objects(
+            let answer = objects(
                 &mut store,
                 &method,
                 &headers,
@@ -467,7 +474,12 @@ async fn handle(
                 subresource.as_deref(),
                 &query,
                 &body,
-            ) {
+            );
+            drop(store);
+            if !read_only {
+                shared.changed.notify_waiters();
+            }
+            match answer {
                 Ok((code, value)) => respond(code, &value),
                 Err(error) => fail(&error),
             }
@@ -561,6 +573,16 @@ fn objects(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let metadata_only = accept.contains("as=PartialObjectMetadata");
+        if table::wanted(accept) {
+            let answer = match &name {
+                Some(_) => store.get(target)?,
+                None => store.list(target, &list_options(query))?,
+            };
+            if let Some(table) = table::of(&target.rt.kind, &answer) {
+                return Ok((200, table));
+            }
+            return Ok((200, answer));
+        }
         return match &name {
             Some(_) if metadata_only => store.get(target).map(|v| (200, partial(&v))),
             Some(_) => store.get(target).map(|v| (200, v)),

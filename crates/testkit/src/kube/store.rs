@@ -741,6 +741,21 @@ impl Store {
         true
     }
 
+    /// Every stored object of one type, in every namespace.
+    pub fn all(&self, rt: &ResourceType) -> Vec<Value> {
+        let first = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            String::new(),
+            String::new(),
+        );
+        self.objects
+            .range(first..)
+            .take_while(|((g, p, _, _), _)| *g == rt.group && *p == rt.plural)
+            .map(|(_, stored)| stored.object.clone())
+            .collect()
+    }
+
     /// The stored object as a client reads it.
     pub fn object(&self, rt: &ResourceType, namespace: Option<&str>, name: &str) -> Option<Value> {
         self.objects
