@@ -632,8 +632,9 @@ impl Inner {
         let root = files.dir().to_path_buf();
         let applying = self.cluster.is_some();
         let at = root.clone();
+        let options = load_options(&self.config, &root);
         let (checkout, set) = tokio::task::spawn_blocking(move || {
-            let checkout = Checkout::load(&paths, LoadOptions::default());
+            let checkout = Checkout::load(&paths, options);
             let set = applying.then(|| sync_set(&at, &checkout));
             (checkout, set)
         })
@@ -708,8 +709,9 @@ impl Inner {
             .map_err(|e| format!("checking out {head}: {e}"))?;
         let root = files.dir().to_path_buf();
         let paths = manifest_paths(&root, &self.config.git_paths);
+        let options = load_options(&self.config, &root);
         let answer = tokio::task::spawn_blocking(move || {
-            let checkout = Checkout::load(&paths, LoadOptions::default());
+            let checkout = Checkout::load(&paths, options);
             manifests_of(&checkout, &root)
         })
         .await
@@ -979,7 +981,7 @@ impl Inner {
     fn load(&self, dir: &Path) -> Checkout {
         let checkout = Checkout::load(
             &manifest_paths(dir, &self.config.git_paths),
-            LoadOptions::default(),
+            load_options(&self.config, dir),
         );
         for error in &checkout.errors {
             tracing::warn!("{error}");
@@ -1062,6 +1064,16 @@ fn sync_set(root: &Path, checkout: &Checkout) -> Vec<(String, String)> {
             }
         })
         .collect()
+}
+
+/// How a checkout at `root` is read: nothing outside `root`, and no file
+/// larger than `--manifest-max-file-size`.
+fn load_options(config: &Config, root: &Path) -> LoadOptions {
+    LoadOptions {
+        root: Some(root.to_path_buf()),
+        max_file_bytes: config.manifest_max_file_size,
+        ..LoadOptions::default()
+    }
 }
 
 /// The folders `--git-path` names in a checkout at `dir`; the paths are

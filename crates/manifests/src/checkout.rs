@@ -51,12 +51,18 @@ struct Indexed {
 }
 
 impl Checkout {
-    /// Loads the manifests under `paths` (folders or files).
+    /// Loads the manifests under `paths` (folders or files). Every path
+    /// read stays inside the checkout's root ([`LoadOptions::root`], or
+    /// each path itself): a path or symlink leading out of it is refused
+    /// with an error, as are files past the size and YAML limits, and the
+    /// rest still loads.
     pub fn load<P: AsRef<Path>>(paths: &[P], options: LoadOptions) -> Checkout {
         let mut found = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
-            load::walk(path.as_ref(), &mut found, &mut errors);
+            let path = path.as_ref();
+            let root = options.root.as_deref().unwrap_or(path);
+            load::walk(path, root, &mut found, &mut errors);
         }
         let indexes = read_all(&found, &options);
         let resources = indexes.iter().map(|i| i.resources.len()).sum();
@@ -70,6 +76,10 @@ impl Checkout {
             by_id: HashMap::with_capacity(resources),
         };
         for (file, index) in found.iter().zip(indexes) {
+            if index.refused {
+                checkout.errors.extend(index.errors);
+                continue;
+            }
             checkout.files.push(ManifestFile {
                 path: file.path.clone(),
                 kustomization: load::is_kustomization(&file.path)
@@ -324,13 +334,10 @@ fn read_one(
     spare: &mut Spare,
 ) -> FileIndex {
     buffer.clear();
-    let read = std::fs::File::open(&file.path).and_then(|mut f| f.read_to_end(buffer));
-    if let Err(source) = read {
+    if let Err(error) = read_within(&file.path, options.max_file_bytes, buffer) {
         let mut index = FileIndex::default();
-        index.errors.push(LoadError::Io {
-            path: file.path.clone(),
-            source,
-        });
+        index.refused = matches!(error, LoadError::TooLarge { .. });
+        index.errors.push(error);
         return index;
     }
     let text = match std::str::from_utf8(buffer) {
@@ -347,6 +354,34 @@ fn read_one(
     };
     let kustomization = load::is_kustomization(&file.path).then(|| load::kustomization_name(file));
     load::index_reusing(&file.path, kustomization.as_deref(), text, options, spare)
+}
+
+/// Reads the file at `path` into `buffer`, refusing one of more than `limit`
+/// bytes: by its size before reading, and by reading at most one byte more
+/// (a file that grows meanwhile, or a special file with no size).
+fn read_within(path: &Path, limit: u64, buffer: &mut Vec<u8>) -> Result<(), LoadError> {
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_large = |size| LoadError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let read = file
+        .take(limit.saturating_add(1))
+        .read_to_end(buffer)
+        .map_err(io)?;
+    if read as u64 > limit {
+        return Err(too_large(read as u64));
+    }
+    Ok(())
 }
 
 /// The same resources and the same containers, before and after an edit.

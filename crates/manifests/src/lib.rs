@@ -32,6 +32,7 @@
 //! ```
 
 mod checkout;
+mod confine;
 mod edit;
 mod error;
 mod id;
@@ -49,13 +50,13 @@ pub use checkout::{Checkout, ManifestFile, Transaction};
 pub use edit::EditError;
 pub use error::LoadError;
 pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};
-pub use load::LoadOptions;
+pub use load::{DEFAULT_MAX_FILE_BYTES, LoadOptions, parse_file_size};
 pub use policy::{Ignore, Policies, PolicyKey, PolicyUpdate};
 pub use spelling::{respell, split as split_spelling};
 pub use workload::{
     Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
 };
 pub use write::atomically as write_atomically;
-pub use yaml::SyntaxError;
 #[doc(hidden)]
 pub use yaml::fast_reader_agrees;
+pub use yaml::{SyntaxError, YamlLimits};
