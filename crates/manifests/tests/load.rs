@@ -180,6 +180,7 @@ fn cluster_scoped_kinds_get_the_cluster_namespace_and_others_the_default() {
     let text = "kind: ClusterRole\napiVersion: rbac.authorization.k8s.io/v1\nmetadata: {name: reader, namespace: ignored}\n---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: settings}\n";
     let options = LoadOptions {
         default_namespace: "flux-system".into(),
+        ..LoadOptions::default()
     };
     let checkout = Checkout::from_text(Path::new("r.yaml"), text, options);
     let ids: Vec<_> = checkout
