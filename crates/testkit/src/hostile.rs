@@ -139,6 +139,24 @@ impl Case {
         }
     }
 
+    /// The line where the limit was hit, for the YAML limits.
+    pub fn line(self) -> Option<usize> {
+        match self {
+            Case::DeepNesting => Some(7),
+            Case::AliasBomb => Some(7),
+            Case::TooManyDocuments => Some(2050),
+            _ => None,
+        }
+    }
+
+    /// The error as printed, the refused path relative to the repo.
+    pub fn error(self) -> String {
+        match self.line() {
+            Some(line) => format!("{}:{line}: {}", self.refused(), self.message()),
+            None => format!("{}: {}", self.refused(), self.message()),
+        }
+    }
+
     /// The `--git-path`s to read the repo with: all of it, but for
     /// [`Case::GitPathOut`], which names its escaping folder.
     pub fn git_paths(self) -> &'static [&'static str] {
