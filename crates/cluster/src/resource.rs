@@ -364,6 +364,23 @@ mod tests {
     }
 
     #[test]
+    fn hostile_texts_are_refused_within_the_budget() {
+        let laughs = flux_testkit::hostile::alias_bomb();
+        let deep = flux_testkit::hostile::deep(10_000);
+        let many = flux_testkit::hostile::documents(100_000);
+        for (name, text, why) in [
+            ("bomb.yaml", &laughs, "alias replay limit exceeded"),
+            ("deep.yaml", &deep, "recursion limit exceeded"),
+            ("many.yaml", &many, "Documents { documents: 1025 }"),
+        ] {
+            let error = Manifest::from_yaml(name, text).expect_err(name).to_string();
+            assert!(error.starts_with(name) && error.contains(why), "{error}");
+        }
+        let kept = flux_testkit::hostile::good_manifests();
+        assert_eq!(Manifest::from_yaml("good.yaml", &kept).unwrap().len(), 2);
+    }
+
+    #[test]
     fn broken_yaml_names_the_file_and_line() {
         let error = Manifest::from_yaml("bad.yaml", "apiVersion: v1\nkind: [\n").unwrap_err();
         assert_eq!(error.file, "bad.yaml");

@@ -335,10 +335,11 @@ fn read_one(
 ) -> FileIndex {
     buffer.clear();
     if let Err(error) = read_within(&file.path, options.max_file_bytes, buffer) {
-        let mut index = FileIndex::default();
-        index.refused = matches!(error, LoadError::TooLarge { .. });
-        index.errors.push(error);
-        return index;
+        return FileIndex {
+            refused: matches!(error, LoadError::TooLarge { .. }),
+            errors: vec![error],
+            ..FileIndex::default()
+        };
     }
     let text = match std::str::from_utf8(buffer) {
         Ok(text) => text,

@@ -74,8 +74,8 @@ pub enum LoadError {
         path: PathBuf,
         /// 1-based line of the workload.
         line: usize,
-        /// The workload.
-        workload: ResourceId,
+        /// The workload (boxed: it would make every error twice the size).
+        workload: Box<ResourceId>,
         /// The annotation key.
         annotation: String,
         /// What is wrong with its value.

@@ -381,7 +381,7 @@ impl Reader<'_, '_> {
             index.errors.push(LoadError::Policy {
                 path: self.path.to_path_buf(),
                 line: location.line,
-                workload: id.clone(),
+                workload: Box::new(id.clone()),
                 annotation: bad.annotation,
                 message: bad.message,
             });
