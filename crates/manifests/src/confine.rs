@@ -176,6 +176,39 @@ mod tests {
         assert!(inside(&root, &secret).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever path is asked for, through links in and out, up and down:
+        /// what resolves is inside the root, and is where the path really
+        /// leads.
+        #[test]
+        fn whatever_resolves_is_inside_the_root(
+            names in proptest::collection::vec(
+                proptest::sample::select(vec!["apps", "web", "web.yaml", "..", ".", "in", "out", "up", "abs"]),
+                0..8,
+            )
+        ) {
+            let (dir, root) = tree();
+            linked(&dir, &root);
+            let real = root.canonicalize().expect("the root resolves");
+            let path = root.join(names.join("/"));
+            if let Ok(resolved) = inside(&root, &path) {
+                proptest::prop_assert!(resolved.starts_with(&real), "{resolved:?}");
+                if let Ok(really) = path.canonicalize() {
+                    proptest::prop_assert_eq!(really, resolved);
+                }
+            }
+        }
+    }
+
+    /// Links of every kind in the tree: `in` stays inside, `out` and `abs`
+    /// leave it, `up` climbs one folder.
+    fn linked(dir: &tempfile::TempDir, root: &Path) {
+        symlink("apps/web", root.join("in")).expect("a link");
+        symlink("..", root.join("out")).expect("a link");
+        symlink("..", root.join("apps/web/up")).expect("a link");
+        symlink(dir.path(), root.join("apps/abs")).expect("a link");
+    }
+
     #[test]
     fn a_link_loop_is_refused() {
         let (_dir, root) = tree();
