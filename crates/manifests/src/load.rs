@@ -12,8 +12,9 @@ use crate::workload::{
 };
 use crate::yaml::{NodeId, Spare, Stream, Unreadable, YamlLimits};
 
-/// The default of [`LoadOptions::max_file_bytes`]: 4 MiB, four times
-/// the largest manifests seen in the wild (CRDs with their schemas).
+/// The default of [`LoadOptions::max_file_bytes`]: 4 MiB, more than twice
+/// the largest object etcd stores by default (1.5 MiB), so a file of
+/// several large CRDs still loads.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// How a checkout is read: how ids are made for resources that do not say
@@ -125,7 +126,9 @@ fn walk_dir(
     };
     // The entry's own file type costs no extra system call; a symlink is
     // followed only when it stays inside the root (hidden ones are never
-    // looked at).
+    // looked at). One that leads out is refused whatever its name: whether
+    // it is a folder would take looking outside.
+    let mut refused = Vec::new();
     let mut paths: Vec<(PathBuf, bool)> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -138,7 +141,7 @@ fn walk_dir(
                     match crate::confine::inside(checkout, &path) {
                         Ok(target) => target.is_dir(),
                         Err(error) => {
-                            errors.push(error);
+                            refused.push(error);
                             return None;
                         }
                     }
@@ -156,6 +159,9 @@ fn walk_dir(
     {
         return;
     }
+    // Refusals in path order, and none from a chart, which is not read.
+    refused.sort_by(|a: &LoadError, b| a.path().cmp(b.path()));
+    errors.append(&mut refused);
     paths.sort();
     for (path, is_dir) in paths {
         if is_hidden(&path) {

@@ -205,3 +205,18 @@ fn limits_can_be_raised_for_a_repo_that_needs_it() {
     assert_eq!(raised.files.len(), 1);
     assert!(Path::new(&raised.files[0].path).ends_with("many.yaml"));
 }
+
+#[test]
+fn a_symlink_out_of_a_helm_chart_is_not_reported_since_the_chart_is_not_read() {
+    let repo = tempfile::tempdir().expect("a temporary folder");
+    std::fs::create_dir_all(repo.path().join("chart/templates")).expect("a folder");
+    std::fs::write(repo.path().join("chart/Chart.yaml"), "name: c\n").expect("a file");
+    symlink(
+        "/etc/hostname",
+        repo.path().join("chart/templates/out.yaml"),
+    )
+    .expect("a link");
+    symlink("/etc/hostname", repo.path().join("chart/out.yaml")).expect("a link");
+    let checkout = Checkout::load(&[repo.path()], LoadOptions::default());
+    assert!(checkout.errors.is_empty(), "{:?}", checkout.errors);
+}
