@@ -189,9 +189,14 @@ impl Manifest {
 
     /// Every object of a YAML (or JSON) text, `---`-separated documents and `kind: List`
     /// expanded; empty documents are skipped.
+    ///
+    /// A text past the parser's budget (nesting, documents, aliases: see
+    /// [`budget`]) is refused, whatever its size: fluxd passes only files
+    /// its manifest reader took, which has the same limits, but nothing
+    /// here relies on that.
     pub fn from_yaml(source: &str, text: &str) -> Result<Vec<Manifest>, ManifestError> {
-        let documents: Vec<Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| ManifestError {
+        let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, budget())
+            .map_err(|e| ManifestError {
                 file: source.to_string(),
                 line: e.location().map(|l| l.line()),
                 message: e.to_string(),
@@ -207,6 +212,23 @@ impl Manifest {
             manifests.push(Manifest::from_object(source, document)?);
         }
         Ok(manifests)
+    }
+}
+
+/// The parser's limits on one text. Its defaults already bound depth (64),
+/// documents (1,024) and alias replays; they are spelled out because they
+/// are what keeps a hostile file from costing unbounded memory, and an
+/// alias bomb is cut short sooner (a manifest has no use for a hundred
+/// thousand replayed nodes).
+pub fn budget() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: 64,
+            max_documents: 1_024,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 200_000,
+        },
     }
 }
 
@@ -339,6 +361,23 @@ mod tests {
         assert_eq!(manifests[1].id.to_string(), "a:configmap/c");
         assert_eq!(manifests[1].ignore, IgnorePolicy::SyncOnly);
         assert_eq!(manifests[0].ignore, IgnorePolicy::No);
+    }
+
+    #[test]
+    fn hostile_texts_are_refused_within_the_budget() {
+        let laughs = flux_testkit::hostile::alias_bomb();
+        let deep = flux_testkit::hostile::deep(10_000);
+        let many = flux_testkit::hostile::documents(100_000);
+        for (name, text, why) in [
+            ("bomb.yaml", &laughs, "alias replay limit exceeded"),
+            ("deep.yaml", &deep, "recursion limit exceeded"),
+            ("many.yaml", &many, "Documents { documents: 1025 }"),
+        ] {
+            let error = Manifest::from_yaml(name, text).expect_err(name).to_string();
+            assert!(error.starts_with(name) && error.contains(why), "{error}");
+        }
+        let kept = flux_testkit::hostile::good_manifests();
+        assert_eq!(Manifest::from_yaml("good.yaml", &kept).unwrap().len(), 2);
     }
 
     #[test]

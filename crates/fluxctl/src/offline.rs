@@ -27,19 +27,47 @@ pub struct Manifests {
     /// --manifest-generation does; off, a `.flux.yaml` is ignored.
     #[arg(long)]
     pub manifest_generation: bool,
+    /// Folders (or files) of the --manifests folder to read, as fluxd's --git-path (repeatable):
+    /// the --manifests folder is then the repo's root, which no path read may leave.
+    #[arg(long = "git-path", value_name = "PATH", value_delimiter = ',')]
+    pub git_paths: Vec<PathBuf>,
+    /// Manifest files larger than this are refused unread (bytes, or with a KiB, MiB or GiB
+    /// suffix).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "4MiB",
+        value_parser = flux_manifests::parse_file_size,
+        env = "FLUX_MANIFEST_MAX_FILE_SIZE"
+    )]
+    pub manifest_max_file_size: u64,
 }
 
 impl Manifests {
     /// Loads the checkout and reports every load problem on standard error;
     /// returns whether there were any.
     pub fn load(&self) -> (Checkout, bool) {
-        let options = LoadOptions {
+        let mut options = LoadOptions {
             default_namespace: self.default_namespace.clone(),
-            root: self.paths.first().and_then(|p| work_tree(p)),
+            max_file_bytes: self.manifest_max_file_size,
             manifest_generation: self.manifest_generation,
             ..LoadOptions::default()
         };
-        let checkout = Checkout::load(&self.paths, options);
+        let checkout = match (self.paths.as_slice(), self.git_paths.is_empty()) {
+            (_, true) => {
+                options.root = self.paths.first().and_then(|p| work_tree(p));
+                Checkout::load(&self.paths, options)
+            }
+            ([root], false) => {
+                let paths: Vec<PathBuf> = self.git_paths.iter().map(|p| root.join(p)).collect();
+                options.root = Some(root.clone());
+                Checkout::load(&paths, options)
+            }
+            _ => {
+                eprintln!("fluxctl: --git-path takes one --manifests folder: the repo's root");
+                return (Checkout::load::<PathBuf>(&[], options), true);
+            }
+        };
         for error in &checkout.errors {
             eprintln!("fluxctl: {error}");
         }

@@ -23,6 +23,10 @@ pub struct Config {
     /// Read as git reads paths: `.` is the whole repo, `./dir` and `dir/` are `dir`.
     #[arg(long = "git-path", env = "FLUXD_GIT_PATH", value_delimiter = ',', value_parser = parse_git_path)]
     pub git_paths: Vec<String>,
+    /// Manifest files larger than this are refused unread (bytes, or with a
+    /// KiB, MiB or GiB suffix).
+    #[arg(long, env = "FLUXD_MANIFEST_MAX_FILE_SIZE", default_value = "4MiB", value_parser = flux_manifests::parse_file_size, value_name = "SIZE")]
+    pub manifest_max_file_size: u64,
     /// Committer (and author) name.
     #[arg(long, env = "FLUXD_GIT_USER", default_value = "Weave Flux")]
     pub git_user: String,

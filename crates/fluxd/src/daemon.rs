@@ -995,11 +995,10 @@ impl Inner {
     /// kustomize builds.
     fn load_options(&self, root: &Path) -> LoadOptions {
         LoadOptions {
-            root: Some(root.to_path_buf()),
             builds: Some(self.builds.clone()),
             manifest_generation: self.config.manifest_generation,
             generation_timeout: self.config.manifest_generation_timeout,
-            ..LoadOptions::default()
+            ..load_options(&self.config, root)
         }
     }
 
@@ -1114,6 +1113,16 @@ fn unbuilt(checkout: &Checkout, root: &Path) -> Vec<(String, String)> {
             (file, error.to_string())
         })
         .collect()
+}
+
+/// How a checkout at `root` is read: nothing outside `root`, and no file
+/// larger than `--manifest-max-file-size`.
+fn load_options(config: &Config, root: &Path) -> LoadOptions {
+    LoadOptions {
+        root: Some(root.to_path_buf()),
+        max_file_bytes: config.manifest_max_file_size,
+        ..LoadOptions::default()
+    }
 }
 
 /// The folders `--git-path` names in a checkout at `dir`; the paths are

@@ -48,11 +48,13 @@ pub fn file_errors(checkout: &Checkout, root: &Path) -> Vec<FileError> {
             let path = error.path();
             let (line, column) = match error {
                 LoadError::Syntax { line, column, .. } => (Some(*line), Some(*column)),
-                LoadError::Policy { line, .. } | LoadError::Invalid { line, .. } => {
-                    (Some(*line), None)
-                }
+                LoadError::Policy { line, .. }
+                | LoadError::Invalid { line, .. }
+                | LoadError::Limit { line, .. } => (Some(*line), None),
                 LoadError::Io { .. }
                 | LoadError::Duplicate { .. }
+                | LoadError::Outside { .. }
+                | LoadError::TooLarge { .. }
                 | LoadError::Build { .. }
                 | LoadError::Generate(_) => (None, None),
             };

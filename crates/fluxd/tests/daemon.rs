@@ -871,12 +871,21 @@ async fn a_tag_seen_before_automation_was_on_carries_when_it_was_seen() {
         format!("Auto-release {image}:0.5.0")
     );
 
+    // The job records its commit just after the push lands.
+    let head = repo.head(BRANCH);
+    wait_for("the automation job to record its commit", || async {
+        client.jobs().await.is_ok_and(|jobs| {
+            jobs.iter()
+                .any(|j| j.commit.as_deref() == Some(head.as_str()))
+        })
+    })
+    .await;
     let job = client
         .jobs()
         .await
         .unwrap()
         .into_iter()
-        .find(|j| j.commit.as_deref() == Some(repo.head(BRANCH).as_str()))
+        .find(|j| j.commit.as_deref() == Some(head.as_str()))
         .expect("the automation job");
     let seen = job
         .timeline

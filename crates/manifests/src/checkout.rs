@@ -64,10 +64,15 @@ struct Indexed {
 }
 
 impl Checkout {
-    /// Loads the manifests under `paths` (folders or files). A folder
-    /// holding a kustomization is built by kustomize unless another one
-    /// under `paths` includes it; the files of kustomize trees are read
-    /// only through their builds.
+    /// Loads the manifests under `paths` (folders or files). Every path
+    /// read stays inside the checkout's root ([`LoadOptions::root`], or
+    /// each path itself): a path or symlink leading out of it is refused
+    /// with an error, as are files past the size and YAML limits, and the
+    /// rest still loads. A folder holding a kustomization is built by
+    /// kustomize unless another one under `paths` includes it; the files
+    /// of kustomize trees are read only through their builds. With
+    /// manifest generation on, a path a `.flux.yaml` governs is what its
+    /// generators make.
     pub fn load<P: AsRef<Path>>(paths: &[P], options: LoadOptions) -> Checkout {
         let mut found = Vec::new();
         let mut errors = Vec::new();
@@ -79,12 +84,13 @@ impl Checkout {
             .unwrap_or_else(|| common_folder(&all));
         let mut loaded = Vec::new();
         let mut generated = Vec::new();
-        for path in all {
-            match generation_of(&root, &path, &options) {
-                Ok(Some(config)) => generated.push((path, config)),
+        for (path, full) in paths.iter().map(AsRef::as_ref).zip(all) {
+            match generation_of(&root, &full, &options) {
+                Ok(Some(config)) => generated.push((full, config)),
                 Ok(None) => {
-                    load::walk(&path, &mut found, &mut errors);
-                    loaded.push(path);
+                    let confined_to = options.root.as_deref().unwrap_or(path);
+                    load::walk(path, confined_to, &mut found, &mut errors);
+                    loaded.push(full);
                 }
                 Err(error) => errors.push(LoadError::Generate(error)),
             }
@@ -109,6 +115,10 @@ impl Checkout {
             generated_ids: HashMap::new(),
         };
         for (file, index) in found.iter().zip(indexes) {
+            if index.refused {
+                checkout.errors.extend(index.errors);
+                continue;
+            }
             checkout.files.push(ManifestFile {
                 path: file.path.clone(),
                 kustomization: load::is_kustomization(&file.path)
@@ -545,14 +555,12 @@ fn read_one(
     spare: &mut Spare,
 ) -> FileIndex {
     buffer.clear();
-    let read = std::fs::File::open(&file.path).and_then(|mut f| f.read_to_end(buffer));
-    if let Err(source) = read {
-        let mut index = FileIndex::default();
-        index.errors.push(LoadError::Io {
-            path: file.path.clone(),
-            source,
-        });
-        return index;
+    if let Err(error) = read_within(&file.path, options.max_file_bytes, buffer) {
+        return FileIndex {
+            refused: matches!(error, LoadError::TooLarge { .. }),
+            errors: vec![error],
+            ..FileIndex::default()
+        };
     }
     let text = match std::str::from_utf8(buffer) {
         Ok(text) => text,
@@ -568,6 +576,34 @@ fn read_one(
     };
     let kustomization = load::is_kustomization(&file.path).then(|| load::kustomization_name(file));
     load::index_reusing(&file.path, kustomization.as_deref(), text, options, spare)
+}
+
+/// Reads the file at `path` into `buffer`, refusing one of more than `limit`
+/// bytes: by its size before reading, and by reading at most one byte more
+/// (a file that grows meanwhile, or a special file with no size).
+fn read_within(path: &Path, limit: u64, buffer: &mut Vec<u8>) -> Result<(), LoadError> {
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_large = |size| LoadError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let read = file
+        .take(limit.saturating_add(1))
+        .read_to_end(buffer)
+        .map_err(io)?;
+    if read as u64 > limit {
+        return Err(too_large(read as u64));
+    }
+    Ok(())
 }
 
 /// The same resources and the same containers, before and after an edit.

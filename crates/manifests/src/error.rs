@@ -27,6 +27,36 @@ pub enum LoadError {
         /// What is wrong.
         message: String,
     },
+    /// A path that leads out of the checkout (a symlink or `..`); it is
+    /// named, and nothing of where it leads.
+    #[error("{}: refused: {why}", path.display())]
+    Outside {
+        /// The path as found in the checkout (the symlink, or the path given).
+        path: PathBuf,
+        /// How it leaves the checkout.
+        why: &'static str,
+    },
+    /// A file larger than the limit; it is not read.
+    #[error("{}: refused: {size} bytes, more than the limit of {limit} bytes", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes (at least, for a file that grew while read).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A file whose YAML goes past a limit on its shape (nesting depth,
+    /// alias expansion, document count); the rest of it is not read.
+    #[error("{}:{line}: refused: {what}", path.display())]
+    Limit {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line where the limit was hit.
+        line: usize,
+        /// Which limit, and its value.
+        what: String,
+    },
     /// Two resources have the same id.
     #[error("duplicate resource {id}: in {} and {}", first.display(), second.display())]
     Duplicate {
@@ -44,8 +74,8 @@ pub enum LoadError {
         path: PathBuf,
         /// 1-based line of the workload.
         line: usize,
-        /// The workload.
-        workload: ResourceId,
+        /// The workload (boxed: it would make every error twice the size).
+        workload: Box<ResourceId>,
         /// The annotation key.
         annotation: String,
         /// What is wrong with its value.
@@ -83,7 +113,10 @@ impl LoadError {
             | LoadError::Syntax { path, .. }
             | LoadError::Policy { path, .. }
             | LoadError::Invalid { path, .. }
-            | LoadError::Build { path, .. } => path,
+            | LoadError::Build { path, .. }
+            | LoadError::Outside { path, .. }
+            | LoadError::TooLarge { path, .. }
+            | LoadError::Limit { path, .. } => path,
             LoadError::Duplicate { second, .. } => second,
             LoadError::Generate(error) => error.path(),
         }

@@ -34,6 +34,7 @@
 //! ```
 
 mod checkout;
+mod confine;
 mod edit;
 mod error;
 pub mod generate;
@@ -55,7 +56,7 @@ pub use edit::EditError;
 pub use error::LoadError;
 pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};
 pub use kustomize::{BuildCache, BuildOptions};
-pub use load::LoadOptions;
+pub use load::{DEFAULT_MAX_FILE_BYTES, LoadOptions, parse_file_size};
 pub use policy::{Ignore, Policies, PolicyKey, PolicyUpdate};
 pub use spelling::{respell, split as split_spelling};
 pub use transaction::Transaction;
@@ -63,6 +64,6 @@ pub use workload::{
     Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
 };
 pub use write::atomically as write_atomically;
-pub use yaml::SyntaxError;
 #[doc(hidden)]
 pub use yaml::fast_reader_agrees;
+pub use yaml::{SyntaxError, YamlLimits};

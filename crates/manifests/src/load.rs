@@ -12,18 +12,32 @@ use crate::policy;
 use crate::workload::{
     Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
 };
-use crate::yaml::{NodeId, Spare, Stream};
+use crate::yaml::{NodeId, Spare, Stream, Unreadable, YamlLimits};
 
-/// How a checkout is read: ids for resources that do not say everything,
-/// and how kustomize trees are built.
+/// The default of [`LoadOptions::max_file_bytes`]: 4 MiB, more than twice
+/// the largest object etcd stores by default (1.5 MiB), so a file of
+/// several large CRDs still loads.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// How a checkout is read: how ids are made for resources that do not say
+/// everything, what a file of it may not do, and how
+/// kustomize trees are built and `.flux.yaml` commands run.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// The namespace of namespaced resources that name none.
     pub default_namespace: String,
-    /// The checkout's root folder: what a kustomization may read, and where
-    /// the other trees sharing a layer are looked for. None: the loaded
-    /// paths' deepest common folder.
+    /// The checkout's root: no path read may lead out of it (by a symlink
+    /// or `..`), and the folder a kustomization may read and where the
+    /// other trees sharing a layer are looked for. When `None`, each path
+    /// given to [`Checkout::load`] is its own root for the files read, and
+    /// kustomize trees may read the paths' deepest common folder.
+    ///
+    /// [`Checkout::load`]: crate::Checkout::load
     pub root: Option<PathBuf>,
+    /// Files larger than this are refused without being read.
+    pub max_file_bytes: u64,
+    /// Limits on the shape of each file's YAML.
+    pub yaml: YamlLimits,
     /// How kustomize runs.
     pub build: BuildOptions,
     /// Builds kept from an earlier load, reused when their inputs are unchanged.
@@ -40,12 +54,32 @@ impl Default for LoadOptions {
         LoadOptions {
             default_namespace: "default".to_string(),
             root: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            yaml: YamlLimits::default(),
             build: BuildOptions::default(),
             builds: None,
             manifest_generation: false,
             generation_timeout: std::time::Duration::from_secs(60),
         }
     }
+}
+
+/// Reads a file size limit as flags spell it: bytes, or a number with a
+/// `KiB`, `MiB` or `GiB` suffix (`4MiB`).
+pub fn parse_file_size(text: &str) -> Result<u64, String> {
+    let error = || format!("invalid size {text:?}: write it like 4194304, 512KiB, 4MiB or 1GiB");
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().map_err(|_| error())?;
+    let unit: u64 = match text[digits..].trim() {
+        "" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(error()),
+    };
+    number.checked_mul(unit).ok_or_else(error)
 }
 
 /// A manifest file found by the walk, and the folder it was found under.
@@ -63,8 +97,18 @@ pub(crate) fn is_kustomization(path: &Path) -> bool {
 }
 
 /// Finds the manifest files under `root`: `*.yaml` and `*.yml`, skipping
-/// hidden entries and Helm charts (folders holding `Chart.yaml`).
-pub(crate) fn walk(root: &Path, found: &mut Vec<Found>, errors: &mut Vec<LoadError>) {
+/// hidden entries and Helm charts (folders holding `Chart.yaml`). A symlink
+/// that leads out of `checkout` (the checkout's root) is refused, and the rest still walked.
+pub(crate) fn walk(
+    root: &Path,
+    checkout: &Path,
+    found: &mut Vec<Found>,
+    errors: &mut Vec<LoadError>,
+) {
+    if let Err(error) = crate::confine::inside(checkout, root) {
+        errors.push(error);
+        return;
+    }
     // A chart's templates are not manifests, whether the walk meets the
     // chart below a path or the path is (or is inside) the chart.
     if root.ancestors().any(|a| a.join("Chart.yaml").is_file()) {
@@ -77,10 +121,16 @@ pub(crate) fn walk(root: &Path, found: &mut Vec<Found>, errors: &mut Vec<LoadErr
         });
         return;
     }
-    walk_dir(root, root, found, errors);
+    walk_dir(root, root, checkout, found, errors);
 }
 
-fn walk_dir(root: &Path, dir: &Path, found: &mut Vec<Found>, errors: &mut Vec<LoadError>) {
+fn walk_dir(
+    root: &Path,
+    dir: &Path,
+    checkout: &Path,
+    found: &mut Vec<Found>,
+    errors: &mut Vec<LoadError>,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(source) => {
@@ -91,18 +141,32 @@ fn walk_dir(root: &Path, dir: &Path, found: &mut Vec<Found>, errors: &mut Vec<Lo
             return;
         }
     };
-    // The entry's own file type costs no extra system call (a symlink is
-    // followed, as `Path::is_dir` would).
+    // The entry's own file type costs no extra system call; a symlink is
+    // followed only when it stays inside the root (hidden ones are never
+    // looked at). One that leads out is refused whatever its name: whether
+    // it is a folder would take looking outside.
+    let mut refused = Vec::new();
     let mut paths: Vec<(PathBuf, bool)> = entries
         .filter_map(|e| e.ok())
-        .map(|e| {
+        .filter_map(|e| {
             let path = e.path();
             let dir = match e.file_type() {
-                Ok(t) if t.is_symlink() => path.is_dir(),
+                Ok(t) if t.is_symlink() => {
+                    if is_hidden(&path) {
+                        return None;
+                    }
+                    match crate::confine::inside(checkout, &path) {
+                        Ok(target) => target.is_dir(),
+                        Err(error) => {
+                            refused.push(error);
+                            return None;
+                        }
+                    }
+                }
                 Ok(t) => t.is_dir(),
                 Err(_) => false,
             };
-            (path, dir)
+            Some((path, dir))
         })
         .collect();
     if dir != root
@@ -112,14 +176,17 @@ fn walk_dir(root: &Path, dir: &Path, found: &mut Vec<Found>, errors: &mut Vec<Lo
     {
         return;
     }
+    // Refusals in path order, and none from a chart, which is not read.
+    refused.sort_by(|a: &LoadError, b| a.path().cmp(b.path()));
+    errors.append(&mut refused);
     paths.sort();
     for (path, is_dir) in paths {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with('.') {
+        if is_hidden(&path) {
             continue;
         }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if is_dir {
-            walk_dir(root, &path, found, errors);
+            walk_dir(root, &path, checkout, found, errors);
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             found.push(Found {
                 path,
@@ -129,12 +196,21 @@ fn walk_dir(root: &Path, dir: &Path, found: &mut Vec<Found>, errors: &mut Vec<Lo
     }
 }
 
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
 /// What one file holds.
 #[derive(Debug, Default)]
 pub(crate) struct FileIndex {
     pub resources: Vec<Resource>,
     pub workloads: Vec<Workload>,
     pub errors: Vec<LoadError>,
+    /// The file was not read (too large, or past a YAML limit): it is no
+    /// manifest file of the checkout, and nothing may read it again.
+    pub refused: bool,
 }
 
 /// The name of a kustomization workload: its folder relative to the walked root.
@@ -168,15 +244,24 @@ pub(crate) fn index_reusing(
     spare: &mut Spare,
 ) -> FileIndex {
     let mut index = FileIndex::default();
-    let stream = match Stream::parse_reusing(text, spare) {
+    let stream = match Stream::parse_reusing(text, spare, &options.yaml) {
         Ok(stream) => stream,
-        Err(error) => {
+        Err(Unreadable::Syntax(error)) => {
             index.errors.push(LoadError::Syntax {
                 path: path.to_path_buf(),
                 line: error.line,
                 column: error.column,
                 message: error.message,
             });
+            return index;
+        }
+        Err(Unreadable::Limit(error)) => {
+            index.errors.push(LoadError::Limit {
+                path: path.to_path_buf(),
+                line: error.line,
+                what: error.what,
+            });
+            index.refused = true;
             return index;
         }
     };
@@ -319,7 +404,7 @@ impl Reader<'_, '_> {
             index.errors.push(LoadError::Policy {
                 path: self.path.to_path_buf(),
                 line: location.line,
-                workload: id.clone(),
+                workload: Box::new(id.clone()),
                 annotation: bad.annotation,
                 message: bad.message,
             });

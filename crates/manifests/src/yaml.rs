@@ -111,6 +111,47 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// Limits on the shape of one file's YAML: a file past one is refused
+/// before anything reads its resources, so that a deeply nested document or
+/// an alias bomb costs time and memory in proportion to the file's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct YamlLimits {
+    /// How deeply collections may nest.
+    pub max_depth: usize,
+    /// How many nodes aliases (`*name`) may stand for in all, once expanded.
+    pub max_alias_nodes: u64,
+    /// How many documents one file may hold.
+    pub max_documents: usize,
+}
+
+impl Default for YamlLimits {
+    /// The limits the cluster side's parser has too: manifests of CRDs
+    /// nest about 20 deep, and use few aliases if any.
+    fn default() -> YamlLimits {
+        YamlLimits {
+            max_depth: 64,
+            max_alias_nodes: 100_000,
+            max_documents: 1_024,
+        }
+    }
+}
+
+/// A file past one of its [`YamlLimits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LimitError {
+    /// 1-based line where the limit was hit.
+    pub line: usize,
+    /// Which limit, and its value.
+    pub what: String,
+}
+
+/// Why a text gives no tree.
+#[derive(Debug)]
+pub(crate) enum Unreadable {
+    Syntax(SyntaxError),
+    Limit(LimitError),
+}
+
 fn style_of(style: ScalarStyle) -> Style {
     match style {
         ScalarStyle::Plain => Style::Plain,
@@ -137,8 +178,13 @@ impl<'a> Stream<'a> {
     }
 
     /// Like [`Stream::parse`], building in the room `spare` keeps from
-    /// earlier streams (see [`Spare::keep`]).
-    pub fn parse_reusing(text: &'a str, spare: &mut Spare) -> Result<Stream<'a>, SyntaxError> {
+    /// earlier streams (see [`Spare::keep`]), and refusing a tree past
+    /// `limits` before anything walks it.
+    pub fn parse_reusing(
+        text: &'a str,
+        spare: &mut Spare,
+        limits: &YamlLimits,
+    ) -> Result<Stream<'a>, Unreadable> {
         let stream = Stream {
             nodes: recycle(std::mem::take(&mut spare.nodes)),
             docs: Vec::new(),
@@ -147,10 +193,102 @@ impl<'a> Stream<'a> {
         };
         let stream = match crate::subset::parse_into(text, stream) {
             Some(stream) => stream,
-            None => Stream::parse_full(text)?,
+            None => Stream::parse_full_within(text, limits.max_depth)?,
         };
-        stream.refuse_duplicate_keys()?;
+        stream.within(limits).map_err(Unreadable::Limit)?;
+        stream.refuse_duplicate_keys().map_err(Unreadable::Syntax)?;
         Ok(stream)
+    }
+
+    /// Refuses a tree past `limits`: too many documents, collections nested
+    /// too deeply, or aliases that stand for too many nodes (the "billion
+    /// laughs": each level aliases the one before several times). Aliases
+    /// are never expanded here, nor anywhere else but through `kind: List`
+    /// items; this bounds that.
+    pub(crate) fn within(&self, limits: &YamlLimits) -> Result<(), LimitError> {
+        if let Some(&extra) = self.docs.get(limits.max_documents) {
+            return Err(LimitError {
+                line: self.nodes[extra].line,
+                what: format!("more than {} documents", limits.max_documents),
+            });
+        }
+        self.within_depth(limits.max_depth)?;
+        if self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.shape, Shape::Alias(_)))
+        {
+            self.within_alias_nodes(limits.max_alias_nodes)?;
+        }
+        Ok(())
+    }
+
+    fn within_depth(&self, max: usize) -> Result<(), LimitError> {
+        // A collection's children come after it, so one pass in order
+        // knows every node's depth before it meets the node's children.
+        let mut depth = vec![0u32; self.nodes.len()];
+        for (id, node) in self.nodes.iter().enumerate() {
+            let (Shape::Seq(children) | Shape::Map(children)) = &node.shape else {
+                continue;
+            };
+            let inner = depth[id] + 1;
+            if inner as usize > max {
+                return Err(LimitError {
+                    line: node.line,
+                    what: format!("collections nested more than {max} deep"),
+                });
+            }
+            for &kid in self.kids(children) {
+                depth[kid] = inner;
+            }
+        }
+        Ok(())
+    }
+
+    fn within_alias_nodes(&self, max: u64) -> Result<(), LimitError> {
+        // Each node stands for itself and its children, an alias for its
+        // anchored node: sizes are summed children first (post-order), and
+        // an anchored node is complete before any alias of it.
+        let mut end: Vec<NodeId> = (0..self.nodes.len()).collect();
+        for id in (0..self.nodes.len()).rev() {
+            if let Shape::Seq(children) | Shape::Map(children) = &self.nodes[id].shape
+                && let Some(&last) = self.kids(children).last()
+            {
+                end[id] = end[last];
+            }
+        }
+        let mut order: Vec<NodeId> = (0..self.nodes.len()).collect();
+        order.sort_unstable_by_key(|&id| (end[id], std::cmp::Reverse(id)));
+        let mut size = vec![0u64; self.nodes.len()];
+        let mut expanded: u64 = 0;
+        for id in order {
+            let node = &self.nodes[id];
+            size[id] = match &node.shape {
+                Shape::Scalar(..) => 1,
+                Shape::Seq(children) | Shape::Map(children) => self
+                    .kids(children)
+                    .iter()
+                    .fold(1u64, |sum, &kid| sum.saturating_add(size[kid])),
+                Shape::Alias(_) => {
+                    let target = self.resolve(id);
+                    if target == id || size[target] == 0 {
+                        return Err(LimitError {
+                            line: node.line,
+                            what: "an alias of a node that encloses it, or of none".to_string(),
+                        });
+                    }
+                    expanded = expanded.saturating_add(size[target]);
+                    if expanded > max {
+                        return Err(LimitError {
+                            line: node.line,
+                            what: format!("aliases that stand for more than {max} nodes"),
+                        });
+                    }
+                    size[target]
+                }
+            };
+        }
+        Ok(())
     }
 
     /// The first mapping (in source order) that names a key twice, as an
@@ -228,16 +366,47 @@ impl<'a> Stream<'a> {
 
     /// Parses every document of `text` with the full parser, granit-parser.
     pub fn parse_full(text: &'a str) -> Result<Stream<'a>, SyntaxError> {
-        let options = granit_parser::options! { emit_comments: false };
+        let nesting = granit_parser::Options::default().block_nesting_limit;
+        Stream::parse_full_within(text, nesting).map_err(|error| match error {
+            Unreadable::Syntax(error) => error,
+            Unreadable::Limit(error) => SyntaxError {
+                line: error.line,
+                column: 1,
+                message: error.what,
+            },
+        })
+    }
+
+    /// The same, stopping where collections nest deeper than `max_depth`
+    /// (flow and block ones counted apart, as the parser does; the tree's
+    /// depth check counts them together).
+    fn parse_full_within(text: &'a str, max_depth: usize) -> Result<Stream<'a>, Unreadable> {
+        let options = granit_parser::options! {
+            emit_comments: false,
+            flow_nesting_limit: max_depth,
+            block_nesting_limit: max_depth,
+        };
         let mut stream = Stream::with_capacity(text.len());
         // Open collections, each with where its children start in `pending`.
         let mut open: Vec<(NodeId, usize)> = Vec::new();
         let mut pending: Vec<NodeId> = Vec::new();
         for next in Parser::new_from_str_with_options(text, options) {
-            let (event, span) = next.map_err(|error| SyntaxError {
-                line: error.marker().line(),
-                column: error.marker().col() + 1,
-                message: error.info(),
+            let (event, span) = next.map_err(|error| {
+                let line = error.marker().line();
+                if matches!(
+                    error.kind(),
+                    granit_parser::ErrorKind::RecursionLimitExceeded
+                ) {
+                    return Unreadable::Limit(LimitError {
+                        line,
+                        what: format!("collections nested more than {max_depth} deep"),
+                    });
+                }
+                Unreadable::Syntax(SyntaxError {
+                    line,
+                    column: error.marker().col() + 1,
+                    message: error.info(),
+                })
             })?;
             match event {
                 Event::Scalar(value, style, anchor, _) => {
@@ -268,6 +437,7 @@ impl<'a> Stream<'a> {
                 _ => {}
             }
         }
+        stream.anchors.sort_by_key(|&(anchor, _)| anchor);
         Ok(stream)
     }
 
@@ -332,12 +502,16 @@ impl<'a> Stream<'a> {
 
     /// The node, following an alias to its anchored node.
     pub fn resolve(&self, id: NodeId) -> NodeId {
-        if let Shape::Alias(anchor) = self.nodes[id].shape
-            && let Some(&(_, target)) = self.anchors.iter().rev().find(|(a, _)| *a == anchor)
-        {
-            return target;
+        let Shape::Alias(anchor) = self.nodes[id].shape else {
+            return id;
+        };
+        // The anchors are sorted by id (stably, so the last of equal ids is
+        // the last definition): a search, not a scan, for every alias.
+        let after = self.anchors.partition_point(|&(a, _)| a <= anchor);
+        match after.checked_sub(1).map(|n| self.anchors[n]) {
+            Some((found, target)) if found == anchor => target,
+            _ => id,
         }
-        id
     }
 
     /// The scalar text of a node (after alias resolution), if it is a
@@ -396,4 +570,106 @@ pub fn fast_reader_agrees(text: &str) -> bool {
 /// YAML's null spellings for a plain scalar.
 pub(crate) fn is_null(value: &str) -> bool {
     matches!(value, "" | "~" | "null" | "Null" | "NULL")
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn refusal(text: &str, limits: &YamlLimits) -> LimitError {
+        match Stream::parse_reusing(text, &mut Spare::default(), limits) {
+            Err(Unreadable::Limit(error)) => error,
+            Err(Unreadable::Syntax(error)) => panic!("a syntax error, not a limit: {error:?}"),
+            Ok(_) => panic!("no limit hit"),
+        }
+    }
+
+    fn block_nesting(levels: usize) -> String {
+        (0..levels)
+            .map(|n| format!("{}k{n}:\n", "  ".repeat(n)))
+            .collect::<String>()
+            + &"  ".repeat(levels)
+            + "leaf\n"
+    }
+
+    /// Nine levels, each a sequence of nine aliases of the level before.
+    fn laughs(levels: usize) -> String {
+        let mut text = "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n".to_string();
+        for n in 1..levels {
+            let refs = vec![format!("*l{}", n - 1); 9].join(", ");
+            text.push_str(&format!("l{n}: &l{n} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn documents_past_the_limit_are_refused_at_the_first_extra_one() {
+        let limits = YamlLimits {
+            max_documents: 3,
+            ..YamlLimits::default()
+        };
+        let text = "---\na: 1\n".repeat(4);
+        let error = refusal(&text, &limits);
+        assert_eq!(error.line, 8, "{error:?}");
+        assert_eq!(error.what, "more than 3 documents");
+        assert!(
+            Stream::parse_reusing(&"---\na: 1\n".repeat(3), &mut Spare::default(), &limits).is_ok()
+        );
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_by_either_reader() {
+        let limits = YamlLimits::default();
+        let error = refusal(&block_nesting(65), &limits);
+        assert_eq!(error.what, "collections nested more than 64 deep");
+        assert!(error.line >= 64, "{error:?}");
+        assert!(Stream::parse_reusing(&block_nesting(63), &mut Spare::default(), &limits).is_ok());
+        // Flow collections go to the full parser, which stops where the limit is.
+        let flow = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert_eq!(
+            refusal(&flow, &limits).what,
+            "collections nested more than 64 deep"
+        );
+        let mixed = "a:\n  - [[[[x]]]]\n";
+        let shallow = YamlLimits {
+            max_depth: 4,
+            ..YamlLimits::default()
+        };
+        assert_eq!(refusal(mixed, &shallow).line, 2);
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_without_expanding_it() {
+        let limits = YamlLimits::default();
+        // 9^20 nodes once expanded, a kilobyte written.
+        let error = refusal(&laughs(20), &limits);
+        assert_eq!(error.what, "aliases that stand for more than 100000 nodes");
+        assert_eq!(error.line, 6, "9^5 nodes cross the limit at l5: {error:?}");
+        assert!(Stream::parse_reusing(&laughs(4), &mut Spare::default(), &limits).is_ok());
+    }
+
+    #[test]
+    fn an_alias_of_a_node_around_it_is_refused() {
+        let limits = YamlLimits::default();
+        let error = refusal("a: &a\n  b: *a\n", &limits);
+        assert_eq!(error.line, 2);
+        assert!(error.what.contains("encloses it"), "{error:?}");
+    }
+
+    #[test]
+    fn aliases_resolve_to_their_anchor_whatever_their_number() {
+        let mut text = String::new();
+        for n in 0..2_000 {
+            text.push_str(&format!("a{n}: &a{n} v{n}\n"));
+        }
+        for n in 0..2_000 {
+            text.push_str(&format!("b{n}: *a{n}\n"));
+        }
+        let stream = Stream::parse(&text).expect("the text parses");
+        let root = stream.docs[0];
+        assert_eq!(
+            stream.get(root, "b1234").and_then(|v| stream.str(v)),
+            Some("v1234")
+        );
+    }
 }

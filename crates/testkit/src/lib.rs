@@ -2,6 +2,7 @@
 //!
 //! It owns what the test suites start and generate: fixtures (the sock-shop
 //! manifests, copied so tests may edit them), generated manifests ([`generate`]),
+//! hostile config repos ([`hostile`]: symlinks out, huge files, alias bombs),
 //! git fixtures ([`git`]: seeded bare repositories, an isolated git environment,
 //! a real `sshd` on loopback, `git http-backend` behind Basic auth), a real OCI registry ([`registry::Registry`]) with
 //! synthetic images pushed through its API (over TLS with certificates of a
@@ -19,6 +20,7 @@ pub mod daemon;
 pub mod generate;
 pub mod git;
 mod git_http;
+pub mod hostile;
 pub mod kube;
 pub mod registry;
 pub mod relay;
