@@ -369,9 +369,31 @@ fn a_kustomization_may_not_read_outside_the_checkout_or_fetch_remote_trees() {
             ),
         ],
     );
+    write(
+        dir.path(),
+        &[("linked/kustomization.yaml", "resources:\n- base\n")],
+    );
+    std::os::unix::fs::symlink(
+        outside.path().join("secret"),
+        dir.path().join("linked/base"),
+    )
+    .expect("symlink");
     let checkout = load(dir.path());
     let errors: Vec<String> = checkout.errors.iter().map(ToString::to_string).collect();
-    assert_eq!(errors.len(), 2, "{errors:?}");
+    // The walk refuses the link too, as it refuses any link out.
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    let linked = errors
+        .iter()
+        .find(|e| e.contains("linked/kustomization.yaml"))
+        .expect("the symlinked base is refused");
+    assert!(
+        linked.contains("a symlink that leads outside the checkout"),
+        "{linked}"
+    );
+    assert!(
+        !linked.contains(&outside.path().display().to_string()),
+        "{linked}"
+    );
     assert!(
         errors
             .iter()
