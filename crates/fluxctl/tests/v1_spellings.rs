@@ -334,7 +334,11 @@ async fn identity_regenerate_replaces_the_deploy_key_and_shows_the_new_one() {
     // An ssh URL nobody answers: fluxd makes its key at start either way.
     let port = flux_testkit::git::free_port();
     let url = format!("ssh://git@127.0.0.1:{port}/repo.git");
-    let fluxd = Fluxd::spawn(&binaries::fluxd(), &url, None, port + 1, &[], &[]).await;
+    // Its own free port: `port + 1` may be taken by another test's server.
+    let listen = std::iter::repeat_with(flux_testkit::git::free_port)
+        .find(|p| *p != port)
+        .expect("a second free port");
+    let fluxd = Fluxd::spawn(&binaries::fluxd(), &url, None, listen, &[], &[]).await;
     let before = fluxctl(&["--url", &fluxd.url, "identity"]);
     assert!(before.status.success(), "{}", stderr(&before));
     assert!(
