@@ -43,7 +43,11 @@ fn script(args: &[&str]) -> Output {
         .env("CARGO_TARGET_DIR", target_dir())
         .output()
         .expect("scripts/image runs");
-    assert!(output.status.success(), "scripts/image {args:?}: {}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "scripts/image {args:?}: {}",
+        stderr(&output)
+    );
     output
 }
 
@@ -62,7 +66,10 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let input = bytes.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let output = child.wait_with_output().expect("gzip finishes");
-    writer.join().expect("the writer ends").expect("gzip reads the layer");
+    writer
+        .join()
+        .expect("the writer ends")
+        .expect("gzip reads the layer");
     assert!(output.status.success(), "a gzip layer");
     output.stdout
 }
@@ -84,7 +91,8 @@ async fn blob(http: &reqwest::Client, base: &str, digest: &str) -> Vec<u8> {
 /// with its libraries, which runs a binary but not what it executes.
 fn run_in(root: &Path, command: &[&str]) -> Output {
     if rustix::process::geteuid().is_root() {
-        return Command::new("chroot")
+        // Found on this machine's PATH: the command's own PATH is the image's.
+        return Command::new(on_path("chroot"))
             .arg("--userspec=65532:65532")
             .arg(root)
             .args(command)
@@ -108,9 +116,19 @@ fn run_in(root: &Path, command: &[&str]) -> Output {
         .expect("the image's loader runs")
 }
 
+/// Where `program` is on this process's PATH.
+fn on_path(program: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
 #[tokio::test]
-#[ignore = "compresses a 50 MB image from release binaries: minutes on a loaded 2-core \
-            machine; run `cargo build --release -p fluxd -p fluxctl`, then this with --ignored"]
+#[ignore = "needs the release binaries, which cargo test does not build \
+            (`cargo build --release -p fluxd -p fluxctl`: 18 minutes on a loaded 2-core machine); \
+            then run this with --ignored (about 25 s)"]
 async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
     let layout = tempfile::tempdir().expect("a folder for the layout");
     let layout_path = layout.path().to_str().expect("UTF-8 temporary path");
@@ -120,7 +138,10 @@ async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
     let reference = format!("{}/fluxd:test", registry.host());
     let pushed = stdout(&script(&["push", layout_path, &reference]));
     let digest = pushed.trim();
-    assert!(digest.starts_with("sha256:"), "push prints the digest: {pushed}");
+    assert!(
+        digest.starts_with("sha256:"),
+        "push prints the digest: {pushed}"
+    );
 
     let http = reqwest::Client::new();
     let base = format!("http://{}/v2/fluxd", registry.host());
@@ -143,7 +164,9 @@ async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
         manifest["config"]["mediaType"],
         "application/vnd.oci.image.config.v1+json"
     );
-    let config_digest = manifest["config"]["digest"].as_str().expect("a config digest");
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .expect("a config digest");
     let config: Value =
         serde_json::from_slice(&blob(&http, &base, config_digest).await).expect("a JSON config");
     assert_eq!(config["config"]["User"], "65532:65532");
@@ -164,7 +187,11 @@ async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
         assert_eq!(layer["size"], bytes.len(), "the size the manifest says");
         compressed += bytes.len() as u64;
         let tar = gunzip(&bytes);
-        assert_eq!(&sha256(&tar), diff_id, "the diff_id is the uncompressed layer's");
+        assert_eq!(
+            &sha256(&tar),
+            diff_id,
+            "the diff_id is the uncompressed layer's"
+        );
         let file = layout.path().join("layer.tar");
         std::fs::write(&file, &tar).expect("the layer is written");
         let unpacked = Command::new("tar")
@@ -177,7 +204,10 @@ async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
         assert!(unpacked.status.success(), "{}", stderr(&unpacked));
     }
     println!("image {digest}: {compressed} bytes of compressed layers");
-    assert!(compressed < BUDGET, "{compressed} bytes is over the {BUDGET} budget");
+    assert!(
+        compressed < BUDGET,
+        "{compressed} bytes is over the {BUDGET} budget"
+    );
 
     // A container runtime gives the pod a /dev; chroot does not.
     let root = root.path();
@@ -190,7 +220,10 @@ async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
         .is_ok_and(|s| s.success());
 
     let version = run_in(root, &["/usr/local/bin/fluxd", "--version"]);
-    assert_eq!(stdout(&version).trim(), format!("fluxd {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("fluxd {}", env!("CARGO_PKG_VERSION"))
+    );
     let git = run_in(root, &["git", "--version"]);
     assert!(stdout(&git).starts_with("git version "), "{}", stderr(&git));
     let ssh = run_in(root, &["ssh", "-V"]);
@@ -203,12 +236,22 @@ async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
     // together, as a fetch over ssh runs them.
     let chain = run_in(
         root,
-        &["git", "-c", "core.sshCommand=ssh -V", "ls-remote", "ssh://git@example.invalid/x"],
+        &[
+            "git",
+            "-c",
+            "core.sshCommand=ssh -V",
+            "ls-remote",
+            "ssh://git@example.invalid/x",
+        ],
     );
     assert!(stderr(&chain).contains("OpenSSH_"), "{}", stderr(&chain));
     // The https helper is there and loads (it fails to connect, not to start).
     let https = run_in(root, &["git", "ls-remote", "https://127.0.0.1:1/x"]);
-    assert!(stderr(&https).contains("unable to access"), "{}", stderr(&https));
+    assert!(
+        stderr(&https).contains("unable to access"),
+        "{}",
+        stderr(&https)
+    );
     // The ConfigMap `fluxctl install` mounts at /etc/ssh is where this ssh
     // looks for host keys when run as fluxd runs it (`-F /dev/null`).
     let config = run_in(root, &["ssh", "-F", "/dev/null", "-G", "github.com"]);
@@ -218,17 +261,38 @@ async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
         stdout(&config)
     );
     // fluxd makes its deploy key with ssh-keygen, as the image's user.
-    let keygen = run_in(root, &["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/tmp/key"]);
+    let keygen = run_in(
+        root,
+        &[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            "/tmp/key",
+        ],
+    );
     assert!(keygen.status.success(), "{}", stderr(&keygen));
     let kubectl = run_in(root, &["kubectl", "version", "--client"]);
-    assert!(stdout(&kubectl).contains("Client Version"), "{}", stderr(&kubectl));
+    assert!(
+        stdout(&kubectl).contains("Client Version"),
+        "{}",
+        stderr(&kubectl)
+    );
 
     // The same inputs make the same image.
     let again = tempfile::tempdir().expect("a second layout");
-    script(&["build", again.path().to_str().expect("UTF-8 temporary path")]);
-    let index: Value = serde_json::from_slice(
-        &std::fs::read(again.path().join("index.json")).expect("an index"),
-    )
-    .expect("a JSON index");
-    assert_eq!(index["manifests"][0]["digest"], digest, "a rebuild has the same digest");
+    script(&[
+        "build",
+        again.path().to_str().expect("UTF-8 temporary path"),
+    ]);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(again.path().join("index.json")).expect("an index"))
+            .expect("a JSON index");
+    assert_eq!(
+        index["manifests"][0]["digest"], digest,
+        "a rebuild has the same digest"
+    );
 }

@@ -9,7 +9,9 @@ use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
 use binaries::{fluxctl, stderr, stdout};
-use flux_testkit::kube::ApiServer;
+use flux_testkit::daemon::{Fluxd, sock_shop_repo, wait_for};
+use flux_testkit::git::BRANCH;
+use flux_testkit::kube::{ApiServer, AuthorizedRequest};
 use serde_json::Value;
 
 const IMAGE: &str = "registry.example:5000/fluxd:0.1.0";
@@ -409,5 +411,78 @@ fn flags_fluxd_could_not_start_with_are_refused_naming_them() {
         stderr(&output).contains("--git-email"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// Whether one of `rules` (an RBAC role's) grants `request`, as RBAC
+/// matches them: any listed or `*` group, resource and verb.
+fn granted(rules: &[Value], request: &AuthorizedRequest) -> bool {
+    let lists = |rule: &Value, key: &str, wanted: &str| {
+        rule[key]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|i| i == "*" || i == wanted))
+    };
+    rules.iter().any(|rule| {
+        rule["resourceNames"].is_null()
+            && lists(rule, "apiGroups", &request.group)
+            && lists(rule, "resources", &request.resource)
+            && lists(rule, "verbs", &request.verb)
+    })
+}
+
+#[tokio::test]
+async fn fluxd_asks_the_api_server_for_nothing_the_cluster_role_does_not_grant() {
+    let yaml = printed(&[]);
+    let role = documents(&yaml)
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .expect("a ClusterRole is printed");
+    let rules = role["rules"].as_array().expect("rules").clone();
+
+    let cluster = ApiServer::start();
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start_with_cluster(
+        &binaries::fluxd(),
+        &repo,
+        &cluster.kubeconfig(),
+        &["--sync-garbage-collection"],
+    )
+    .await;
+    let shipping = || cluster.object("Service", Some("sock-shop"), "shipping");
+    wait_for("the first sync", || async { shipping().is_some() }).await;
+    repo.commit_file(
+        BRANCH,
+        "manifests/24-shipping-svc.yaml",
+        "",
+        "Retire shipping",
+    );
+    let synced = fluxctl(&["--url", &fluxd.url, "--token", &fluxd.token, "sync"]);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    assert!(
+        shipping().is_none(),
+        "collected; fluxd said:\n{}",
+        fluxd.log()
+    );
+
+    let requests = cluster.requests();
+    for verb in ["get", "list", "create", "patch", "delete"] {
+        assert!(
+            requests.iter().any(|r| r.verb == verb),
+            "fluxd made no {verb} request: the test would not check that rule"
+        );
+    }
+    let refused: Vec<&AuthorizedRequest> =
+        requests.iter().filter(|r| !granted(&rules, r)).collect();
+    assert!(
+        refused.is_empty(),
+        "not granted by the ClusterRole: {refused:#?}"
+    );
+    let watch = AuthorizedRequest {
+        verb: "watch".into(),
+        ..requests[0].clone()
+    };
+    assert!(
+        !granted(&rules, &watch),
+        "a verb fluxd does not use is not granted"
     );
 }

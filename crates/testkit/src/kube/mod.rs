@@ -7,8 +7,9 @@
 //! `dryRun=All`, resourceVersion and generation, and `Status` errors with the real codes
 //! and reasons. `kubectl` is its judge: the tests run it against the double.
 //!
-//! Test hooks set a workload's status as a controller would and count write requests per
-//! object (`<namespace>:<Kind>/<name>`).
+//! Test hooks set a workload's status as a controller would, count write requests per
+//! object (`<namespace>:<Kind>/<name>`) and list every request in RBAC's terms
+//! ([`ApiServer::requests`]).
 //!
 //! ```
 //! let server = flux_testkit::kube::ApiServer::start();
@@ -56,6 +57,26 @@ struct Shared {
     /// Group versions listed in `/apis` whose discovery answers 503, as an aggregated
     /// API whose backend is down does.
     unavailable: Mutex<Vec<(String, String)>>,
+    /// Every request to a resource, in RBAC's terms, in arrival order.
+    requests: Mutex<Vec<AuthorizedRequest>>,
+}
+
+/// A request to a resource as the real API server's authorizer sees it: the
+/// verb, group, resource (`deployments/scale` for a subresource), namespace
+/// and name an RBAC rule is matched against. Discovery and OpenAPI reads are
+/// not resource requests and are not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedRequest {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection`.
+    pub verb: String,
+    /// The API group, empty for the core group.
+    pub group: String,
+    /// The resource's plural, with `/<subresource>` when one was asked for.
+    pub resource: String,
+    /// The namespace of the request, none for cluster-wide ones.
+    pub namespace: Option<String>,
+    /// The object's name, none for collections.
+    pub name: Option<String>,
 }
 
 impl Shared {
@@ -102,6 +123,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new()),
             unavailable: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
             address,
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
@@ -155,6 +177,15 @@ impl ApiServer {
     /// named `<namespace>:<Kind>/<name>` (`<cluster>` for cluster-scoped objects).
     pub fn writes(&self, id: &str) -> u64 {
         self.shared.store().writes(id)
+    }
+
+    /// Every request to a resource so far, as RBAC sees it, in arrival order.
+    pub fn requests(&self) -> Vec<AuthorizedRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Write requests made to any object since the start or the last reset.
@@ -459,7 +490,8 @@ async fn handle(
         }
         Route::Objects(target, subresource) => {
             let query = query_pairs(&uri);
-            match objects(
+            let request = authorized_request(&method, &target, subresource.as_deref(), &query);
+            let answer = objects(
                 &mut store,
                 &method,
                 &headers,
@@ -467,12 +499,59 @@ async fn handle(
                 subresource.as_deref(),
                 &query,
                 &body,
-            ) {
+            );
+            let mut requests = shared
+                .requests
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // An apply that makes the object is authorised as a create as well.
+            if matches!(answer, Ok((201, _))) && request.verb == "patch" {
+                requests.push(AuthorizedRequest {
+                    verb: "create".into(),
+                    ..request.clone()
+                });
+            }
+            requests.push(request);
+            match answer {
                 Ok((code, value)) => respond(code, &value),
                 Err(error) => fail(&error),
             }
         }
         _ => fail(&ApiError::method_not_allowed()),
+    }
+}
+
+/// The verb and resource RBAC sees in a request to `target`.
+fn authorized_request(
+    method: &Method,
+    target: &Target,
+    subresource: Option<&str>,
+    query: &[(String, String)],
+) -> AuthorizedRequest {
+    let named = target.name.is_some();
+    let verb = match *method {
+        Method::GET if query_value(query, "watch").is_some_and(|w| w == "true" || w == "1") => {
+            "watch"
+        }
+        Method::GET if named => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    };
+    let resource = match subresource {
+        Some(sub) => format!("{}/{sub}", target.rt.plural),
+        None => target.rt.plural.clone(),
+    };
+    AuthorizedRequest {
+        verb: verb.into(),
+        group: target.rt.group.clone(),
+        resource,
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
     }
 }
 
