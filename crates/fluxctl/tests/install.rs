@@ -486,3 +486,79 @@ async fn fluxd_asks_the_api_server_for_nothing_the_cluster_role_does_not_grant()
         "a verb fluxd does not use is not granted"
     );
 }
+
+#[tokio::test]
+async fn with_allowed_namespaces_only_cluster_scoped_requests_fall_outside_the_roles() {
+    let yaml = printed(&["--k8s-allow-namespace", "sock-shop"]);
+    let role = documents(&yaml)
+        .into_iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "flux")
+        .expect("a Role in sock-shop is printed");
+    assert_eq!(role["metadata"]["namespace"], "sock-shop");
+    let rules = role["rules"].as_array().expect("rules").clone();
+
+    let cluster = ApiServer::start();
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start_with_cluster(
+        &binaries::fluxd(),
+        &repo,
+        &cluster.kubeconfig(),
+        &[
+            "--sync-garbage-collection",
+            "--k8s-allow-namespace=sock-shop",
+        ],
+    )
+    .await;
+    wait_for("the first sync", || async {
+        cluster
+            .object("Service", Some("sock-shop"), "shipping")
+            .is_some()
+    })
+    .await;
+    let synced = fluxctl(&["--url", &fluxd.url, "--token", &fluxd.token, "sync"]);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+
+    let requests = cluster.requests();
+    let (namespaced, cluster_wide): (Vec<_>, Vec<_>) =
+        requests.iter().partition(|r| r.namespace.is_some());
+    assert!(!namespaced.is_empty());
+    for request in namespaced {
+        assert_eq!(
+            request.namespace.as_deref(),
+            Some("sock-shop"),
+            "{request:?}"
+        );
+        assert!(
+            granted(&rules, request),
+            "not granted by the Role: {request:?}"
+        );
+    }
+    // What the README says a Role cannot grant: the repo's Namespace, and
+    // garbage collection's lists of cluster-scoped kinds.
+    let listed = cluster
+        .kubectl()
+        .args(["api-resources", "--namespaced=false", "-o", "name"])
+        .output()
+        .expect("kubectl runs");
+    let cluster_scoped: Vec<String> = stdout(&listed).lines().map(str::to_string).collect();
+    assert!(
+        cluster_scoped.iter().any(|r| r == "namespaces"),
+        "{cluster_scoped:?}"
+    );
+    assert!(
+        cluster_wide.iter().any(|r| r.verb == "list"),
+        "garbage collection lists cluster-scoped kinds (the README says a Role skips it)"
+    );
+    for request in cluster_wide {
+        let name = match request.group.as_str() {
+            "" => request.resource.clone(),
+            group => format!("{}.{group}", request.resource),
+        };
+        let namespace_object = request.resource == "namespaces" && request.verb != "list";
+        let scoped_list = request.verb == "list" && cluster_scoped.contains(&name);
+        assert!(
+            namespace_object || scoped_list,
+            "a cluster-wide request besides the Namespace and lists of cluster-scoped kinds: {request:?}"
+        );
+    }
+}
