@@ -418,3 +418,30 @@ fn requests_are_kept_in_the_terms_rbac_matches() {
         "an apply that makes the object is a create and a patch"
     );
 }
+
+#[test]
+fn a_misspelt_field_of_a_pod_template_is_refused_as_the_real_server_refuses_it() {
+    let server = ApiServer::start();
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  selector:\n    matchLabels:\n      name: app\n  template:\n    metadata:\n      labels:\n        name: app\n    spec:\n      containers:\n      - name: app\n        image: app:1\n        securityContext:\n          readOnlyRootFileSystem: true\n";
+    std::fs::write(file.path(), deployment).expect("the manifest is written");
+    let path = file.path().to_str().expect("UTF-8 temporary path");
+    for (args, said) in [
+        (
+            &["apply", "--server-side", "-f", path][..],
+            ".spec.template.spec.containers[name=\"app\"].securityContext.readOnlyRootFileSystem: field not declared in schema",
+        ),
+        (
+            &["create", "-f", path],
+            "unknown field \"spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem\"",
+        ),
+    ] {
+        let output = server.kubectl().args(args).output().expect("kubectl runs");
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+    }
+    let fixed = deployment.replace("FileSystem", "Filesystem");
+    std::fs::write(file.path(), fixed).expect("the manifest is written");
+    run(&server, &["apply", "--server-side", "-f", path]);
+}
