@@ -296,3 +296,143 @@ async fn the_image_runs_fluxd_git_and_ssh_from_its_own_root() {
         "a rebuild has the same digest"
     );
 }
+
+/// A small OCI image layout, as `scripts/image build` writes one, without
+/// building anything; returns its manifest's digest.
+fn small_layout(dir: &Path) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("the blobs folder");
+    let put = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).expect("a blob");
+        (digest, bytes.len())
+    };
+    let (layer, layer_size) = put(b"not a real layer: the registry stores bytes");
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    });
+    let (config, config_size) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": layer_size}],
+    });
+    let (manifest, manifest_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest, "size": manifest_size}],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).expect("the index");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("the layout marker");
+    manifest
+}
+
+fn push(layout: &Path, reference: &str, credentials: Option<(&str, &str)>) -> Output {
+    let mut command = Command::new(workspace().join("scripts/image"));
+    command
+        .arg("push")
+        .arg(layout)
+        .arg(reference)
+        .env_remove("REGISTRY_USER")
+        .env_remove("REGISTRY_PASSWORD");
+    if let Some((user, password)) = credentials {
+        command
+            .env("REGISTRY_USER", user)
+            .env("REGISTRY_PASSWORD", password);
+    }
+    command.output().expect("scripts/image runs")
+}
+
+#[tokio::test]
+async fn push_puts_the_layout_in_the_registry_and_prints_its_digest() {
+    let layout = tempfile::tempdir().expect("a folder for the layout");
+    let digest = small_layout(layout.path());
+    let registry = Registry::start();
+    let pushed = push(
+        layout.path(),
+        &format!("{}/fluxd:0.1.0", registry.host()),
+        None,
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    assert_eq!(stdout(&pushed).trim(), digest);
+
+    let http = reqwest::Client::new();
+    let tagged = http
+        .get(format!(
+            "http://{}/v2/fluxd/manifests/0.1.0",
+            registry.host()
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("GET manifest");
+    assert_eq!(tagged.status(), 200);
+    assert_eq!(tagged.headers()["docker-content-digest"], digest.as_str());
+    let manifest: Value = tagged.json().await.expect("a JSON manifest");
+    let base = format!("http://{}/v2/fluxd", registry.host());
+    blob(&http, &base, manifest["config"]["digest"].as_str().unwrap()).await;
+    blob(
+        &http,
+        &base,
+        manifest["layers"][0]["digest"].as_str().unwrap(),
+    )
+    .await;
+
+    let again = push(
+        layout.path(),
+        &format!("{}/fluxd:again", registry.host()),
+        None,
+    );
+    assert!(
+        again.status.success(),
+        "blobs already there are skipped: {}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn push_to_a_registry_that_wants_credentials_takes_them_from_the_environment() {
+    let layout = tempfile::tempdir().expect("a folder for the layout");
+    let digest = small_layout(layout.path());
+    let registry = Registry::start_with_basic_auth("flux", "s3cret");
+    let reference = format!("{}/fluxd:0.1.0", registry.host());
+
+    let refused = push(layout.path(), &reference, None);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("REGISTRY_USER and REGISTRY_PASSWORD"),
+        "{}",
+        stderr(&refused)
+    );
+    let wrong = push(layout.path(), &reference, Some(("flux", "wrong")));
+    assert!(!wrong.status.success());
+
+    let pushed = push(layout.path(), &reference, Some(("flux", "s3cret")));
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    assert_eq!(stdout(&pushed).trim(), digest);
+}
+
+#[test]
+fn push_refuses_a_folder_that_is_not_a_layout_and_a_reference_without_a_registry() {
+    let empty = tempfile::tempdir().expect("a folder");
+    let output = push(empty.path(), "127.0.0.1:5000/fluxd:0.1.0", None);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("not an OCI layout"),
+        "{}",
+        stderr(&output)
+    );
+
+    let layout = tempfile::tempdir().expect("a folder for the layout");
+    small_layout(layout.path());
+    let output = push(layout.path(), "fluxd", None);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("name the registry"),
+        "{}",
+        stderr(&output)
+    );
+}
