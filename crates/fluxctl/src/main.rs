@@ -9,6 +9,7 @@ mod check_policy;
 mod completion;
 mod daemon;
 mod identity;
+mod install;
 mod interactive;
 mod list_images;
 mod list_workloads;
@@ -65,6 +66,8 @@ enum Command {
     Save(save::Args),
     /// Show the daemon's public deploy key.
     Identity(identity::Args),
+    /// Print the Kubernetes objects that run fluxd in the cluster, or write one file per object.
+    Install(Box<install::Args>),
     /// Show fluxctl's version.
     Version,
     /// Write a shell completion script.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => sync::run(args, connection),
         Command::Save(args) => save::run(args, connection),
         Command::Identity(args) => identity::run(args, connection),
+        Command::Install(args) => install::run(*args),
         Command::Version => {
             println!("fluxctl {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -362,3 +362,86 @@ fn workload_state_hook_is_what_kubectl_reads() {
             .any(|c| c["reason"] == "ProgressDeadlineExceeded")
     );
 }
+
+#[test]
+fn requests_are_kept_in_the_terms_rbac_matches() {
+    let server = ApiServer::start();
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let manifest =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"1\"\n";
+    std::fs::write(file.path(), manifest).expect("the manifest is written");
+    let path = file.path().to_str().expect("UTF-8 temporary path");
+    run(&server, &["create", "-f", path]);
+    run(&server, &["get", "configmaps", "-n", "default"]);
+    run(&server, &["get", "configmap", "settings"]);
+    run(&server, &["delete", "configmap", "settings"]);
+    let seen: Vec<(String, String, Option<String>, Option<String>)> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "configmaps")
+        .map(|r| (r.verb, r.group, r.namespace, r.name))
+        .collect();
+    let default = Some("default".to_string());
+    let settings = Some("settings".to_string());
+    assert_eq!(
+        seen,
+        [
+            ("create".into(), String::new(), default.clone(), None),
+            ("list".into(), String::new(), default.clone(), None),
+            (
+                "get".into(),
+                String::new(),
+                default.clone(),
+                settings.clone()
+            ),
+            (
+                "delete".into(),
+                String::new(),
+                default.clone(),
+                settings.clone()
+            ),
+            // kubectl delete waits for the object to be gone.
+            ("get".into(), String::new(), default, settings),
+        ]
+    );
+
+    run(&server, &["apply", "--server-side", "-f", &sock_shop()]);
+    let front_end: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "deployments" && r.name.as_deref() == Some("front-end"))
+        .map(|r| format!("{} {}", r.verb, r.group))
+        .collect();
+    assert_eq!(
+        front_end,
+        ["create apps", "patch apps"],
+        "an apply that makes the object is a create and a patch"
+    );
+}
+
+#[test]
+fn a_misspelt_field_of_a_pod_template_is_refused_as_the_real_server_refuses_it() {
+    let server = ApiServer::start();
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  selector:\n    matchLabels:\n      name: app\n  template:\n    metadata:\n      labels:\n        name: app\n    spec:\n      containers:\n      - name: app\n        image: app:1\n        securityContext:\n          readOnlyRootFileSystem: true\n";
+    std::fs::write(file.path(), deployment).expect("the manifest is written");
+    let path = file.path().to_str().expect("UTF-8 temporary path");
+    for (args, said) in [
+        (
+            &["apply", "--server-side", "-f", path][..],
+            ".spec.template.spec.containers[name=\"app\"].securityContext.readOnlyRootFileSystem: field not declared in schema",
+        ),
+        (
+            &["create", "-f", path],
+            "unknown field \"spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem\"",
+        ),
+    ] {
+        let output = server.kubectl().args(args).output().expect("kubectl runs");
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+    }
+    let fixed = deployment.replace("FileSystem", "Filesystem");
+    std::fs::write(file.path(), fixed).expect("the manifest is written");
+    run(&server, &["apply", "--server-side", "-f", path]);
+}

@@ -8,8 +8,9 @@
 //! (`kubectl get deploy` columns), and `Status` errors with the real codes and reasons.
 //! `kubectl` is its judge: the tests run it against the double.
 //!
-//! Test hooks set a workload's status as a controller would and count write requests per
-//! object (`<namespace>:<Kind>/<name>`); a [`Controller`] beside it rolls workloads out.
+//! Test hooks set a workload's status as a controller would, count write requests per
+//! object (`<namespace>:<Kind>/<name>`) and list every request in RBAC's terms
+//! ([`ApiServer::requests`]); a [`Controller`] beside it rolls workloads out.
 //!
 //! ```
 //! let server = flux_testkit::kube::ApiServer::start();
@@ -62,6 +63,26 @@ struct Shared {
     unavailable: Mutex<Vec<(String, String)>>,
     /// Woken after every request that may have written, for the [`Controller`].
     changed: tokio::sync::Notify,
+    /// Every request to a resource, in RBAC's terms, in arrival order.
+    requests: Mutex<Vec<AuthorizedRequest>>,
+}
+
+/// A request to a resource as the real API server's authorizer sees it: the
+/// verb, group, resource (`deployments/scale` for a subresource), namespace
+/// and name an RBAC rule is matched against. Discovery and OpenAPI reads are
+/// not resource requests and are not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedRequest {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection`.
+    pub verb: String,
+    /// The API group, empty for the core group.
+    pub group: String,
+    /// The resource's plural, with `/<subresource>` when one was asked for.
+    pub resource: String,
+    /// The namespace of the request, none for cluster-wide ones.
+    pub namespace: Option<String>,
+    /// The object's name, none for collections.
+    pub name: Option<String>,
 }
 
 impl Shared {
@@ -109,6 +130,7 @@ impl ApiServer {
             store: Mutex::new(Store::new()),
             unavailable: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
+            requests: Mutex::new(Vec::new()),
             address,
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
@@ -162,6 +184,15 @@ impl ApiServer {
     /// named `<namespace>:<Kind>/<name>` (`<cluster>` for cluster-scoped objects).
     pub fn writes(&self, id: &str) -> u64 {
         self.shared.store().writes(id)
+    }
+
+    /// Every request to a resource so far, as RBAC sees it, in arrival order.
+    pub fn requests(&self) -> Vec<AuthorizedRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Write requests made to any object since the start or the last reset.
@@ -466,6 +497,7 @@ async fn handle(
         }
         Route::Objects(target, subresource) => {
             let query = query_pairs(&uri);
+            let request = authorized_request(&method, &target, subresource.as_deref(), &query);
             let answer = objects(
                 &mut store,
                 &method,
@@ -479,12 +511,58 @@ async fn handle(
             if !read_only {
                 shared.changed.notify_waiters();
             }
+            let mut requests = shared
+                .requests
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // An apply that makes the object is authorised as a create as well.
+            if matches!(answer, Ok((201, _))) && request.verb == "patch" {
+                requests.push(AuthorizedRequest {
+                    verb: "create".into(),
+                    ..request.clone()
+                });
+            }
+            requests.push(request);
             match answer {
                 Ok((code, value)) => respond(code, &value),
                 Err(error) => fail(&error),
             }
         }
         _ => fail(&ApiError::method_not_allowed()),
+    }
+}
+
+/// The verb and resource RBAC sees in a request to `target`.
+fn authorized_request(
+    method: &Method,
+    target: &Target,
+    subresource: Option<&str>,
+    query: &[(String, String)],
+) -> AuthorizedRequest {
+    let named = target.name.is_some();
+    let verb = match *method {
+        Method::GET if query_value(query, "watch").is_some_and(|w| w == "true" || w == "1") => {
+            "watch"
+        }
+        Method::GET if named => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    };
+    let resource = match subresource {
+        Some(sub) => format!("{}/{sub}", target.rt.plural),
+        None => target.rt.plural.clone(),
+    };
+    AuthorizedRequest {
+        verb: verb.into(),
+        group: target.rt.group.clone(),
+        resource,
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
     }
 }
 

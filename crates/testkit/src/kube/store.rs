@@ -925,7 +925,7 @@ fn check_identity(target: &Target, object: &Value) -> Result<String, ApiError> {
 }
 
 /// Fields the double knows for built-in kinds: top level, metadata, and a
-/// Deployment's spec. Custom resources may hold anything.
+/// Deployment's spec and pod template. Custom resources may hold anything.
 fn known_fields(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "ConfigMap" => &["data", "binaryData", "immutable"],
@@ -985,6 +985,193 @@ const DEPLOYMENT_SPEC_FIELDS: [&str; 8] = [
     "progressDeadlineSeconds",
 ];
 
+const POD_TEMPLATE_FIELDS: [&str; 2] = ["metadata", "spec"];
+
+const POD_SPEC_FIELDS: [&str; 40] = [
+    "activeDeadlineSeconds",
+    "affinity",
+    "automountServiceAccountToken",
+    "containers",
+    "dnsConfig",
+    "dnsPolicy",
+    "enableServiceLinks",
+    "ephemeralContainers",
+    "hostAliases",
+    "hostIPC",
+    "hostNetwork",
+    "hostPID",
+    "hostUsers",
+    "hostname",
+    "imagePullSecrets",
+    "initContainers",
+    "nodeName",
+    "nodeSelector",
+    "os",
+    "overhead",
+    "preemptionPolicy",
+    "priority",
+    "priorityClassName",
+    "readinessGates",
+    "resourceClaims",
+    "resources",
+    "restartPolicy",
+    "runtimeClassName",
+    "schedulerName",
+    "schedulingGates",
+    "securityContext",
+    "serviceAccount",
+    "serviceAccountName",
+    "setHostnameAsFQDN",
+    "shareProcessNamespace",
+    "subdomain",
+    "terminationGracePeriodSeconds",
+    "tolerations",
+    "topologySpreadConstraints",
+    "volumes",
+];
+
+const POD_SECURITY_CONTEXT_FIELDS: [&str; 13] = [
+    "appArmorProfile",
+    "fsGroup",
+    "fsGroupChangePolicy",
+    "runAsGroup",
+    "runAsNonRoot",
+    "runAsUser",
+    "seLinuxChangePolicy",
+    "seLinuxOptions",
+    "seccompProfile",
+    "supplementalGroups",
+    "supplementalGroupsPolicy",
+    "sysctls",
+    "windowsOptions",
+];
+
+const CONTAINER_FIELDS: [&str; 24] = [
+    "args",
+    "command",
+    "env",
+    "envFrom",
+    "image",
+    "imagePullPolicy",
+    "lifecycle",
+    "livenessProbe",
+    "name",
+    "ports",
+    "readinessProbe",
+    "resizePolicy",
+    "resources",
+    "restartPolicy",
+    "securityContext",
+    "startupProbe",
+    "stdin",
+    "stdinOnce",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "tty",
+    "volumeDevices",
+    "volumeMounts",
+    "workingDir",
+];
+
+const SECURITY_CONTEXT_FIELDS: [&str; 12] = [
+    "allowPrivilegeEscalation",
+    "appArmorProfile",
+    "capabilities",
+    "privileged",
+    "procMount",
+    "readOnlyRootFilesystem",
+    "runAsGroup",
+    "runAsNonRoot",
+    "runAsUser",
+    "seLinuxOptions",
+    "seccompProfile",
+    "windowsOptions",
+];
+
+const PROBE_FIELDS: [&str; 10] = [
+    "exec",
+    "failureThreshold",
+    "grpc",
+    "httpGet",
+    "initialDelaySeconds",
+    "periodSeconds",
+    "successThreshold",
+    "tcpSocket",
+    "terminationGracePeriodSeconds",
+    "timeoutSeconds",
+];
+
+const VOLUME_MOUNT_FIELDS: [&str; 7] = [
+    "mountPath",
+    "mountPropagation",
+    "name",
+    "readOnly",
+    "recursiveReadOnly",
+    "subPath",
+    "subPathExpr",
+];
+
+/// The unknown fields of a Deployment's pod template, down to its
+/// containers' security contexts, probes and mounts, each as a path: with
+/// list items by index (`[0]`), or keyed by name as apply's schema names
+/// them (`[name="app"]`).
+fn unknown_pod_template_fields(template: &Value, keyed: bool) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let mut check = |value: &Value, path: &str, known: &[&str]| {
+        for key in value.as_object().into_iter().flat_map(|m| m.keys()) {
+            if !known.contains(&key.as_str()) {
+                unknown.push(format!("{path}.{key}"));
+            }
+        }
+    };
+    let base = "spec.template";
+    check(template, base, &POD_TEMPLATE_FIELDS);
+    let pod = &template["spec"];
+    check(pod, &format!("{base}.spec"), &POD_SPEC_FIELDS);
+    check(
+        &pod["securityContext"],
+        &format!("{base}.spec.securityContext"),
+        &POD_SECURITY_CONTEXT_FIELDS,
+    );
+    for list in ["initContainers", "containers"] {
+        let containers = pod[list].as_array().map(Vec::as_slice).unwrap_or_default();
+        for (index, container) in containers.iter().enumerate() {
+            let item = if keyed {
+                format!("[name={}]", container["name"])
+            } else {
+                format!("[{index}]")
+            };
+            let path = format!("{base}.spec.{list}{item}");
+            check(container, &path, &CONTAINER_FIELDS);
+            check(
+                &container["securityContext"],
+                &format!("{path}.securityContext"),
+                &SECURITY_CONTEXT_FIELDS,
+            );
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                check(&container[probe], &format!("{path}.{probe}"), &PROBE_FIELDS);
+            }
+            let mounts = container["volumeMounts"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for (index, mount) in mounts.iter().enumerate() {
+                let item = if keyed {
+                    format!("[mountPath={}]", mount["mountPath"])
+                } else {
+                    format!("[{index}]")
+                };
+                check(
+                    mount,
+                    &format!("{path}.volumeMounts{item}"),
+                    &VOLUME_MOUNT_FIELDS,
+                );
+            }
+        }
+    }
+    unknown
+}
+
 /// Under `fieldValidation=Strict`, refuses fields the kind does not have, with the
 /// real server's wording (apply and the other verbs word it differently).
 fn check_fields(
@@ -1021,6 +1208,10 @@ fn check_fields(
                 unknown.push(format!("spec.{key}"));
             }
         }
+        unknown.extend(unknown_pod_template_fields(
+            &object["spec"]["template"],
+            apply,
+        ));
     }
     let Some(first) = unknown.first() else {
         return Ok(());
