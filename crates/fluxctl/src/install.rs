@@ -56,7 +56,7 @@ pub struct Args {
     /// Namespace fluxd runs in (made when it is not `default`).
     #[arg(long, default_value = "default")]
     pub namespace: String,
-    /// v1's `.flux.yaml` generators, which fluxd does not run: refused when set.
+    /// Passed to fluxd: `.flux.yaml` commands make a path's manifests.
     #[arg(long)]
     pub manifest_generation: bool,
     /// Scan no registry (fluxd's `--registry-exclude-image=*`): no image
@@ -224,12 +224,6 @@ fn check(args: &Args) -> anyhow::Result<()> {
     if args.git_email.trim().is_empty() {
         bail!("--git-email is empty: give the email fluxd commits with");
     }
-    if args.manifest_generation {
-        bail!(
-            "--manifest-generation: fluxd does not run .flux.yaml generators; \
-             leave the flag off"
-        );
-    }
     if args.image.trim().is_empty() {
         bail!("--image is empty: give the fluxd image (scripts/image builds and pushes one)");
     }
@@ -376,6 +370,9 @@ pub fn fluxd_args(args: &Args) -> Vec<String> {
     out.push(format!("--git-email={}", args.git_email));
     if args.git_readonly {
         out.push("--git-readonly".into());
+    }
+    if args.manifest_generation {
+        out.push("--manifest-generation".into());
     }
     out.extend(
         args.k8s_allow_namespaces

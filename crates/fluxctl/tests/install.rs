@@ -287,6 +287,7 @@ fn fluxd_accepts_every_argument_the_deployment_passes() {
         "--git-user",
         "Flux Prod",
         "--git-readonly",
+        "--manifest-generation",
         "--k8s-allow-namespace",
         "team-a,team-b",
         "--sync-garbage-collection",
@@ -378,9 +379,8 @@ fn output_dir_gets_one_file_per_object_with_stable_names() {
 #[test]
 fn flags_fluxd_could_not_start_with_are_refused_naming_them() {
     for (flags, named) in [
-        (&["--manifest-generation"][..], "--manifest-generation"),
         (
-            &["--namespace", "Flux_System"],
+            &["--namespace", "Flux_System"][..],
             "--namespace \"Flux_System\"",
         ),
         (
