@@ -71,6 +71,10 @@ pub struct RepoConfig {
     pub timeout: Duration,
     /// Extra environment for every git run (tests isolate `HOME` here).
     pub env: Vec<(OsString, OsString)>,
+    /// Fetch only the branch, and only its head commit (`--depth 1`): for a
+    /// one-off write, as `fluxctl --git-url` makes; history (sync status,
+    /// commits since the marker) is then not there to read.
+    pub shallow: bool,
 }
 
 impl RepoConfig {
@@ -101,6 +105,7 @@ impl RepoConfig {
             push_attempts: 20,
             timeout: Duration::from_secs(20),
             env: Vec::new(),
+            shallow: false,
         }
     }
 
@@ -417,8 +422,15 @@ impl Repo {
     }
 
     async fn fetch_into(&self, dir: &Path) -> Result<(), GitError> {
-        let args = ["fetch", "-q", "--prune", "--no-write-fetch-head", "origin"];
-        self.remote(self.inner.git.run(dir, args))
+        let mut args = vec!["fetch", "-q", "--prune", "--no-write-fetch-head"];
+        let branch = self.inner.config.branch_ref();
+        let only_branch = format!("+{branch}:{branch}");
+        if self.inner.config.shallow {
+            args.extend(["--depth=1", "--no-tags", "origin", &only_branch]);
+        } else {
+            args.push("origin");
+        }
+        self.remote(self.inner.git.run(dir, &args))
             .await?
             .map_err(|e| self.remote_error(e))?;
         Ok(())
