@@ -452,6 +452,46 @@ mod tests {
         );
     }
 
+    /// The input names of `action.yml`, in order.
+    fn action_inputs() -> Vec<String> {
+        let action = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../action.yml"));
+        let inputs = action
+            .split_once("\ninputs:\n")
+            .map(|(_, rest)| rest)
+            .expect("action.yml has inputs");
+        inputs
+            .lines()
+            .take_while(|line| line.starts_with(' '))
+            .filter_map(|line| line.strip_prefix("  "))
+            .filter(|line| !line.starts_with(' '))
+            .filter_map(|line| line.strip_suffix(':'))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn action_inputs_are_the_plugin_settings() {
+        assert_eq!(action_inputs(), SETTINGS);
+        let action = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../action.yml"));
+        assert!(
+            action.contains("\nruns:\n  using: docker\n"),
+            "a Docker action"
+        );
+        assert!(
+            action.contains("  args:\n    - plugin\n"),
+            "runs fluxctl plugin"
+        );
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+        for setting in SETTINGS {
+            let variable = format!("PLUGIN_{}", setting.to_uppercase());
+            assert!(readme.contains(&variable), "README.md names {variable}");
+        }
+    }
+
     #[test]
     fn the_ssh_key_is_written_to_a_private_file() {
         use std::os::unix::fs::PermissionsExt;

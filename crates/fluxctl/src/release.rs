@@ -495,6 +495,13 @@ async fn release_to_config_repo(
         }
         return Ok(exit(failed));
     };
+    if pushed.attempts > 1 {
+        eprintln!(
+            "fluxctl: pushed at attempt {}: other writers moved the branch meanwhile, \
+             so the release was made again on their commits",
+            pushed.attempts
+        );
+    }
     if !json {
         println!("Commit pushed:\t{}", short(&pushed.revision));
     }
