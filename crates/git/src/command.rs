@@ -9,13 +9,16 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::credentials::HttpsCredentials;
 use crate::error::{CommandFailure, GitError};
 
-/// How to run git for one repository: extra environment and the SSH command.
+/// How to run git for one repository: extra environment, the SSH command
+/// and the HTTPS credentials.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Git {
     env: Arc<Vec<(OsString, OsString)>>,
     ssh_command: Option<String>,
+    https: Option<Arc<HttpsCredentials>>,
 }
 
 /// What a successful run printed.
@@ -40,11 +43,24 @@ impl From<RunError> for GitError {
 }
 
 impl Git {
-    pub(crate) fn new(env: Vec<(OsString, OsString)>, ssh_command: Option<String>) -> Self {
+    pub(crate) fn new(
+        env: Vec<(OsString, OsString)>,
+        ssh_command: Option<String>,
+        https: Option<HttpsCredentials>,
+    ) -> Self {
         Self {
             env: Arc::new(env),
             ssh_command,
+            https: https.map(Arc::new),
         }
+    }
+
+    /// The URL password git was given, if any, so what git prints can be
+    /// scrubbed of it.
+    pub(crate) fn inline_password(&self) -> Option<&str> {
+        self.https
+            .as_deref()
+            .and_then(HttpsCredentials::inline_password)
     }
 
     fn command(&self, dir: &Path) -> Command {
@@ -73,6 +89,11 @@ impl Git {
             command.env("GIT_SSH_COMMAND", ssh);
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(https) = &self.https {
+            command
+                .args(HttpsCredentials::config_args())
+                .envs(https.env());
+        }
         command
     }
 

@@ -247,6 +247,18 @@ pub(crate) struct CommandFailure {
 }
 
 impl CommandFailure {
+    /// Removes credentials from what git printed: the user part of any URL,
+    /// and `password` wherever it appears.
+    pub(crate) fn scrub(&mut self, password: Option<&str>) {
+        for text in [&mut self.stdout, &mut self.stderr, &mut self.args] {
+            let mut clean = crate::credentials::redact_urls(text);
+            if let Some(password) = password {
+                clean = clean.replace(password, "***");
+            }
+            *text = clean;
+        }
+    }
+
     pub(crate) fn into_error(self) -> GitError {
         GitError::Command {
             program: self.program,

@@ -11,8 +11,11 @@
 //! edit files in a checkout folder.
 //!
 //! Git runs with `GIT_TERMINAL_PROMPT=0`, hooks off, and the C locale so
-//! errors can be told apart; everything else (transports, ssh config,
-//! credential helpers) is git's own.
+//! errors can be told apart; everything else (transports, ssh config) is
+//! git's own. HTTPS credentials (a token file, or the user part of an
+//! `https://user:token@host/…` URL, which is taken out of the URL) reach git
+//! through a credential helper on its command line, never a URL or a file
+//! we write.
 //!
 //! ```no_run
 //! use flux_git::{CommitMessage, CommitSpec, Repo, RepoConfig};
@@ -36,6 +39,7 @@
 
 mod checkout;
 mod command;
+mod credentials;
 pub mod deploy_key;
 mod error;
 pub mod message;
@@ -43,6 +47,7 @@ mod push;
 mod repo;
 
 pub use checkout::Checkout;
+pub use credentials::{DEFAULT_HTTPS_USER, redact_urls};
 pub use deploy_key::{DeployKey, Identity, SshOptions};
 pub use error::{BoxError, GitError};
 pub use message::{CommitMessage, PolicyChange};

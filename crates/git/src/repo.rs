@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 
 use crate::checkout::Checkout;
 use crate::command::{Git, RunError};
+use crate::credentials::{HttpsCredentials, split_url};
 use crate::deploy_key::SshOptions;
-use crate::error::{BoxError, GitError, classify_remote};
+use crate::error::{BoxError, CommandFailure, GitError, classify_remote};
 use crate::message::CommitMessage;
 use crate::push::{POLITE_WINDOW, PushOutcome, backoff, polite_pause, read_push};
 
@@ -39,7 +40,10 @@ pub enum SigningKey {
 /// Everything that defines one config repository and how we write to it.
 #[derive(Debug, Clone)]
 pub struct RepoConfig {
-    /// Where the repository lives (any transport git knows).
+    /// Where the repository lives (any transport git knows). Credentials in
+    /// an HTTP(S) URL (`https://user:token@host/repo.git`) are taken out by
+    /// [`Repo::new`] and given to git another way: [`Repo::config`] shows
+    /// the URL without them.
     pub url: String,
     /// The branch fluxd reads and writes.
     pub branch: String,
@@ -65,6 +69,13 @@ pub struct RepoConfig {
     pub readonly: bool,
     /// SSH transport settings (the deploy key).
     pub ssh: Option<SshOptions>,
+    /// A file holding the HTTPS token (`--git-https-token-file`), read
+    /// again by every git run that asks for credentials, so a rotated token
+    /// is used from the next fetch on. It wins over a password in the URL.
+    pub https_token_file: Option<PathBuf>,
+    /// The user name sent with the token file's token when the URL names
+    /// none (`--git-https-user`).
+    pub https_user: String,
     /// How many times a push that lost a race is tried again, in all.
     pub push_attempts: u32,
     /// How long one fetch or push may take (`--git-timeout`).
@@ -102,6 +113,8 @@ impl RepoConfig {
             notes_ref: "flux".into(),
             readonly: false,
             ssh: None,
+            https_token_file: None,
+            https_user: crate::credentials::DEFAULT_HTTPS_USER.into(),
             push_attempts: 20,
             timeout: Duration::from_secs(20),
             env: Vec::new(),
@@ -235,9 +248,16 @@ const FETCH_REFSPECS: [&str; 3] = [
 impl Repo {
     /// A repository as configured; nothing is touched until [`Repo::refresh`]
     /// (or a write) needs the mirror.
-    pub fn new(config: RepoConfig) -> Self {
+    pub fn new(mut config: RepoConfig) -> Self {
         let ssh = config.ssh.as_ref().map(SshOptions::command);
-        let git = Git::new(config.env.clone(), ssh);
+        let (url, from_url) = split_url(&config.url);
+        config.url = url;
+        let https = HttpsCredentials::choose(
+            from_url,
+            config.https_token_file.as_ref(),
+            &config.https_user,
+        );
+        let git = Git::new(config.env.clone(), ssh, https);
         let mirror = config.data_dir.join("mirror.git");
         let checkouts = config.data_dir.join("checkouts");
         Self {
@@ -453,9 +473,16 @@ impl Repo {
 
     fn remote_error(&self, error: RunError) -> GitError {
         match error {
-            RunError::Failed(failure) => classify_remote(&self.inner.config.url, failure),
+            RunError::Failed(failure) => self.classify(failure),
             RunError::Other(error) => error,
         }
+    }
+
+    /// Classifies a failed remote run, with git's output scrubbed of any
+    /// credential first (git prints URLs; a helper may echo what it read).
+    fn classify(&self, mut failure: CommandFailure) -> GitError {
+        failure.scrub(self.inner.git.inline_password());
+        classify_remote(&self.inner.config.url, failure)
     }
 
     /// Checks that the branch and every configured path exist; returns the
@@ -591,7 +618,7 @@ impl Repo {
             Ok(_) => Ok(PushOutcome::Pushed),
             Err(RunError::Failed(failure)) => match read_push(&failure.stdout, &failure.stderr) {
                 Some(outcome) => Ok(outcome),
-                None => Err(classify_remote(&self.inner.config.url, failure)),
+                None => Err(self.classify(failure)),
             },
             Err(RunError::Other(error)) => Err(error),
         }
