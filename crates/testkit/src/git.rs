@@ -1,5 +1,6 @@
-//! Git fixtures: bare repositories seeded with files, served over `file://`
-//! or by a real `sshd` on loopback, and an environment that keeps git away
+//! Git fixtures: bare repositories seeded with files, served over `file://`,
+//! by a real `sshd` on loopback or by `git http-backend` behind Basic
+//! authentication ([`HttpServer`]), and an environment that keeps git away
 //! from the machine's own configuration.
 //!
 //! Everything here runs the real `git`, `ssh-keygen` and `sshd` binaries,
@@ -12,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+pub use crate::git_http::HttpServer;
 
 /// The branch every seeded repository starts with.
 pub const BRANCH: &str = "main";

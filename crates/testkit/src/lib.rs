@@ -3,7 +3,7 @@
 //! It owns what the test suites start and generate: fixtures (the sock-shop
 //! manifests, copied so tests may edit them), generated manifests ([`generate`]),
 //! git fixtures ([`git`]: seeded bare repositories, an isolated git environment,
-//! a real `sshd` on loopback), a real OCI registry ([`registry::Registry`]) with
+//! a real `sshd` on loopback, `git http-backend` behind Basic auth), a real OCI registry ([`registry::Registry`]) with
 //! synthetic images pushed through its API (over TLS with certificates of a
 //! test CA, [`tls::TestCa`]), loopback relays and a `CONNECT` proxy
 //! ([`relay`]), registry hosts that hang or refuse ([`unreachable`]), and
@@ -18,6 +18,7 @@
 pub mod daemon;
 pub mod generate;
 pub mod git;
+mod git_http;
 pub mod kube;
 pub mod registry;
 pub mod relay;
