@@ -34,6 +34,17 @@ pub struct GitArgs {
     /// The known_hosts file holding the git server's host key [default: ~/.ssh/known_hosts].
     #[arg(long, value_name = "FILE", requires = "git_ssh_key")]
     pub git_known_hosts: Option<PathBuf>,
+    /// An HTTPS token to clone and push with (sent as the password of user x-access-token, or of
+    /// the user the URL names). Kept in a file only fluxctl can read while it runs, never in the
+    /// URL; prefer the environment variable to the flag, which other users can see.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FLUX_GIT_TOKEN",
+        hide_env_values = true,
+        requires = "git_url"
+    )]
+    pub git_token: Option<String>,
 }
 
 impl GitArgs {
@@ -148,10 +159,13 @@ pub async fn edit_and_push(
 
 fn repo_config(git: &GitArgs, data: &Path, set_author: bool) -> anyhow::Result<RepoConfig> {
     let url = git.git_url.as_deref().context("--git-url is missing")?;
-    let mut config = RepoConfig::new(url, &git.git_branch, data);
+    let mut config = RepoConfig::new(url, &git.git_branch, data.join("git"));
     config.paths = git.git_path.clone();
     config.set_author = set_author;
     config.shallow = true;
+    if let Some(token) = git.git_token.as_deref().filter(|t| !t.trim().is_empty()) {
+        config.https_token_file = Some(token_file(data, token)?);
+    }
     if let Some(key) = &git.git_ssh_key {
         if !key.is_file() {
             bail!("--git-ssh-key {}: no such file", key.display());
@@ -169,6 +183,22 @@ fn repo_config(git: &GitArgs, data: &Path, set_author: bool) -> anyhow::Result<R
         });
     }
     Ok(config)
+}
+
+/// Writes the token to a file in `data` that only we can read, for git's
+/// credential helper to read when asked.
+fn token_file(data: &Path, token: &str) -> anyhow::Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data.join("https-token");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .context("writing the --git-token to a temporary file")?;
+    writeln!(file, "{}", token.trim()).context("writing the --git-token to a temporary file")?;
+    Ok(path)
 }
 
 /// The manifests of the checkout in `dir`: every `--git-path` below it, or

@@ -226,9 +226,9 @@ pub fn prepare_from(var: impl Fn(&str) -> Option<String>) -> Result<Prepared, Se
         crate::sync::parse_duration(&timeout)
             .map_err(|error| SettingError(format!("{}: {error}", s.name("timeout"))))?;
     }
-    if s.get("git_token").is_some() {
+    if s.get("git_token").is_some() && s.get("ssh_key").is_some() {
         return Err(SettingError(format!(
-            "{}: HTTPS tokens are not supported yet; use an ssh URL and {}",
+            "{} and {}: give the one the git URL's scheme uses",
             s.name("git_token"),
             s.name("ssh_key")
         )));
@@ -257,6 +257,10 @@ pub fn prepare_from(var: impl Fn(&str) -> Option<String>) -> Result<Prepared, Se
             }
             for path in &paths {
                 push(&["--git-path", path]);
+            }
+            // Parsed in this process, so the token is not seen by others.
+            if let Some(token) = s.get("git_token") {
+                push(&["--git-token", &token]);
             }
             write_ssh_secrets(s, &mut push)?
         }

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use binaries::{stderr, stdout};
 use flux_testkit::daemon::{FRONT_END, Fluxd, sock_shop_repo};
-use flux_testkit::git::{BRANCH, BareRepo, IsolatedEnv};
+use flux_testkit::git::{BRANCH, BareRepo, HttpServer, IsolatedEnv, SshServer};
 use flux_testkit::kube::ApiServer;
 
 const OLD: &str = "weaveworksdemos/front-end:0.3.12";
@@ -620,4 +620,109 @@ async fn plugin_through_fluxd_alone_releases_as_a_daemon_job() {
         stdout(&out)
     );
     assert_eq!(front_end_image(&cluster).as_deref(), Some(NEWER));
+}
+
+const TOKEN: &str = "ghp-5e1f0c2a9b";
+
+#[test]
+fn a_token_from_the_environment_pushes_over_https_and_is_never_shown() {
+    let repo = sock_shop_repo(None);
+    let server = HttpServer::serve(&repo, "x-access-token", TOKEN);
+    let env = IsolatedEnv::new();
+    let url = server.url();
+    let out = fluxctl_in(
+        &env,
+        &[
+            "release",
+            "--git-url",
+            &url,
+            "--git-branch",
+            BRANCH,
+            "--workload",
+            FRONT_END,
+            "-i",
+            NEWER,
+        ],
+        &[("FLUX_GIT_TOKEN", TOKEN)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        file_at_head(&repo, FRONT_END_FILE).matches(NEWER).count(),
+        1
+    );
+    assert!(!stdout(&out).contains(TOKEN) && !stderr(&out).contains(TOKEN));
+    assert_eq!(server.refused(), 0);
+}
+
+#[test]
+fn a_wrong_token_is_an_authentication_error_that_does_not_show_it() {
+    let repo = sock_shop_repo(None);
+    let server = HttpServer::serve(&repo, "x-access-token", TOKEN);
+    let env = IsolatedEnv::new();
+    let before = repo.head(BRANCH);
+    let url = server.url();
+    let out = fluxctl_in(
+        &env,
+        &["plugin"],
+        &[
+            ("PLUGIN_IMAGE", NEWER),
+            ("PLUGIN_WORKLOAD", FRONT_END),
+            ("PLUGIN_GIT_URL", &url),
+            ("PLUGIN_GIT_BRANCH", BRANCH),
+            ("PLUGIN_GIT_TOKEN", "ghp-revoked-0000"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(message.contains("authentication"), "{message}");
+    assert!(!message.contains("ghp-revoked-0000"), "{message}");
+    assert_eq!(repo.head(BRANCH), before);
+}
+
+#[test]
+fn plugin_pushes_over_ssh_with_the_deploy_key_and_host_key_settings() {
+    let keys = tempfile::tempdir().expect("a temporary folder");
+    let key = keys.path().join("deploy");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    let server = match SshServer::start(&public) {
+        Ok(server) => server,
+        Err(why) => {
+            eprintln!("SKIPPED: sshd cannot start on this machine: {why}");
+            return;
+        }
+    };
+    let repo = sock_shop_repo(None);
+    let env = IsolatedEnv::new();
+    let private = std::fs::read_to_string(&key).expect("private key");
+    let url = server.url(&repo.path());
+    let out = fluxctl_in(
+        &env,
+        &["plugin"],
+        &[
+            ("PLUGIN_IMAGE", NEWER),
+            ("PLUGIN_WORKLOAD", FRONT_END),
+            ("PLUGIN_GIT_URL", &url),
+            ("PLUGIN_GIT_BRANCH", BRANCH),
+            // CI secrets often lose the key's last newline.
+            ("PLUGIN_SSH_KEY", private.trim_end()),
+            ("PLUGIN_KNOWN_HOSTS", &server.known_hosts_line()),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stderr(&out),
+        server.log()
+    );
+    assert_eq!(
+        file_at_head(&repo, FRONT_END_FILE).matches(NEWER).count(),
+        1
+    );
 }
