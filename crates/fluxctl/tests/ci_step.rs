@@ -726,3 +726,92 @@ fn plugin_pushes_over_ssh_with_the_deploy_key_and_host_key_settings() {
         1
     );
 }
+
+#[test]
+fn lock_with_a_git_url_commits_the_annotations_in_fluxs_form() {
+    let repo = sock_shop_repo(None);
+    let env = IsolatedEnv::new();
+    let before = repo.head(BRANCH);
+    let url = repo.url();
+    let out = fluxctl_in(
+        &env,
+        &[
+            "lock",
+            "--git-url",
+            &url,
+            "--git-branch",
+            BRANCH,
+            "-w",
+            FRONT_END,
+            "-m",
+            "Freeze for the demo",
+            "--user",
+            "Ada <ada@example.com>",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let head = repo.head(BRANCH);
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "WORKLOAD                        STATUS   UPDATES\n\
+             {FRONT_END}  success\n\
+             Commit pushed:\t{}\n",
+            &head[..7]
+        )
+    );
+    assert_eq!(
+        head_message(&repo),
+        format!("Freeze for the demo\n\n- Locked: {FRONT_END}\n\n")
+    );
+    let file = file_at_head(&repo, FRONT_END_FILE);
+    assert!(file.contains("fluxcd.io/locked: \"true\""), "{file}");
+    assert!(
+        file.contains("fluxcd.io/locked_msg: Freeze for the demo"),
+        "{file}"
+    );
+    assert_eq!(
+        repo.git(&["diff", "--name-only", &before, &head]),
+        format!("{FRONT_END_FILE}\n")
+    );
+}
+
+#[test]
+fn automating_an_automated_workload_pushes_nothing() {
+    let repo = sock_shop_repo(None);
+    let env = IsolatedEnv::new();
+    let url = repo.url();
+    let automate = || {
+        fluxctl_in(
+            &env,
+            &[
+                "automate",
+                "--git-url",
+                &url,
+                "--git-branch",
+                BRANCH,
+                "-w",
+                FRONT_END,
+            ],
+            &[],
+        )
+    };
+    let first = automate();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert!(head_message(&repo).starts_with(&format!("Automated: {FRONT_END}")));
+    let pushed = repo.head(BRANCH);
+    let again = automate();
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("skipped  no changes"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(
+        stderr(&again).contains("nothing to commit"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(repo.head(BRANCH), pushed);
+}
