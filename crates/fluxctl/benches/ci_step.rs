@@ -116,7 +116,7 @@ fn pair(
     first: impl FnOnce() -> Duration,
     second: impl FnOnce() -> Duration,
 ) -> (Duration, Duration) {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         let a = first();
         (a, second())
     } else {

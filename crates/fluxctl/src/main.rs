@@ -51,7 +51,7 @@ enum Command {
     #[command(visible_aliases = ["list-services", "list-controllers"])]
     ListWorkloads(list_workloads::Args),
     /// Release images to workloads by editing their manifests.
-    Release(release::Args),
+    Release(Box<release::Args>),
     /// Turn on automated releases of new images for a workload.
     Automate(policy::Target),
     /// Turn off automated releases for a workload.
@@ -92,7 +92,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::ListWorkloads(args) => list_workloads::run(args, connection),
         Command::Release(args) => {
             init_logging();
-            release::run(args, connection)
+            release::run(*args, connection)
         }
         Command::Automate(target) => policy::run_verb(policy::Verb::Automate, target, connection),
         Command::Deautomate(target) => {
