@@ -44,9 +44,14 @@ fn head_message(repo: &BareRepo) -> String {
     repo.git(&["log", "-1", "--format=%B", BRANCH])
 }
 
+/// How many commits the other writer pushes at most: fewer than the 20
+/// attempts flux-git makes, so that however slow a loaded machine makes
+/// each attempt, the release is pushed once the burst is over.
+const BURST: usize = 12;
+
 /// Another writer: commits to its own file and pushes, every 20 to 100 ms,
-/// until stopped (pulling first when it loses a race); answers how many of
-/// its commits reached the branch.
+/// a burst of [`BURST`] commits or until stopped (pulling first when it
+/// loses a race); answers how many of its commits reached the branch.
 struct Writer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<usize>>,
@@ -73,7 +78,7 @@ impl Writer {
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut pushed = 0;
-            while !stopped.load(Ordering::Relaxed) {
+            while !stopped.load(Ordering::Relaxed) && pushed < BURST {
                 std::fs::write(dir.join("other-team.txt"), format!("{pushed}\n"))
                     .expect("the clone is writable");
                 env.run(&dir, &["commit", "-qam", &format!("Other team {pushed}")]);
