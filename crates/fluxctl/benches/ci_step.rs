@@ -1,4 +1,5 @@
-//! The CI step on a config repository of 10,000 files: `fluxctl release
+//! The CI step on a config repository of 10,000 files and 5,000 commits
+//! of history: `fluxctl release
 //! --git-url` (clone, edit, commit, push) next to the shell script a
 //! pipeline would run otherwise (`git clone --depth 1`, `sed -i` on the
 //! files that use the image, `git commit -a`, `git push`), on the same
@@ -21,6 +22,9 @@ const FILES: usize = 10_000;
 const WORKLOAD: &str = "default:deployment/app-4242";
 const IMAGE: &str = "example.com/app-4242";
 const EDITED: &str = "ns-042/app-04242.yaml";
+/// Commits on top of the seed, each changing one file, as a config
+/// repository gathers them: what a shallow clone leaves behind.
+const HISTORY: usize = 5_000;
 
 fn main() {
     let rounds: usize = std::env::args()
@@ -29,6 +33,7 @@ fn main() {
         .unwrap_or(10);
     let remote = BareRepo::seeded_with(|dir| fill_many_files(dir, FILES));
     let env = IsolatedEnv::new();
+    add_history(&env, &remote.path(), HISTORY);
     let work = tempfile::TempDir::new().expect("temp dir");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -95,7 +100,7 @@ fn main() {
             full.push(d);
         }
     }
-    println!("{FILES} files, {rounds} rounds; medians (p90)");
+    println!("{FILES} files, {HISTORY} commits of history, {rounds} rounds; medians (p90)");
     report("fluxctl release --git-url", &ours);
     report("shell: clone --depth 1, sed -i, commit -a, push", &script);
     report("flux-git clone and push, shallow", &shallow);
@@ -108,6 +113,48 @@ fn main() {
         "ratio shallow / full clone and push: {:.2}",
         ratio(median(&shallow), median(&full))
     );
+}
+
+/// Adds `commits` commits to the branch with `git fast-import`, each
+/// appending a comment to one of the files.
+fn add_history(env: &IsolatedEnv, bare: &Path, commits: usize) {
+    use std::io::Write as _;
+    let mut stream = String::new();
+    for n in 0..commits {
+        let i = (n * 7919) % FILES;
+        let path = format!("ns-{:03}/app-{i:05}.yaml", i / 100);
+        let body = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: example.com/app-{i}:1.0.0\n# change {n}\n"
+        );
+        let message = format!("Change {n}");
+        stream.push_str(&format!(
+            "commit refs/heads/{BRANCH}\ncommitter History <history@example.com> {} +0000\ndata {}\n{message}\n",
+            1_600_000_000 + n,
+            message.len()
+        ));
+        if n == 0 {
+            stream.push_str(&format!("from refs/heads/{BRANCH}^0\n"));
+        }
+        stream.push_str(&format!(
+            "M 100644 inline {path}\ndata {}\n{body}\n",
+            body.len()
+        ));
+    }
+    let mut import = env
+        .git(bare)
+        .args(["fast-import", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("git fast-import starts");
+    import
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stream.as_bytes())
+        .expect("the stream is written");
+    assert!(import.wait().expect("fast-import ends").success());
+    let packed = env.git(bare).args(["repack", "-adq"]).status();
+    assert!(packed.expect("git repack runs").success());
 }
 
 /// Runs both, the first one first on even rounds.
