@@ -450,10 +450,21 @@ impl Repo {
         } else {
             args.push("origin");
         }
-        self.remote(self.inner.git.run(dir, &args))
-            .await?
-            .map_err(|e| self.remote_error(e))?;
-        Ok(())
+        match self.remote(self.inner.git.run(dir, &args)).await? {
+            Ok(_) => Ok(()),
+            // Naming the branch makes a missing one git's error, not ours.
+            Err(RunError::Failed(failure))
+                if self.inner.config.shallow
+                    && failure.stderr.contains("couldn't find remote ref") =>
+            {
+                Err(GitError::UnknownBranch {
+                    url: self.inner.config.url.clone(),
+                    branch: self.inner.config.branch.clone(),
+                    stderr: failure.stderr,
+                })
+            }
+            Err(error) => Err(self.remote_error(error)),
+        }
     }
 
     /// Bounds a run that talks to the remote by the configured timeout; the

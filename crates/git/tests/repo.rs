@@ -839,3 +839,19 @@ async fn a_shallow_repo_holds_only_the_branch_head_and_pushes_on_top_of_a_newer_
         "Release app:2.0.0 to default:deployment/app\nThird\nSecond\nSeed\n"
     );
 }
+
+#[tokio::test]
+async fn a_shallow_fetch_of_a_missing_branch_names_the_branch() {
+    let setup = Setup::new();
+    let mut config = setup.config();
+    config.shallow = true;
+    config.branch = "nope".into();
+    let error = Repo::new(config)
+        .commit_and_push(|dir| set_image(dir, "app:2.0.0"))
+        .await
+        .expect_err("no such branch");
+    assert!(
+        matches!(&error, GitError::UnknownBranch { branch, .. } if branch == "nope"),
+        "{error:?}"
+    );
+}
