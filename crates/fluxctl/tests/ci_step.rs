@@ -820,3 +820,37 @@ fn automating_an_automated_workload_pushes_nothing() {
     );
     assert_eq!(repo.head(BRANCH), pushed);
 }
+
+#[tokio::test]
+async fn update_all_images_with_a_git_url_scans_the_registry_and_pushes_the_newest() {
+    let registry = flux_testkit::daemon::registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
+    let env = IsolatedEnv::new();
+    let url = repo.url();
+    let out = fluxctl_in(
+        &env,
+        &[
+            "release",
+            "--git-url",
+            &url,
+            "--git-branch",
+            BRANCH,
+            "--workload",
+            FRONT_END,
+            "--update-all-images",
+            "--no-registry-cache",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        file_at_head(&repo, FRONT_END_FILE).contains(&format!("image: {image}:0.4.0")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        head_message(&repo),
+        format!("Release all latest to {FRONT_END}\n\n")
+    );
+}
