@@ -266,8 +266,14 @@ pub fn prepare_from(var: impl Fn(&str) -> Option<String>) -> Result<Prepared, Se
         }
         None => None,
     };
-    if let Some(message) = s.get("message") {
-        push(&["--message", &message]);
+    // fluxd writes the message itself: the run goes in with `-m`.
+    let run = match git_url {
+        Some(_) => None,
+        None => crate::ci::Run::from_vars(&s.var).paragraph(),
+    };
+    let message: Vec<String> = s.get("message").into_iter().chain(run).collect();
+    if !message.is_empty() {
+        push(&["--message", &message.join("\n\n")]);
     }
     if let Some(user) = s.get("user") {
         push(&["--user", &user]);

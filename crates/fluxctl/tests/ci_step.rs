@@ -604,6 +604,12 @@ async fn plugin_through_fluxd_alone_releases_as_a_daemon_job() {
         &env,
         &["plugin"],
         &[
+            ("CI", "woodpecker"),
+            (
+                "CI_PIPELINE_URL",
+                "https://ci.example.com/repos/3/pipeline/18",
+            ),
+            ("CI_COMMIT_SHA", "5151515151515151515151515151515151515151"),
             ("PLUGIN_IMAGE", NEWER),
             ("PLUGIN_WORKLOAD", FRONT_END),
             ("PLUGIN_URL", &fluxd.url),
@@ -625,6 +631,15 @@ async fn plugin_through_fluxd_alone_releases_as_a_daemon_job() {
         stdout(&out)
     );
     assert_eq!(front_end_image(&cluster).as_deref(), Some(NEWER));
+    // fluxd wrote the message; the run heads it, as `-m` does.
+    assert_eq!(
+        head_message(&repo),
+        format!(
+            "Pipeline: https://ci.example.com/repos/3/pipeline/18\n\
+             Built from: 5151515151515151515151515151515151515151\n\n\
+             Release {NEWER} to {FRONT_END}\n\n"
+        )
+    );
 }
 
 const TOKEN: &str = "ghp-5e1f0c2a9b";
