@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use flux_api::{Client, Job, Workload};
 
 use crate::daemon::{self, short};
+use crate::sync::{self, Synced};
 
 /// How often the job is asked about while waiting.
 const POLL: Duration = Duration::from_millis(250);
@@ -51,6 +52,40 @@ pub async fn wait(client: &Client, mut job: Job, timeout: Duration) -> anyhow::R
         spinner.finish_and_clear();
     }
     Ok(outcome)
+}
+
+/// Asks the daemon to fetch git now, then waits until it has applied
+/// `revision` (a commit pushed by someone else than the daemon); says on
+/// standard error why not, and answers whether it was applied in full.
+pub async fn wait_for_revision(
+    client: &Client,
+    revision: &str,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    client.sync().await?;
+    match sync::until_synced(client, revision, timeout).await? {
+        Synced::Applied(unread) if unread.is_empty() => Ok(true),
+        Synced::Applied(unread) => {
+            for error in &unread {
+                eprintln!("fluxctl: {}", error.message);
+            }
+            eprintln!(
+                "fluxctl: {} applied, except what the {} file(s) above hold: they could not be read",
+                short(revision),
+                unread.len()
+            );
+            Ok(false)
+        }
+        Synced::Pending(pending) => {
+            eprintln!(
+                "fluxctl: {} was not applied within {}s ({pending} commit(s) pending); \
+                 the daemon keeps trying, see its log",
+                short(revision),
+                timeout.as_secs()
+            );
+            Ok(false)
+        }
+    }
 }
 
 /// The ids of the workloads a job changed.

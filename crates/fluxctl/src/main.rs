@@ -6,7 +6,9 @@
 
 mod applied;
 mod check_policy;
+mod ci;
 mod completion;
+mod config_repo;
 mod daemon;
 mod identity;
 mod install;
@@ -14,6 +16,7 @@ mod interactive;
 mod list_images;
 mod list_workloads;
 mod offline;
+mod plugin;
 mod policy;
 mod registry_options;
 mod release;
@@ -49,7 +52,7 @@ enum Command {
     #[command(visible_aliases = ["list-services", "list-controllers"])]
     ListWorkloads(list_workloads::Args),
     /// Release images to workloads by editing their manifests.
-    Release(release::Args),
+    Release(Box<release::Args>),
     /// Turn on automated releases of new images for a workload.
     Automate(policy::Target),
     /// Turn off automated releases for a workload.
@@ -72,10 +75,16 @@ enum Command {
     Version,
     /// Write a shell completion script.
     Completion(completion::Args),
+    /// Run as a CI step (Drone, Woodpecker, GitHub Actions): release with the settings of the
+    /// PLUGIN_* (or INPUT_*) variables.
+    Plugin,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    run(Cli::parse())
+}
+
+fn run(cli: Cli) -> ExitCode {
     let connection = &cli.connection;
     match cli.command {
         Command::CheckPolicy(args) => check_policy::run(args),
@@ -86,7 +95,7 @@ fn main() -> ExitCode {
         Command::ListWorkloads(args) => list_workloads::run(args, connection),
         Command::Release(args) => {
             init_logging();
-            release::run(args, connection)
+            release::run(*args, connection)
         }
         Command::Automate(target) => policy::run_verb(policy::Verb::Automate, target, connection),
         Command::Deautomate(target) => {
@@ -106,6 +115,28 @@ fn main() -> ExitCode {
         Command::Completion(args) => {
             completion::run(args);
             ExitCode::SUCCESS
+        }
+        Command::Plugin => as_plugin(),
+    }
+}
+
+/// The settings made into a release and run; exit 2 on a bad setting,
+/// before anything is cloned.
+fn as_plugin() -> ExitCode {
+    let prepared = match plugin::prepare() {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            eprintln!("fluxctl plugin: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match Cli::try_parse_from(&prepared.argv) {
+        Ok(cli) => run(cli),
+        Err(error) => {
+            // The settings were checked, so this is a setting clap reads
+            // differently; its message names the flag.
+            eprint!("fluxctl plugin: {error}");
+            ExitCode::from(2)
         }
     }
 }

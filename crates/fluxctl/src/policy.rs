@@ -5,10 +5,12 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use flux_git::{CommitMessage, PolicyChange as GitPolicyChange};
 use flux_manifests::release::{Status, WorkloadResult};
-use flux_manifests::{PolicyUpdate, ResourceId, Transaction};
+use flux_manifests::{Checkout, PolicyUpdate, ResourceId, Transaction};
 
-use crate::daemon::{self, Connection};
+use crate::config_repo::{self, Commit, GitArgs};
+use crate::daemon::{self, Connection, short};
 use crate::offline::Manifests;
 use crate::results;
 
@@ -17,6 +19,8 @@ use crate::results;
 pub struct Target {
     #[command(flatten)]
     manifests: Manifests,
+    #[command(flatten)]
+    git: GitArgs,
     /// The workload (`<namespace>:<kind>/<name>`, `<kind>/<name>` in --namespace,
     /// `<namespace>/<name>`). `--service`, `--controller` and `-c` are Flux v1's (deprecated)
     /// spellings.
@@ -104,7 +108,7 @@ pub fn run_verb(verb: Verb, target: Target, connection: &Connection) -> ExitCode
             return ExitCode::from(2);
         }
     };
-    if target.manifests.paths.is_empty() {
+    if target.manifests.paths.is_empty() && !target.git.given() {
         let mut change = flux_api::PolicyChange {
             workload: id.to_string(),
             ..Default::default()
@@ -123,7 +127,14 @@ pub fn run_verb(verb: Verb, target: Target, connection: &Connection) -> ExitCode
         Verb::Lock => PolicyUpdate::lock(target.message.as_deref(), target.user.as_deref()),
         Verb::Unlock => PolicyUpdate::unlock(),
     };
-    apply(&target, |_| Ok(update.clone()))
+    let ids = vec![id.to_string()];
+    let kind = match verb {
+        Verb::Automate => GitPolicyChange::Automated(ids),
+        Verb::Deautomate => GitPolicyChange::Deautomated(ids),
+        Verb::Lock => GitPolicyChange::Locked(ids),
+        Verb::Unlock => GitPolicyChange::Unlocked(ids),
+    };
+    apply(&target, vec![kind], |_| Ok(update.clone()), connection)
 }
 
 /// Runs `policy`.
@@ -136,49 +147,77 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if target.manifests.paths.is_empty() {
+    if target.manifests.paths.is_empty() && !target.git.given() {
         let change = |containers: &[String]| change_of(&args, &id, containers);
         return daemon::block_on(through_daemon(target, change, connection));
     }
-    apply(target, |containers| {
-        let mut update = PolicyUpdate::default();
-        if args.automate {
-            update = update.and(PolicyUpdate::automate());
-        }
-        if args.deautomate {
-            update = update.and(PolicyUpdate::deautomate());
-        }
-        if args.lock {
-            update = update.and(PolicyUpdate::lock(
-                target.message.as_deref(),
-                target.user.as_deref(),
-            ));
-        }
-        if args.unlock {
-            update = update.and(PolicyUpdate::unlock());
-        }
-        if let Some(policy) = &args.tag_all {
-            for container in containers {
+    let kinds = changed_kinds(&args, &id);
+    apply(
+        target,
+        kinds,
+        |containers| {
+            let mut update = PolicyUpdate::default();
+            if args.automate {
+                update = update.and(PolicyUpdate::automate());
+            }
+            if args.deautomate {
+                update = update.and(PolicyUpdate::deautomate());
+            }
+            if args.lock {
+                update = update.and(PolicyUpdate::lock(
+                    target.message.as_deref(),
+                    target.user.as_deref(),
+                ));
+            }
+            if args.unlock {
+                update = update.and(PolicyUpdate::unlock());
+            }
+            if let Some(policy) = &args.tag_all {
+                for container in containers {
+                    let tag = PolicyUpdate::tag(container, policy)
+                        .with_context(|| format!("--tag-all {policy}"))?;
+                    update = update.and(tag);
+                }
+            }
+            for pair in &args.tag {
+                let Some((container, policy)) = pair.split_once('=') else {
+                    bail!("--tag {pair}: expected CONTAINER=POLICY");
+                };
                 let tag = PolicyUpdate::tag(container, policy)
-                    .with_context(|| format!("--tag-all {policy}"))?;
+                    .with_context(|| format!("--tag {pair}"))?;
                 update = update.and(tag);
             }
-        }
-        for pair in &args.tag {
-            let Some((container, policy)) = pair.split_once('=') else {
-                bail!("--tag {pair}: expected CONTAINER=POLICY");
-            };
-            let tag =
-                PolicyUpdate::tag(container, policy).with_context(|| format!("--tag {pair}"))?;
-            update = update.and(tag);
-        }
-        if update.is_empty() {
-            bail!(
-                "nothing to change: give --automate, --deautomate, --lock, --unlock, --tag or --tag-all"
-            );
-        }
-        Ok(update)
-    })
+            if update.is_empty() {
+                bail!(
+                    "nothing to change: give --automate, --deautomate, --lock, --unlock, --tag or --tag-all"
+                );
+            }
+            Ok(update)
+        },
+        connection,
+    )
+}
+
+/// The kinds of change `policy` makes, for the commit message.
+fn changed_kinds(args: &Args, id: &ResourceId) -> Vec<GitPolicyChange> {
+    let ids = || vec![id.to_string()];
+    let mut kinds = Vec::new();
+    if args.automate {
+        kinds.push(GitPolicyChange::Automated(ids()));
+    }
+    if args.deautomate {
+        kinds.push(GitPolicyChange::Deautomated(ids()));
+    }
+    if args.lock {
+        kinds.push(GitPolicyChange::Locked(ids()));
+    }
+    if args.unlock {
+        kinds.push(GitPolicyChange::Unlocked(ids()));
+    }
+    if args.tag_all.is_some() || !args.tag.is_empty() {
+        kinds.push(GitPolicyChange::UpdatedPolicies(ids()));
+    }
+    kinds
 }
 
 /// The daemon's form of `policy`'s flags.
@@ -253,7 +292,9 @@ async fn through_daemon(
 
 fn apply(
     target: &Target,
-    update: impl FnOnce(&[String]) -> anyhow::Result<PolicyUpdate>,
+    kinds: Vec<GitPolicyChange>,
+    update: impl Fn(&[String]) -> anyhow::Result<PolicyUpdate>,
+    connection: &Connection,
 ) -> ExitCode {
     let id: ResourceId = match target.id() {
         Ok(id) => id,
@@ -262,6 +303,24 @@ fn apply(
             return ExitCode::from(2);
         }
     };
+    if target.git.given() {
+        let client = match &connection.url {
+            Some(_) => match connection.client() {
+                Ok(client) => Some(client),
+                Err(error) => {
+                    eprintln!("fluxctl: {error:#}");
+                    return ExitCode::from(2);
+                }
+            },
+            None => None,
+        };
+        let message = match target.message.as_deref() {
+            Some(user) => CommitMessage::policies_with_user_message(user, &kinds),
+            None => CommitMessage::policies(&kinds),
+        };
+        let applied = to_config_repo(target, &id, message, update, client, connection.timeout);
+        return daemon::block_on(applied);
+    }
     let (checkout, load_failed) = target.manifests.load();
     let Some(workload) = checkout.workload(&id) else {
         eprintln!("fluxctl: no workload {id} in the manifests");
@@ -284,6 +343,64 @@ fn apply(
     let failed =
         load_failed || result.status == Status::Failed || !crate::offline::write(transaction);
     print!("{}", results::render(&[result], 1));
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--git-url`: clone, change the workload's policies, commit and push;
+/// then, with `--url`, wait for that daemon to apply the commit.
+async fn to_config_repo(
+    target: &Target,
+    id: &ResourceId,
+    message: CommitMessage,
+    update: impl Fn(&[String]) -> anyhow::Result<PolicyUpdate>,
+    client: Option<flux_api::Client>,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let commit = Commit {
+        message,
+        user: target.user.clone(),
+    };
+    let mut change = |checkout: &Checkout, transaction: &mut Transaction<'_>| {
+        let Some(workload) = checkout.workload(id) else {
+            bail!("no workload {id} in the manifests");
+        };
+        let containers: Vec<String> = workload.containers.iter().map(|c| c.name.clone()).collect();
+        let update = update(&containers)?;
+        Ok(vec![match transaction.update_policies(id, &update) {
+            Ok(true) => outcome(id, Status::Success, None),
+            Ok(false) => outcome(id, Status::Skipped, Some("no changes".into())),
+            Err(error) => outcome(id, Status::Failed, Some(error.to_string())),
+        }])
+    };
+    let edited = config_repo::edit_and_push(
+        &target.git,
+        &target.manifests.default_namespace,
+        false,
+        commit,
+        &mut change,
+    )
+    .await?;
+    print!("{}", results::render(&edited.results, 1));
+    let mut failed = edited.unreadable || edited.results.iter().any(|r| r.status == Status::Failed);
+    let Some(pushed) = edited.pushed else {
+        eprintln!("fluxctl: nothing to commit: no file changed, nothing pushed");
+        return Ok(exit(failed));
+    };
+    println!("Commit pushed:\t{}", short(&pushed.revision));
+    if let Some(client) = client {
+        failed |= !crate::applied::wait_for_revision(&client, &pushed.revision, timeout).await?;
+        if !failed {
+            println!("Commit applied:\t{}", short(&pushed.revision));
+        }
+    }
+    Ok(exit(failed))
+}
+
+fn exit(failed: bool) -> ExitCode {
     if failed {
         ExitCode::FAILURE
     } else {

@@ -10,6 +10,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use flux_git::CommitMessage;
 use flux_image::ImageRef;
 use flux_manifests::release::{self, ContainerTargets, ReleaseSpec, Status, Targets, Update};
 use flux_manifests::{Checkout, ResourceId, Transaction};
@@ -20,6 +21,7 @@ use std::time::Duration;
 use flux_api::Client;
 
 use crate::applied::{self, Waited};
+use crate::config_repo::{self, Commit, GitArgs};
 use crate::daemon::{self, Connection, short};
 use crate::interactive;
 use crate::offline::{Manifests, Output};
@@ -39,6 +41,8 @@ use crate::timeline;
 pub struct Args {
     #[command(flatten)]
     manifests: Manifests,
+    #[command(flatten)]
+    git: GitArgs,
     /// Workloads to release to (`<namespace>:<kind>/<name>`, `<kind>/<name>` in --namespace,
     /// `<namespace>/<name>`); comma-separated or repeated. `--service`, `--controller` and `-c`
     /// are Flux v1's (deprecated) spellings.
@@ -92,10 +96,11 @@ pub struct Args {
     /// Output format.
     #[arg(short, long, visible_alias = "output-format", value_enum, default_value_t = Output::Text)]
     output: Output,
-    /// Why (heads the commit message; daemon only).
+    /// Why (heads the commit message; with the daemon or --git-url).
     #[arg(short, long)]
     message: Option<String>,
-    /// Who asked (the commit author when the daemon sets authors; daemon only).
+    /// Who asked: with --git-url the commit's author (default: the author of the commit the CI
+    /// built), with the daemon its author when fluxd sets authors.
     #[arg(long, env = "FLUX_USER")]
     user: Option<String>,
     #[command(flatten)]
@@ -338,6 +343,9 @@ fn image_to_release(text: &str) -> anyhow::Result<ImageRef> {
 /// could not be read, 2 on bad arguments.
 pub fn run(mut args: Args, connection: &Connection) -> ExitCode {
     args.apply_timeout = connection.timeout;
+    if args.git.given() {
+        return to_config_repo(args, connection);
+    }
     if args.manifests.paths.is_empty() {
         // Bad arguments are refused (exit 2) before the daemon is asked.
         let spec = match job_spec(&args) {
@@ -409,4 +417,118 @@ fn newest_targets(
         spec,
         |image, policy| newest_admitted(image, policy, &repositories),
     ))
+}
+
+/// `--git-url`: clone, edit, commit, push; then, with `--url`, wait for
+/// that daemon to apply the commit. Exit 2 on bad arguments, before
+/// anything is cloned.
+fn to_config_repo(args: Args, connection: &Connection) -> ExitCode {
+    if args.watch || args.interactive {
+        eprintln!(
+            "fluxctl: --watch and --interactive work with the daemon only, not with --git-url"
+        );
+        return ExitCode::from(2);
+    }
+    let spec = match spec(&args) {
+        Ok(spec) => spec,
+        Err(error) => {
+            eprintln!("fluxctl: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match &connection.url {
+        Some(_) => match connection.client() {
+            Ok(client) => Some(client),
+            Err(error) => {
+                eprintln!("fluxctl: {error:#}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    daemon::block_on(release_to_config_repo(args, spec, client))
+}
+
+async fn release_to_config_repo(
+    args: Args,
+    spec: ReleaseSpec,
+    client: Option<Client>,
+) -> anyhow::Result<ExitCode> {
+    let commit = Commit {
+        message: commit_message(&args).headed_by(args.message.as_deref()),
+        user: args.user.clone(),
+    };
+    let mut change = |checkout: &Checkout, transaction: &mut Transaction<'_>| {
+        let mut spec = spec.clone();
+        if args.update_all_images {
+            // The registry scan runs a runtime of its own: off this one.
+            let targets = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| newest_targets(checkout, &spec, &args.registry))
+                    .join()
+                    .expect("the registry scan does not panic")
+            })?;
+            spec.update = Update::PerContainer(targets);
+        }
+        Ok(release::execute(transaction, &spec))
+    };
+    let edited = config_repo::edit_and_push(
+        &args.git,
+        &args.manifests.default_namespace,
+        args.dry_run,
+        commit,
+        &mut change,
+    )
+    .await?;
+    let json = args.output == Output::Json;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&edited.results)?);
+    } else {
+        print!("{}", results::render(&edited.results, args.verbose));
+    }
+    let mut failed = edited.unreadable || edited.results.iter().any(|r| r.status == Status::Failed);
+    let Some(pushed) = edited.pushed else {
+        if args.dry_run {
+            eprintln!("fluxctl: dry run, nothing pushed");
+        } else {
+            eprintln!("fluxctl: nothing to commit: no file changed, nothing pushed");
+        }
+        return Ok(exit(failed));
+    };
+    if pushed.attempts > 1 {
+        eprintln!(
+            "fluxctl: pushed at attempt {}: other writers moved the branch meanwhile, \
+             so the release was made again on their commits",
+            pushed.attempts
+        );
+    }
+    if !json {
+        println!("Commit pushed:\t{}", short(&pushed.revision));
+    }
+    if let Some(client) = client {
+        failed |=
+            !applied::wait_for_revision(&client, &pushed.revision, args.apply_timeout).await?;
+        if !json && !failed {
+            println!("Commit applied:\t{}", short(&pushed.revision));
+        }
+    }
+    Ok(exit(failed))
+}
+
+/// `Release <image> to <workloads>`, as fluxd writes it.
+fn commit_message(args: &Args) -> CommitMessage {
+    let image = args.update_image.as_deref().unwrap_or("<all latest>");
+    if args.all {
+        return CommitMessage::release(image, &["<all>"]);
+    }
+    let ids = ids(args).map(|(ids, _)| ids).unwrap_or_default();
+    CommitMessage::release(image, &ids)
+}
+
+fn exit(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use flux_api::Client;
 
 use crate::daemon::{self, Connection, short};
 
@@ -29,29 +30,14 @@ async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
     let revision = short(&requested.revision).to_string();
     println!("Revision of {} to apply is {revision}", requested.branch);
     println!("Waiting for {revision} to be applied ...");
-    let spinner = daemon::spinner("Waiting for the sync");
-    let deadline = Instant::now() + args.timeout;
-    let unread = loop {
-        let status = client.sync_status(&requested.revision).await?;
-        if status.pending.is_empty() {
-            break status.errors;
-        }
-        if Instant::now() >= deadline {
-            if let Some(spinner) = spinner {
-                spinner.finish_and_clear();
-            }
-            bail!(
-                "{revision} was not applied within {}s ({} commit(s) pending); \
-                 the daemon keeps trying, see its log",
-                args.timeout.as_secs(),
-                status.pending.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let unread = match until_synced(&client, &requested.revision, args.timeout).await? {
+        Synced::Applied(unread) => unread,
+        Synced::Pending(pending) => bail!(
+            "{revision} was not applied within {}s ({pending} commit(s) pending); \
+             the daemon keeps trying, see its log",
+            args.timeout.as_secs()
+        ),
     };
-    if let Some(spinner) = spinner {
-        spinner.finish_and_clear();
-    }
     if unread.is_empty() {
         println!("Done.");
         return Ok(ExitCode::SUCCESS);
@@ -65,6 +51,40 @@ async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
         unread.len()
     );
     Ok(ExitCode::FAILURE)
+}
+
+/// How waiting for a revision ended.
+#[derive(Debug)]
+pub enum Synced {
+    /// Applied; the files that could not be read at the revision fluxd read last.
+    Applied(Vec<flux_api::FileError>),
+    /// Not applied in time; this many commits were still pending.
+    Pending(usize),
+}
+
+/// Polls the daemon until `revision` is applied or `timeout` passes (a
+/// spinner on a terminal meanwhile).
+pub async fn until_synced(
+    client: &Client,
+    revision: &str,
+    timeout: Duration,
+) -> anyhow::Result<Synced> {
+    let spinner = daemon::spinner("Waiting for the sync");
+    let deadline = Instant::now() + timeout;
+    let synced = loop {
+        let status = client.sync_status(revision).await?;
+        if status.pending.is_empty() {
+            break Synced::Applied(status.errors);
+        }
+        if Instant::now() >= deadline {
+            break Synced::Pending(status.pending.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    Ok(synced)
 }
 
 /// Durations written like `1s`, `30s`, `5m`, `1h`.

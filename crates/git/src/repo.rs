@@ -86,6 +86,10 @@ pub struct RepoConfig {
     pub timeout: Duration,
     /// Extra environment for every git run (tests isolate `HOME` here).
     pub env: Vec<(OsString, OsString)>,
+    /// Fetch only the branch, and only its head commit (`--depth 1`): for a
+    /// one-off write, as `fluxctl --git-url` makes; history (sync status,
+    /// commits since the marker) is then not there to read.
+    pub shallow: bool,
 }
 
 impl RepoConfig {
@@ -119,6 +123,7 @@ impl RepoConfig {
             push_attempts: 20,
             timeout: Duration::from_secs(20),
             env: Vec::new(),
+            shallow: false,
         }
     }
 
@@ -447,11 +452,29 @@ impl Repo {
     }
 
     async fn fetch_into(&self, dir: &Path) -> Result<(), GitError> {
-        let args = ["fetch", "-q", "--prune", "--no-write-fetch-head", "origin"];
-        self.remote(self.inner.git.run(dir, args))
-            .await?
-            .map_err(|e| self.remote_error(e))?;
-        Ok(())
+        let mut args = vec!["fetch", "-q", "--prune", "--no-write-fetch-head"];
+        let branch = self.inner.config.branch_ref();
+        let only_branch = format!("+{branch}:{branch}");
+        if self.inner.config.shallow {
+            args.extend(["--depth=1", "--no-tags", "origin", &only_branch]);
+        } else {
+            args.push("origin");
+        }
+        match self.remote(self.inner.git.run(dir, &args)).await? {
+            Ok(_) => Ok(()),
+            // Naming the branch makes a missing one git's error, not ours.
+            Err(RunError::Failed(failure))
+                if self.inner.config.shallow
+                    && failure.stderr.contains("couldn't find remote ref") =>
+            {
+                Err(GitError::UnknownBranch {
+                    url: self.inner.config.url.clone(),
+                    branch: self.inner.config.branch.clone(),
+                    stderr: failure.stderr,
+                })
+            }
+            Err(error) => Err(self.remote_error(error)),
+        }
     }
 
     /// Bounds a run that talks to the remote by the configured timeout; the

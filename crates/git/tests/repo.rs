@@ -795,3 +795,63 @@ async fn notes_reach_a_server_without_atomic_pushes() {
         assert_eq!(stored.trim_end(), note);
     }
 }
+
+#[tokio::test]
+async fn a_shallow_repo_holds_only_the_branch_head_and_pushes_on_top_of_a_newer_one() {
+    let setup = Setup::new();
+    setup
+        .remote
+        .commit_file(BRANCH, "README.md", "second\n", "Second");
+    setup
+        .remote
+        .git(&["branch", "other", &format!("refs/heads/{BRANCH}")]);
+    let mut config = setup.config();
+    config.shallow = true;
+    let repo = Repo::new(config);
+    let mut raced = false;
+    let pushed = repo
+        .commit_and_push(|dir| {
+            // Another writer moves the branch after our fetch, once.
+            if !raced {
+                raced = true;
+                setup
+                    .remote
+                    .commit_file(BRANCH, "README.md", "third\n", "Third");
+            }
+            set_image(dir, "app:2.0.0")
+        })
+        .await
+        .expect("pushed");
+    assert_eq!(pushed.attempts, 2, "the first push lost the race");
+    let mirror = repo.mirror_dir();
+    let git = |args: &[&str]| {
+        let out = setup.env.git(mirror).args(args).output().expect("git runs");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    // Only the branch, at depth one: the head fetched for the retry.
+    assert_eq!(
+        git(&["for-each-ref", "--format=%(refname)"]),
+        "refs/heads/main\n"
+    );
+    assert_eq!(git(&["rev-list", "--count", "refs/heads/main"]), "2\n");
+    assert_eq!(
+        setup.remote.git(&["log", "--format=%s", BRANCH]),
+        "Release app:2.0.0 to default:deployment/app\nThird\nSecond\nSeed\n"
+    );
+}
+
+#[tokio::test]
+async fn a_shallow_fetch_of_a_missing_branch_names_the_branch() {
+    let setup = Setup::new();
+    let mut config = setup.config();
+    config.shallow = true;
+    config.branch = "nope".into();
+    let error = Repo::new(config)
+        .commit_and_push(|dir| set_image(dir, "app:2.0.0"))
+        .await
+        .expect_err("no such branch");
+    assert!(
+        matches!(&error, GitError::UnknownBranch { branch, .. } if branch == "nope"),
+        "{error:?}"
+    );
+}
