@@ -13,6 +13,7 @@ use flux_manifests::release::WorkloadResult;
 use flux_manifests::{Checkout, LoadOptions, Transaction};
 
 use crate::ci;
+use crate::offline::Manifests;
 
 /// Where the config repository is and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,10 +25,6 @@ pub struct GitArgs {
     /// The branch to edit (with --git-url).
     #[arg(long, value_name = "BRANCH", default_value = "master")]
     pub git_branch: String,
-    /// Folders (or files) of the repository holding manifests; comma-separated or repeated
-    /// [default: the whole repository].
-    #[arg(long, value_name = "PATH", value_delimiter = ',', value_parser = parse_git_path, requires = "git_url")]
-    pub git_path: Vec<String>,
     /// The SSH private key to clone and push with (a deploy key with write access).
     #[arg(long, value_name = "FILE", requires = "git_url")]
     pub git_ssh_key: Option<PathBuf>,
@@ -85,7 +82,7 @@ pub struct Commit {
 /// with the CI run that made it, when there is one.
 pub async fn edit_and_push(
     git: &GitArgs,
-    default_namespace: &str,
+    manifests: &Manifests,
     dry_run: bool,
     commit: Commit,
     change: &mut Change<'_>,
@@ -96,13 +93,25 @@ pub async fn edit_and_push(
         .context("making a temporary folder for the clone")?;
     let run = ci::Run::from_env();
     let user = commit.user.clone().or(run.author.clone());
-    let repo = Repo::new(repo_config(git, data.path(), user.is_some())?);
-    let options = LoadOptions {
-        default_namespace: default_namespace.to_string(),
-    };
+    let paths = manifests
+        .git_paths
+        .iter()
+        .map(|p| {
+            parse_git_path(&p.to_string_lossy())
+                .map_err(|e| anyhow::anyhow!("--git-path {}: {e}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let repo = Repo::new(repo_config(git, &paths, data.path(), user.is_some())?);
     let mut last: Option<(Vec<WorkloadResult>, Vec<String>)> = None;
     let mut round = |dir: &Path, write: bool| -> anyhow::Result<bool> {
-        let checkout = load(dir, &git.git_path, &git.git_branch, options.clone())?;
+        let options = LoadOptions {
+            default_namespace: manifests.default_namespace.clone(),
+            root: Some(dir.to_path_buf()),
+            max_file_bytes: manifests.manifest_max_file_size,
+            manifest_generation: manifests.manifest_generation,
+            ..LoadOptions::default()
+        };
+        let checkout = load(dir, &paths, &git.git_branch, options)?;
         let mut transaction = Transaction::new(&checkout);
         let results = change(&checkout, &mut transaction)?;
         let changed = transaction.changes().next().is_some();
@@ -157,10 +166,15 @@ pub async fn edit_and_push(
     })
 }
 
-fn repo_config(git: &GitArgs, data: &Path, set_author: bool) -> anyhow::Result<RepoConfig> {
+fn repo_config(
+    git: &GitArgs,
+    paths: &[String],
+    data: &Path,
+    set_author: bool,
+) -> anyhow::Result<RepoConfig> {
     let url = git.git_url.as_deref().context("--git-url is missing")?;
     let mut config = RepoConfig::new(url, &git.git_branch, data.join("git"));
-    config.paths = git.git_path.clone();
+    config.paths = paths.to_vec();
     config.set_author = set_author;
     config.shallow = true;
     if let Some(token) = git.git_token.as_deref().filter(|t| !t.trim().is_empty()) {

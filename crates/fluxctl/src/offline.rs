@@ -27,8 +27,9 @@ pub struct Manifests {
     /// --manifest-generation does; off, a `.flux.yaml` is ignored.
     #[arg(long)]
     pub manifest_generation: bool,
-    /// Folders (or files) of the --manifests folder to read, as fluxd's --git-path (repeatable):
-    /// the --manifests folder is then the repo's root, which no path read may leave.
+    /// Folders (or files) of the repo to read, as fluxd's --git-path (comma-separated or
+    /// repeated): of the --manifests folder, which is then the repo's root that no path read may
+    /// leave, or of the --git-url clone [default: the whole repo].
     #[arg(long = "git-path", value_name = "PATH", value_delimiter = ',')]
     pub git_paths: Vec<PathBuf>,
     /// Manifest files larger than this are refused unread (bytes, or with a KiB, MiB or GiB

@@ -376,14 +376,9 @@ async fn to_config_repo(
             Err(error) => outcome(id, Status::Failed, Some(error.to_string())),
         }])
     };
-    let edited = config_repo::edit_and_push(
-        &target.git,
-        &target.manifests.default_namespace,
-        false,
-        commit,
-        &mut change,
-    )
-    .await?;
+    let edited =
+        config_repo::edit_and_push(&target.git, &target.manifests, false, commit, &mut change)
+            .await?;
     print!("{}", results::render(&edited.results, 1));
     let mut failed = edited.unreadable || edited.results.iter().any(|r| r.status == Status::Failed);
     let Some(pushed) = edited.pushed else {

@@ -474,7 +474,7 @@ async fn release_to_config_repo(
     };
     let edited = config_repo::edit_and_push(
         &args.git,
-        &args.manifests.default_namespace,
+        &args.manifests,
         args.dry_run,
         commit,
         &mut change,
