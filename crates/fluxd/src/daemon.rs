@@ -1404,6 +1404,14 @@ impl Control for Controls {
         self.0.identity_shown()
     }
 
+    fn cluster_unreachable(&self) -> Option<String> {
+        let side = self.0.cluster.as_ref()?;
+        side.unreachable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     fn regenerate_identity(&self) -> Pending<'_, Option<Identity>> {
         Box::pin(self.0.regenerate_deploy_key())
     }

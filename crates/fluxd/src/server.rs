@@ -77,6 +77,11 @@ pub trait Control: Send + Sync + 'static {
     fn regenerate_identity(&self) -> Pending<'_, Option<Identity>> {
         Box::pin(async { Ok(None) })
     }
+    /// Why the cluster's API server could not be reached at the last sync;
+    /// None when it was (or there is no cluster).
+    fn cluster_unreachable(&self) -> Option<String> {
+        None
+    }
     /// The resources of the manifests at the revision read last, as written.
     fn manifests(&self) -> Pending<'_, Vec<Manifest>> {
         Box::pin(async { Err("this daemon does not answer manifests".to_string()) })
@@ -179,8 +184,28 @@ pub fn router(api: Arc<Api>) -> Router {
                 .layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT))
                 .layer(middleware::from_fn(declared_within::<HOOK_BODY_LIMIT>)),
         )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(api.clone())
         .merge(metrics_router(api))
+}
+
+/// Liveness: the process serves requests.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the git repo was read once and, with a cluster, the last
+/// sync reached its API server; otherwise 503 and why.
+async fn readyz(State(api): State<Shared>) -> Response {
+    if let Err(why) = &api.view.borrow().read {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
+    if let Some(why) = api.control.cluster_unreachable() {
+        let message = format!("the cluster's API server did not answer the last sync: {why}\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    }
+    "ok\n".into_response()
 }
 
 /// `/metrics` alone, for `--listen-metrics`.

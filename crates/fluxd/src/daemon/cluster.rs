@@ -59,6 +59,8 @@ pub(super) struct ClusterSide {
     /// Asks for a look at the rollouts now.
     look: Notify,
     live: std::sync::Mutex<Live>,
+    /// Why the last sync could not reach the API server; None once one did.
+    pub unreachable: std::sync::Mutex<Option<String>>,
 }
 
 impl ClusterSide {
@@ -70,6 +72,7 @@ impl ClusterSide {
             wake: Notify::new(),
             look: Notify::new(),
             live: std::sync::Mutex::default(),
+            unreachable: std::sync::Mutex::default(),
         }
     }
 
@@ -183,9 +186,17 @@ impl Inner {
             Ok(report) => report,
             Err(error) => {
                 tracing::warn!(revision = %wanted.revision, %error, "sync failed");
+                *side
+                    .unreachable
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.to_string());
                 return;
             }
         };
+        *side
+            .unreachable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         log_report(&wanted.revision, &report);
         {
             let mut live = side.live();
