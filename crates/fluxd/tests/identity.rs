@@ -182,8 +182,12 @@ async fn a_secret_the_api_server_refuses_stops_the_start() {
         .env("KUBECONFIG", &kubeconfig)
         .envs(env.vars())
         .stdin(Stdio::null())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    // Generous: a fluxd that ignores the refusal keeps running and fails here.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), out)
         .await
+        .expect("fluxd stops instead of running without its Secret")
         .expect("fluxd runs");
 
     assert!(!out.status.success(), "fluxd started: {out:?}");
