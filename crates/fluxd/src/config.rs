@@ -160,6 +160,25 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub k8s_allow_namespaces: Vec<String>,
+    /// Secret holding the deploy key when fluxd has a cluster and an ssh
+    /// repo URL; made or filled on first start, read on every start.
+    #[arg(
+        long = "k8s-secret-name",
+        env = "FLUXD_K8S_SECRET_NAME",
+        default_value = "flux-git-deploy"
+    )]
+    pub k8s_secret_name: String,
+    /// Namespace of that Secret (default: fluxd's own, from the service
+    /// account inside a pod, else the kubeconfig context's, else `default`).
+    #[arg(long = "k8s-secret-namespace", env = "FLUXD_K8S_SECRET_NAMESPACE")]
+    pub k8s_secret_namespace: Option<String>,
+    /// Data key of the private key in that Secret.
+    #[arg(
+        long = "k8s-secret-data-key",
+        env = "FLUXD_K8S_SECRET_DATA_KEY",
+        default_value = "identity"
+    )]
+    pub k8s_secret_data_key: String,
     /// `kubeconfig` to use the cluster of kubeconfig or in-cluster config;
     /// `none` to run without a cluster (workloads read from git, no sync).
     #[arg(long, env = "FLUXD_CLUSTER", value_enum, default_value_t = ClusterMode::Kubeconfig)]

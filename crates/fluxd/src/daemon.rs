@@ -48,6 +48,7 @@ mod registry;
 use registry::Named;
 
 use crate::config::{ClusterMode, Config};
+use crate::identity::{self, KeyError, KeySecret};
 use crate::jobs::{Jobs, Outcome};
 use crate::metrics::{JobLabels, Metrics};
 use crate::server::{Api, Control, Pending, View};
@@ -69,6 +70,9 @@ pub enum StartError {
         /// What went wrong.
         source: GitError,
     },
+    /// The deploy key could not be read from or written to its Secret.
+    #[error(transparent)]
+    DeployKeySecret(crate::identity::KeyError),
     /// The data folder could not be made.
     #[error("data folder {dir}: {source}")]
     DataDir {
@@ -110,6 +114,8 @@ struct Inner {
     git_wake: Notify,
     /// The deploy key shown by the API; replaced by `POST /api/v1/identity`.
     deploy_key: std::sync::RwLock<Option<Identity>>,
+    /// Where the deploy key outlives the pod, with a cluster and an ssh URL.
+    key_secret: Option<KeySecret>,
     /// Asks automation to look; carries when a new tag was first seen.
     automation: mpsc::UnboundedSender<Option<Timestamp>>,
     /// The cluster and its sync, unless `--cluster=none`.
@@ -137,7 +143,8 @@ impl Daemon {
             dir: config.data_dir.clone(),
             source,
         })?;
-        let (deploy_key, ssh) = deploy_key(&config).await?;
+        let key_secret = key_secret(&config).await?;
+        let (deploy_key, ssh) = deploy_key(&config, key_secret.as_ref()).await?;
         let mut repo_config = RepoConfig::new(
             config.git_url.clone(),
             config.git_branch.clone(),
@@ -190,6 +197,7 @@ impl Daemon {
             loaded: Mutex::new(None),
             git_wake: Notify::new(),
             deploy_key: std::sync::RwLock::new(deploy_key),
+            key_secret,
             automation,
             cluster,
             builds: Arc::new(BuildCache::default()),
@@ -314,51 +322,76 @@ fn sync_set_name(config: &Config) -> String {
     format!("git-{}", &hex::encode(hash.finalize())[..16])
 }
 
+/// The Secret of the deploy key: only with a cluster and an ssh URL (with
+/// neither there is no key to keep, or nowhere to keep it but the data folder).
+async fn key_secret(config: &Config) -> Result<Option<KeySecret>, StartError> {
+    if config.cluster == ClusterMode::None || !is_ssh_url(&config.git_url) {
+        return Ok(None);
+    }
+    let client = flux_cluster::Connection::default()
+        .client()
+        .await
+        .map_err(StartError::Cluster)?;
+    Ok(Some(KeySecret::new(
+        client,
+        config.k8s_secret_namespace.as_deref(),
+        &config.k8s_secret_name,
+        &config.k8s_secret_data_key,
+    )))
+}
+
 async fn deploy_key(
     config: &Config,
+    secret: Option<&KeySecret>,
 ) -> Result<(Option<Identity>, Option<flux_git::SshOptions>), StartError> {
     if !is_ssh_url(&config.git_url) {
         return Ok((None, None));
     }
     let dir = config.data_dir.join("ssh");
-    let failed = |source| StartError::DeployKey {
-        dir: dir.clone(),
-        source,
-    };
-    let key = DeployKey::ensure(&dir, "fluxd").await.map_err(failed)?;
-    let identity = key.identity().await.map_err(failed)?;
+    let key = identity::ensure(&dir, secret).await.map_err(start_error)?;
+    let shown = shown(&key).await.map_err(start_error)?;
     let ssh = key.ssh_options(dir.join("known_hosts"));
-    let shown = Identity {
-        public_key: identity.public_key,
-        fingerprint: identity.fingerprint,
-    };
     Ok((Some(shown), Some(ssh)))
 }
 
+fn start_error(error: KeyError) -> StartError {
+    match error {
+        KeyError::File { dir, source } => StartError::DeployKey { dir, source },
+        secret => StartError::DeployKeySecret(secret),
+    }
+}
+
+/// What the API shows of `key`.
+async fn shown(key: &DeployKey) -> Result<Identity, KeyError> {
+    let identity = key.identity().await.map_err(|source| KeyError::File {
+        dir: key
+            .private_key()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        source,
+    })?;
+    Ok(Identity {
+        public_key: identity.public_key,
+        fingerprint: identity.fingerprint,
+    })
+}
+
 impl Inner {
-    /// Replaces the deploy key in `<data-dir>/ssh` with a new one; git's
-    /// ssh reads the key file at each fetch, so the next one uses it.
-    /// None when the repo is not reached over ssh (there is no key).
+    /// Replaces the deploy key with a new one, in its Secret first when it
+    /// has one, then in `<data-dir>/ssh`; git's ssh reads the key file at
+    /// each fetch, so the next one uses it. None when the repo is not
+    /// reached over ssh (there is no key).
     async fn regenerate_deploy_key(&self) -> Result<Option<Identity>, String> {
         if self.identity_shown().is_none() {
             return Ok(None);
         }
         let dir = self.config.data_dir.join("ssh");
-        let failed = |error: flux_git::GitError| format!("regenerating the deploy key: {error}");
-        let old = DeployKey::ensure(&dir, "fluxd").await.map_err(failed)?;
-        for file in [old.private_key().to_path_buf(), old.public_key()] {
-            if let Err(error) = tokio::fs::remove_file(&file).await
-                && error.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(format!("removing {}: {error}", file.display()));
-            }
-        }
-        let key = DeployKey::ensure(&dir, "fluxd").await.map_err(failed)?;
-        let identity = key.identity().await.map_err(failed)?;
-        let shown = Identity {
-            public_key: identity.public_key,
-            fingerprint: identity.fingerprint,
-        };
+        let failed = |error: KeyError| format!("regenerating the deploy key: {error}");
+        let key = identity::regenerate(&dir, self.key_secret.as_ref())
+            .await
+            .map_err(failed)?;
+        let shown = shown(&key).await.map_err(failed)?;
         *self
             .deploy_key
             .write()

@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod identity;
 pub mod jobs;
 pub mod metrics;
 pub mod secret;
