@@ -5,7 +5,8 @@
 //! receivers, and its metrics; [`daemon::Daemon`] wires them together (the
 //! `fluxd` binary only parses flags, serves HTTP and waits for SIGTERM). What
 //! it acts on lives in the libraries below it: manifests, registry, git,
-//! cluster. It does not talk to a cluster yet: only `--cluster=none` runs.
+//! cluster. With a cluster it keeps its deploy key in a Secret
+//! ([`identity`]) and answers the kubelet's probes (`/healthz`, `/readyz`).
 //!
 //! ```
 //! use fluxd::webhooks::{receive, sign, Delivery, Sender};
