@@ -318,6 +318,13 @@ impl std::ops::Deref for Registry {
     }
 }
 
+/// A client that opens a connection per request: a kept-alive one the
+/// registry has just closed as idle makes a busy machine's request fail with
+/// "connection reset" (seen on a blob DELETE with both cores loaded).
+fn fresh_connections(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder.pool_max_idle_per_host(0)
+}
+
 impl Pusher {
     /// Pushes over plain http to the registry at `host` (`host:port`). The
     /// host is also what the registry's notifications name as the
@@ -326,7 +333,9 @@ impl Pusher {
         Pusher {
             base: format!("http://{host}"),
             basic_auth: None,
-            http: reqwest::Client::new(),
+            http: fresh_connections(reqwest::Client::builder())
+                .build()
+                .expect("an http client for the pusher"),
             pushed_blobs: Mutex::default(),
         }
     }
@@ -336,7 +345,8 @@ impl Pusher {
     /// not the pusher), and presenting a client certificate of
     /// `client_ca` when given.
     pub fn over_tls(host: &str, client_ca: Option<&TestCa>) -> Pusher {
-        let mut http = reqwest::Client::builder().danger_accept_invalid_certs(true);
+        let mut http =
+            fresh_connections(reqwest::Client::builder()).danger_accept_invalid_certs(true);
         if let Some(ca) = client_ca {
             let client = ca.client_certificate("flux-testkit pusher");
             let pem = format!("{}\n{}", client.cert_pem, client.key_pem);
