@@ -6,10 +6,11 @@
 //! use flux_testkit::hostile::{Case, Outside};
 //!
 //! let outside = Outside::new();
-//! let repo = tempfile::tempdir().unwrap();
+//! let repo = tempfile::tempdir().expect("a temporary folder");
 //! Case::SymlinkAbsolute.fill(repo.path(), &outside);
 //! assert!(repo.path().join("leak.yaml").is_symlink());
-//! assert!(std::fs::read_to_string(outside.secret_file()).unwrap().contains(flux_testkit::hostile::SECRET));
+//! let secret = std::fs::read_to_string(outside.secret_file()).expect("the outside file");
+//! assert!(secret.contains(flux_testkit::hostile::SECRET));
 //! ```
 
 use std::os::unix::fs::symlink;
