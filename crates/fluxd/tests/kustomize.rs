@@ -56,6 +56,20 @@ fn kustomized_sock_shop() -> BareRepo {
     })
 }
 
+/// A release of `image` to one workload.
+fn release_of(workload: &str, image: &str) -> JobSpec {
+    JobSpec::Release(ReleaseSpec {
+        targets: Targets::Workloads(vec![workload.into()]),
+        exclude: Vec::new(),
+        update: ImageUpdate::Image(image.into()),
+        force: false,
+        dry_run: false,
+        message: None,
+        user: None,
+        containers: Default::default(),
+    })
+}
+
 fn live_front_end(cluster: &ApiServer) -> Option<(String, u64)> {
     let object = cluster.object("Deployment", Some("sock-shop"), "front-end")?;
     let image = object["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -98,16 +112,7 @@ async fn the_overlay_is_synced_and_a_release_edits_its_images_entry() {
         "weaveworksdemos/front-end:0.3.13"
     );
 
-    let release = JobSpec::Release(ReleaseSpec {
-        targets: Targets::Workloads(vec![FRONT_END.into()]),
-        exclude: Vec::new(),
-        update: ImageUpdate::Image("weaveworksdemos/front-end:0.4.0".into()),
-        force: false,
-        dry_run: false,
-        message: None,
-        user: None,
-        containers: Default::default(),
-    });
+    let release = release_of(FRONT_END, "weaveworksdemos/front-end:0.4.0");
     let submitted = client.submit(&release).await.expect("queued");
     finished(&client, &submitted.id).await;
     wait_for("the release applied", || async {
@@ -230,16 +235,7 @@ async fn with_manifest_generation_a_flux_yaml_path_is_generated_and_released_thr
     .await;
     let read = client.read_state().await.expect("read");
     assert!(read.errors.is_empty(), "{:?}", read.errors);
-    let release = JobSpec::Release(ReleaseSpec {
-        targets: Targets::Workloads(vec!["generated:deployment/web".into()]),
-        exclude: Vec::new(),
-        update: ImageUpdate::Image("nginx:1.26".into()),
-        force: false,
-        dry_run: false,
-        message: None,
-        user: None,
-        containers: Default::default(),
-    });
+    let release = release_of("generated:deployment/web", "nginx:1.26");
     let submitted = client.submit(&release).await.expect("queued");
     finished(&client, &submitted.id).await;
     wait_for("the release applied", || async {
