@@ -16,6 +16,8 @@ use anyhow::{Context, bail};
 const NAME: &str = "flux";
 /// The Secret that holds the deploy key, as v1 named it.
 pub const DEPLOY_KEY_SECRET: &str = "flux-git-deploy";
+/// The Secret fluxd keeps its API token and webhook secret in.
+pub const API_SECRET: &str = "flux-api";
 /// The ConfigMap whose `known_hosts` holds the git hosts' keys, as v1 named it.
 pub const SSH_CONFIG: &str = "flux-ssh-config";
 /// The port of fluxd's API, webhooks and metrics.
@@ -198,7 +200,11 @@ pub fn objects(args: &Args, known_hosts: Option<&str>) -> anyhow::Result<Vec<Obj
     });
     objects.push(Object {
         file: "flux-git-deploy-secret.yaml".into(),
-        yaml: deploy_key_secret(ns),
+        yaml: empty_secret(ns, DEPLOY_KEY_SECRET, "the deploy key it makes"),
+    });
+    objects.push(Object {
+        file: "flux-api-secret.yaml".into(),
+        yaml: empty_secret(ns, API_SECRET, "the API token and webhook secret it makes"),
     });
     if let Some(known_hosts) = known_hosts {
         objects.push(Object {
@@ -319,12 +325,14 @@ fn state_role(ns: &str) -> String {
     let _ = write!(
         out,
         "rules:\n\
-         # The deploy key lives in this Secret so that it outlives the pod: read on\n\
-         # every start, written when empty and when the key is regenerated.\n\
-         - apiGroups: [\"\"]\n  resources: [\"secrets\"]\n  resourceNames: [{secret}]\n  verbs: [\"get\", \"update\", \"patch\"]\n\
+         # The deploy key, the API token and the webhook secret live in these Secrets\n\
+         # so that they outlive the pod: read on every start, written when empty\n\
+         # (and the key when it is regenerated).\n\
+         - apiGroups: [\"\"]\n  resources: [\"secrets\"]\n  resourceNames: [{secret}, {api}]\n  verbs: [\"get\", \"update\", \"patch\"]\n\
          # Leader election between replicas: a Lease in this namespace.\n\
          - apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"get\", \"create\", \"update\"]\n",
         secret = quoted(DEPLOY_KEY_SECRET),
+        api = quoted(API_SECRET),
     );
     out
 }
@@ -342,11 +350,14 @@ fn binding(kind: &str, role_kind: &str, role: &str, namespace: Option<&str>, ns:
     out
 }
 
-fn deploy_key_secret(ns: &str) -> String {
+/// A Secret fluxd fills on first start: with its data left out, applying
+/// this again keeps what fluxd put there.
+fn empty_secret(ns: &str, name: &str, what: &str) -> String {
     let mut out = String::from("apiVersion: v1\nkind: Secret\n");
-    metadata(&mut out, DEPLOY_KEY_SECRET, Some(ns));
-    out.push_str(
-        "# Empty: fluxd fills it with the deploy key it makes on first start.\ntype: Opaque\n",
+    metadata(&mut out, name, Some(ns));
+    let _ = write!(
+        out,
+        "# Empty: fluxd fills it with {what} on first start.\ntype: Opaque\n"
     );
     out
 }
@@ -398,6 +409,7 @@ pub fn fluxd_args(args: &Args) -> Vec<String> {
     // The probes and the Service reach the API from outside the pod.
     out.push(format!("--listen=0.0.0.0:{API_PORT}"));
     out.push(format!("--data-dir={DATA_DIR}"));
+    out.push(format!("--k8s-api-secret-name={API_SECRET}"));
     out
 }
 

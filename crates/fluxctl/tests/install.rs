@@ -152,6 +152,7 @@ fn a_server_side_dry_run_accepts_every_object() {
         "serviceaccount/flux serverside-applied (server dry run)",
         "role.rbac.authorization.k8s.io/flux serverside-applied (server dry run)",
         "secret/flux-git-deploy serverside-applied (server dry run)",
+        "secret/flux-api serverside-applied (server dry run)",
         "deployment.apps/flux serverside-applied (server dry run)",
         "service/flux serverside-applied (server dry run)",
     ] {
@@ -206,11 +207,9 @@ fn kubectl_apply_creates_what_fluxd_runs_with() {
         .object("ClusterRoleBinding", None, "flux")
         .expect("the ClusterRoleBinding");
     assert_eq!(binding["subjects"][0]["namespace"], "flux");
-    assert!(
-        cluster
-            .object("Secret", Some("flux"), "flux-git-deploy")
-            .is_some()
-    );
+    for secret in ["flux-git-deploy", "flux-api"] {
+        assert!(cluster.object("Secret", Some("flux"), secret).is_some());
+    }
     let ssh = cluster
         .object("ConfigMap", Some("flux"), "flux-ssh-config")
         .expect("the ConfigMap");
@@ -358,6 +357,7 @@ fn output_dir_gets_one_file_per_object_with_stable_names() {
         files,
         [
             "flux-account.yaml",
+            "flux-api-secret.yaml",
             "flux-deployment.yaml",
             "flux-git-deploy-secret.yaml",
             "flux-namespace.yaml",

@@ -198,6 +198,12 @@ pub struct Config {
     /// File holding the secret webhooks must present; made when absent.
     #[arg(long, env = "FLUXD_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Secret (in `--k8s-secret-namespace`'s namespace) holding the API token
+    /// (data key `api-token`) and the webhook secret (`webhook-secret`) in
+    /// place of files in the data folder: filled on first start, read on every
+    /// start. `--api-token-file` and `--webhook-secret-file` still win.
+    #[arg(long = "k8s-api-secret-name", env = "FLUXD_K8S_API_SECRET_NAME")]
+    pub k8s_api_secret_name: Option<String>,
     /// Log lines for people (`human`) or for collectors (`json`).
     #[arg(long, env = "FLUXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -12,9 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use flux_git::{DeployKey, GitError};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+
+use crate::secret::{ClusterSecret, SecretError};
 
 /// Comment on keys fluxd makes.
 const COMMENT: &str = "fluxd";
@@ -23,15 +22,8 @@ const COMMENT: &str = "fluxd";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The API server refused or failed a read or write of the Secret.
-    #[error("deploy key Secret {namespace}/{name}: {source}")]
-    Secret {
-        /// The Secret's namespace.
-        namespace: String,
-        /// The Secret's name.
-        name: String,
-        /// What the API server said.
-        source: kube::Error,
-    },
+    #[error("deploy key {0}")]
+    Secret(#[from] SecretError),
     /// The key files in the data folder could not be made or read.
     #[error("deploy key in {dir}: {source}")]
     File {
@@ -42,12 +34,10 @@ pub enum KeyError {
     },
 }
 
-/// Where in the cluster the deploy key lives.
+/// Where in the cluster the deploy key lives: a data key of a Secret.
 #[derive(Clone)]
 pub struct KeySecret {
-    api: Api<Secret>,
-    namespace: String,
-    name: String,
+    secret: ClusterSecret,
     key: String,
 }
 
@@ -56,71 +46,21 @@ impl KeySecret {
     /// (inside a pod, the service account's) when none is given; the key
     /// sits under `key` in its data.
     pub fn new(client: kube::Client, namespace: Option<&str>, name: &str, key: &str) -> Self {
-        let namespace = namespace
-            .map(str::to_string)
-            .unwrap_or_else(|| client.default_namespace().to_string());
         Self {
-            api: Api::namespaced(client, &namespace),
-            namespace,
-            name: name.to_string(),
+            secret: ClusterSecret::new(client, namespace, name),
             key: key.to_string(),
-        }
-    }
-
-    fn failed(&self, source: kube::Error) -> KeyError {
-        KeyError::Secret {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            source,
         }
     }
 
     /// The private key the Secret holds; None when the Secret is missing or
     /// has nothing under the data key.
     pub async fn read(&self) -> Result<Option<Vec<u8>>, KeyError> {
-        let secret = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|e| self.failed(e))?;
-        Ok(secret
-            .and_then(|secret| secret.data)
-            .and_then(|mut data| data.remove(&self.key))
-            .map(|bytes| bytes.0)
-            .filter(|bytes| !bytes.is_empty()))
+        Ok(self.secret.read(&self.key).await?)
     }
 
-    /// Puts `private` under the data key: creates the Secret when missing,
-    /// patches it otherwise (other data keys are left as they are).
+    /// Puts `private` under the data key (other data keys are left as they are).
     pub async fn write(&self, private: &[u8]) -> Result<(), KeyError> {
-        let existing = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|e| self.failed(e))?;
-        let data = [(self.key.clone(), ByteString(private.to_vec()))].into();
-        if existing.is_none() {
-            let secret = Secret {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    namespace: Some(self.namespace.clone()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(data),
-                ..Secret::default()
-            };
-            self.api
-                .create(&PostParams::default(), &secret)
-                .await
-                .map_err(|e| self.failed(e))?;
-            return Ok(());
-        }
-        let patch = serde_json::json!({ "data": data });
-        self.api
-            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| self.failed(e))?;
-        Ok(())
+        Ok(self.secret.write(&self.key, private).await?)
     }
 }
 
@@ -136,13 +76,13 @@ pub async fn ensure(dir: &Path, secret: Option<&KeySecret>) -> Result<DeployKey,
     };
     if let Some(private) = secret.read().await? {
         restore(dir, &private).await.map_err(file)?;
-        tracing::info!(secret = %secret.name, namespace = %secret.namespace, "deploy key read from the Secret");
+        tracing::info!(secret = %secret.secret, "deploy key read from the Secret");
         return DeployKey::ensure(dir, COMMENT).await.map_err(file);
     }
     let key = DeployKey::ensure(dir, COMMENT).await.map_err(file)?;
     let private = read(key.private_key()).await.map_err(file)?;
     secret.write(&private).await?;
-    tracing::info!(secret = %secret.name, namespace = %secret.namespace, "deploy key stored in the Secret");
+    tracing::info!(secret = %secret.secret, "deploy key stored in the Secret");
     Ok(key)
 }
 

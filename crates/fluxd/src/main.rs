@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use fluxd::config::{Config, LogFormat};
+use fluxd::config::{ClusterMode, Config, LogFormat};
 use fluxd::daemon::{Daemon, Running, SHUTDOWN_GRACE, Secrets};
 use tokio::sync::watch;
 
@@ -42,10 +42,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let secrets = Secrets {
-        api_token: secret(&config.token_path(), "API token")?,
-        webhook_secret: secret(&config.webhook_secret_path(), "webhook secret")?,
-    };
+    let secrets = secrets(&config).await?;
     let listen = config.listen;
     let listen_metrics = config.listen_metrics;
     let running = Daemon::start(config, secrets).await?;
@@ -79,6 +76,50 @@ async fn stop_daemon(running: Running) {
             "the running job did not finish within {SHUTDOWN_GRACE:?}; abandoning it (nothing half-pushed: a push is all or nothing)"
         );
     }
+}
+
+/// The API token and the webhook secret: each from its file flag when given,
+/// else from the `--k8s-api-secret-name` Secret when there is one, else from
+/// its file in the data folder.
+async fn secrets(config: &Config) -> anyhow::Result<Secrets> {
+    let in_cluster = match &config.k8s_api_secret_name {
+        Some(_) if config.cluster == ClusterMode::None => {
+            anyhow::bail!("--k8s-api-secret-name needs a cluster; drop it or --cluster=none")
+        }
+        Some(name) => {
+            let client = flux_cluster::Connection::default().client().await?;
+            let namespace = config.k8s_secret_namespace.as_deref();
+            Some(fluxd::secret::ClusterSecret::new(client, namespace, name))
+        }
+        None => None,
+    };
+    let api_token = match (&config.api_token_file, &in_cluster) {
+        (None, Some(kept)) => secret_in(kept, "api-token", "API token").await?,
+        _ => secret(&config.token_path(), "API token")?,
+    };
+    let webhook_secret = match (&config.webhook_secret_file, &in_cluster) {
+        (None, Some(kept)) => secret_in(kept, "webhook-secret", "webhook secret").await?,
+        _ => secret(&config.webhook_secret_path(), "webhook secret")?,
+    };
+    Ok(Secrets {
+        api_token,
+        webhook_secret,
+    })
+}
+
+async fn secret_in(
+    kept: &fluxd::secret::ClusterSecret,
+    key: &str,
+    what: &str,
+) -> anyhow::Result<String> {
+    let (value, made) = kept
+        .load_or_create(key)
+        .await
+        .with_context(|| format!("{what} in the Secret's data key {key}"))?;
+    if made {
+        tracing::info!(secret = %kept, key, "made a new {what}");
+    }
+    Ok(value)
 }
 
 fn secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {

@@ -1,9 +1,15 @@
-//! Secrets fluxd keeps in files: the API bearer token and the webhook secret.
-//! Made on first start (random, 0600) so that a fresh daemon is never open.
+//! Secrets fluxd keeps: the API bearer token and the webhook secret, in files
+//! or, with `--k8s-api-secret-name`, in a Kubernetes Secret so that they
+//! outlive the pod. Made on first start (random; files 0600) so that a fresh
+//! daemon is never open, and read on every start after.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
 /// Reads the secret in `path`, or makes a new one there when the file is
 /// absent. Returns the secret and whether it was just made.
@@ -30,11 +36,16 @@ pub fn load_or_create(path: &Path) -> io::Result<(String, bool)> {
     }
 }
 
+/// A new random secret: 32 bytes, hex.
+fn random() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 fn create(path: &Path) -> io::Result<String> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let secret = random();
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -47,6 +58,114 @@ fn create(path: &Path) -> io::Result<String> {
         .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
     writeln!(file, "{secret}")?;
     Ok(secret)
+}
+
+/// The API server refused or failed a read or write of a Secret.
+#[derive(Debug, thiserror::Error)]
+#[error("Secret {secret}: {source}")]
+pub struct SecretError {
+    /// `<namespace>/<name>`.
+    pub secret: String,
+    /// What the API server said.
+    pub source: kube::Error,
+}
+
+/// A Secret fluxd keeps some of its state in, one data key per thing kept.
+#[derive(Clone)]
+pub struct ClusterSecret {
+    api: Api<Secret>,
+    namespace: String,
+    name: String,
+}
+
+impl std::fmt::Display for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl ClusterSecret {
+    /// The Secret `name` in `namespace`, or in the client's own namespace
+    /// (inside a pod, the service account's) when none is given.
+    pub fn new(client: kube::Client, namespace: Option<&str>, name: &str) -> Self {
+        let namespace = namespace
+            .map(str::to_string)
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        Self {
+            api: Api::namespaced(client, &namespace),
+            namespace,
+            name: name.to_string(),
+        }
+    }
+
+    fn failed(&self, source: kube::Error) -> SecretError {
+        SecretError {
+            secret: self.to_string(),
+            source,
+        }
+    }
+
+    /// What the Secret holds under `key`; None when the Secret is missing or
+    /// holds nothing there.
+    pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, SecretError> {
+        let secret = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(secret
+            .and_then(|secret| secret.data)
+            .and_then(|mut data| data.remove(key))
+            .map(|bytes| bytes.0)
+            .filter(|bytes| !bytes.is_empty()))
+    }
+
+    /// Puts `value` under `key`: creates the Secret when missing, patches it
+    /// otherwise (other data keys are left as they are).
+    pub async fn write(&self, key: &str, value: &[u8]) -> Result<(), SecretError> {
+        let existing = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let data = [(key.to_string(), ByteString(value.to_vec()))].into();
+        if existing.is_none() {
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    namespace: Some(self.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                data: Some(data),
+                ..Secret::default()
+            };
+            self.api
+                .create(&PostParams::default(), &secret)
+                .await
+                .map_err(|e| self.failed(e))?;
+            return Ok(());
+        }
+        let patch = serde_json::json!({ "data": data });
+        self.api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    /// The secret under `key`, or a new random one stored there when it holds
+    /// none. Returns it and whether it was just made.
+    pub async fn load_or_create(&self, key: &str) -> Result<(String, bool), SecretError> {
+        if let Some(value) = self.read(key).await? {
+            let text = String::from_utf8_lossy(&value).trim().to_string();
+            if !text.is_empty() {
+                return Ok((text, false));
+            }
+        }
+        let made = random();
+        self.write(key, made.as_bytes()).await?;
+        Ok((made, true))
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use flux_testkit::kube::{ApiServer, WorkloadState};
+use flux_testkit::kube::{ApiServer, Serving, WorkloadState};
 use serde_json::Value;
 
 fn run(server: &ApiServer, args: &[&str]) -> Output {
@@ -444,4 +444,37 @@ fn a_misspelt_field_of_a_pod_template_is_refused_as_the_real_server_refuses_it()
     let fixed = deployment.replace("FileSystem", "Filesystem");
     std::fs::write(file.path(), fixed).expect("the manifest is written");
     run(&server, &["apply", "--server-side", "-f", path]);
+}
+
+#[test]
+fn a_double_served_as_a_pod_sees_it_wants_tls_and_the_token() {
+    let ca = flux_testkit::tls::TestCa::new("cluster CA");
+    let server = ApiServer::start_serving(Serving::default().tls(&ca).token("s3cret"));
+    assert!(server.url().starts_with("https://"));
+    // Its kubeconfig carries the CA and the token: kubectl verifies and is let in.
+    run(&server, &["get", "namespaces", "-o", "name"]);
+    let stranger = server
+        .kubectl()
+        .args(["get", "namespaces", "--token", "wrong"])
+        .output()
+        .expect("kubectl runs");
+    assert!(!stranger.status.success(), "a wrong token was let in");
+    let stderr = String::from_utf8_lossy(&stranger.stderr);
+    assert!(stderr.contains("Unauthorized"), "{stderr}");
+    let other_ca = tempfile::NamedTempFile::new().expect("a temporary file");
+    flux_testkit::tls::TestCa::new("another CA").write(other_ca.path());
+    let unverified = server
+        .kubectl()
+        .arg("get")
+        .arg("namespaces")
+        .arg("--certificate-authority")
+        .arg(other_ca.path())
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        !unverified.status.success(),
+        "a certificate of another CA was trusted"
+    );
+    let stderr = String::from_utf8_lossy(&unverified.stderr);
+    assert!(stderr.contains("certificate"), "{stderr}");
 }

@@ -24,6 +24,7 @@
 
 mod controller;
 mod selector;
+mod serving;
 mod store;
 mod table;
 mod types;
@@ -41,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 pub use controller::{Controller, STEP};
+pub use serving::Serving;
 use store::{ApiError, ListOptions, Store, Target, WriteOptions};
 use types::ResourceType;
 
@@ -65,6 +67,8 @@ struct Shared {
     changed: tokio::sync::Notify,
     /// Every request to a resource, in RBAC's terms, in arrival order.
     requests: Mutex<Vec<AuthorizedRequest>>,
+    /// How clients reach it.
+    serving: Serving,
 }
 
 /// A request to a resource as the real API server's authorizer sees it: the
@@ -112,6 +116,12 @@ impl ApiServer {
     /// Starts a double with the standard namespaces on a free loopback port and writes
     /// its kubeconfig (plain http, no credentials).
     pub fn start() -> ApiServer {
+        Self::start_serving(Serving::default())
+    }
+
+    /// Starts a double reached as `serving` says; its kubeconfig carries the CA and
+    /// the token.
+    pub fn start_serving(serving: Serving) -> ApiServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kube-double")
@@ -132,11 +142,12 @@ impl ApiServer {
             changed: tokio::sync::Notify::new(),
             requests: Mutex::new(Vec::new()),
             address,
+            serving: serving.clone(),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-            let _ = axum::serve(listener, router).await;
+            serving::serve(listener, router, serving.tls).await;
         });
         let dir = tempfile::tempdir().expect("a temp dir for the kubeconfig");
         let server = ApiServer {
@@ -149,9 +160,19 @@ impl ApiServer {
         server
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https` when served over TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.address)
+        let scheme = if self.shared.serving.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.shared.address)
+    }
+
+    /// The loopback address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.shared.address
     }
 
     /// The kubeconfig file for this double (context `double`, namespace `default`).
@@ -160,10 +181,20 @@ impl ApiServer {
     }
 
     fn kubeconfig_text(&self) -> String {
+        use base64::Engine as _;
+        let serving = &self.shared.serving;
+        let ca = serving.tls.as_ref().map_or(String::new(), |tls| {
+            let pem = base64::engine::general_purpose::STANDARD.encode(&tls.ca_pem);
+            format!("    certificate-authority-data: {pem}\n")
+        });
+        let user = serving
+            .bearer_token
+            .as_ref()
+            .map_or("{}".to_string(), |token| format!("\n    token: {token}"));
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {}\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {}\n{ca}\
              contexts:\n- name: double\n  context:\n    cluster: double\n    user: tester\n    namespace: default\n\
-             current-context: double\nusers:\n- name: tester\n  user: {{}}\n",
+             current-context: double\nusers:\n- name: tester\n  user: {user}\n",
             self.url()
         )
     }
@@ -445,6 +476,12 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if !serving::authorized(shared.serving.bearer_token.as_deref(), authorization) {
+        return fail(&ApiError::unauthorized());
+    }
     let mut store = shared.store();
     let types = store.types();
     let route = match route(uri.path(), &types) {

@@ -19,6 +19,16 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    /// What the real API server answers a request its authenticators reject.
+    pub fn unauthorized() -> Self {
+        ApiError {
+            code: 401,
+            reason: "Unauthorized",
+            message: "Unauthorized".to_string(),
+            details: Value::Null,
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError {
             code: 400,
