@@ -67,12 +67,13 @@ pub(super) async fn handle(
     if let Some(error) = missing {
         return fail(&error);
     }
-    let ports = match ports(&query_pairs(request.uri())) {
-        Ok(ports) => ports,
-        Err(error) => return fail(&error),
-    };
+    // The protocol first: SPDY clients name their ports in stream headers, not the query.
     let key = match websocket_key(request.method(), request.headers()) {
         Ok(key) => key,
+        Err(error) => return fail(&error),
+    };
+    let ports = match ports(&query_pairs(request.uri())) {
+        Ok(ports) => ports,
         Err(error) => return fail(&error),
     };
     let targets: Vec<(u16, Option<SocketAddr>)> = {
