@@ -246,6 +246,9 @@ async fn serve(
     let mut ready = Some(first);
     loop {
         let Ok((connection, _)) = listener.accept().await else {
+            // Out of descriptors, or a connection reset before it was
+            // taken: the next one may do, but not in a busy loop.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let forwarder = match ready.take() {
