@@ -115,6 +115,11 @@ impl Forward {
 /// port-forward is told now rather than as a broken HTTP connection.
 pub async fn start(lookup: &Lookup) -> Result<Forward, ForwardError> {
     let config = kubeconfig(lookup.context.as_deref()).await?;
+    start_with(config, lookup).await
+}
+
+/// [`start`] with the cluster's configuration already read.
+async fn start_with(config: kube::Config, lookup: &Lookup) -> Result<Forward, ForwardError> {
     let server = config.cluster_url.to_string();
     let client =
         kube::Client::try_from(config).map_err(|e| ForwardError::Kubeconfig(e.to_string()))?;
@@ -295,4 +300,78 @@ async fn bridge(
     }
     drop(upstream);
     let _ = forwarder.join().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::PostParams;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback server that echoes what it reads, standing for fluxd.
+    async fn echo() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("an address");
+        tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut reader, mut writer) = connection.split();
+                    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                });
+            }
+        });
+        address
+    }
+
+    /// What the echo sends back; a connection left unforwarded fails the
+    /// test after a minute instead of hanging it.
+    async fn exchange(connection: &mut TcpStream, text: &[u8]) -> Vec<u8> {
+        connection.write_all(text).await.expect("written");
+        let mut answer = vec![0; text.len()];
+        let read = connection.read_exact(&mut answer);
+        tokio::time::timeout(std::time::Duration::from_secs(60), read)
+            .await
+            .expect("an answer within a minute")
+            .expect("echoed");
+        answer
+    }
+
+    #[tokio::test]
+    async fn each_local_connection_gets_a_port_forward_of_its_own() {
+        let cluster = flux_testkit::kube::ApiServer::start();
+        let config = kube::Config::new(cluster.url().parse().expect("the double's URL"));
+        let client = kube::Client::try_from(config.clone()).expect("a client");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "flux-0", "labels": {"app": "flux"}},
+            "spec": {"containers": [{"name": "flux", "image": "fluxd",
+                "ports": [{"name": "http", "containerPort": 3030}]}]},
+        }))
+        .expect("a pod");
+        Api::<Pod>::namespaced(client, "default")
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("the pod is created");
+        let running = serde_json::json!({"phase": "Running"});
+        assert!(cluster.set_status("Pod", Some("default"), "flux-0", running));
+        cluster.forward("default", "flux-0", 3030, echo().await);
+        let lookup = Lookup {
+            context: None,
+            namespace: DEFAULT_NAMESPACE.into(),
+            labels: DEFAULT_LABELS.into(),
+        };
+
+        let forward = start_with(config, &lookup).await.expect("a forward");
+        let mut first = TcpStream::connect(forward.local).await.expect("connected");
+        let mut second = TcpStream::connect(forward.local).await.expect("connected");
+
+        // Both open at once, each answered on its own stream.
+        assert_eq!(exchange(&mut second, b"second").await, b"second");
+        assert_eq!(exchange(&mut first, b"first").await, b"first");
+        let forwards = cluster
+            .requests()
+            .into_iter()
+            .filter(|r| r.resource == "pods/portforward")
+            .count();
+        assert_eq!(forwards, 2);
+    }
 }
