@@ -1,5 +1,5 @@
-//! Working against a running `fluxd`: the `--url` / `--token` options every
-//! verb shares, waiting for jobs, and printing what they did.
+//! Working against a running `fluxd`: the `--url` / `--token` and
+//! port-forwarding options every verb shares, waiting for jobs, and printing what they did.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -8,16 +8,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use flux_api::{Client, ClientError, Job, JobSpec, JobStatus, ResultStatus, WorkloadResult};
 
+use crate::port_forward;
 use crate::results::{self, Row};
 
-/// The daemon's API when neither `--url` nor `FLUX_URL` names one.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:3030";
-
 /// Where the daemon is and how to prove who we are: the global flags of
-/// Flux v1's fluxctl.
+/// Flux v1's fluxctl. Without `--url`, fluxd is found in the cluster of the
+/// kubeconfig and reached through a port-forward.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
-    /// The daemon's API [default: http://127.0.0.1:3030].
+    /// The daemon's API; without it, fluxctl port-forwards to fluxd's pod.
     #[arg(short = 'u', long, global = true, env = "FLUX_URL")]
     pub url: Option<String>,
     /// The API token (the daemon's `--api-token-file`), needed by verbs that change something.
@@ -39,26 +38,41 @@ pub struct Connection {
         value_parser = crate::sync::parse_duration
     )]
     pub timeout: Duration,
-    /// The kubeconfig context to port-forward through (not available yet: pass --url).
+    /// The kubeconfig context to port-forward through [default: the current one].
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
-    /// The namespace of fluxd to port-forward to (not available yet: pass --url).
-    #[arg(long, global = true, value_name = "NS")]
+    /// The namespace of fluxd's pod to port-forward to [default: default].
+    #[arg(long, global = true, env = "FLUX_FORWARD_NAMESPACE", value_name = "NS")]
     pub k8s_fwd_ns: Option<String>,
-    /// The labels of fluxd's pod to port-forward to (not available yet: pass --url).
-    #[arg(long, global = true, value_name = "KEY=VALUE,...")]
+    /// The labels of fluxd's pod to port-forward to [default: app=flux].
+    #[arg(
+        long,
+        global = true,
+        env = "FLUX_FORWARD_LABELS",
+        value_name = "KEY=VALUE,..."
+    )]
     pub k8s_fwd_labels: Option<String>,
 }
 
 impl Connection {
-    /// The daemon's API.
-    pub fn url(&self) -> &str {
-        self.url.as_deref().unwrap_or(DEFAULT_URL)
+    /// A client of the daemon: at `--url`, else through a port-forward to
+    /// fluxd's pod, which lasts as long as the runtime.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        if self.url.is_some() {
+            return self.client_at_url();
+        }
+        let forward = port_forward::start(&self.lookup()).await?;
+        let token = self.token.clone().or(forward.token.clone());
+        Ok(Client::new(&forward.url(), token)?)
     }
 
-    /// A client of the daemon. The port-forwarding flags without `--url`
-    /// are an error: fluxctl cannot find fluxd in a cluster yet.
-    pub fn client(&self) -> anyhow::Result<Client> {
+    /// A client of the daemon at `--url`; the port-forwarding flags are
+    /// ignored, and said to be.
+    pub fn client_at_url(&self) -> anyhow::Result<Client> {
+        let url = self
+            .url
+            .as_deref()
+            .context("no --url (or FLUX_URL) is given")?;
         let forwarding: Vec<&str> = [
             (self.context.is_some(), "--context"),
             (self.k8s_fwd_ns.is_some(), "--k8s-fwd-ns"),
@@ -69,16 +83,23 @@ impl Connection {
         .collect();
         if !forwarding.is_empty() {
             let flags = forwarding.join(", ");
-            if self.url.is_none() {
-                anyhow::bail!(
-                    "{flags}: port-forwarding to fluxd in a cluster is not available yet; \
-                     pass the daemon's API with --url (or FLUX_URL), e.g. after \
-                     `kubectl port-forward`"
-                );
-            }
             eprintln!("fluxctl: --url is given, so {flags} are ignored");
         }
-        Ok(Client::new(self.url(), self.token.clone())?)
+        Ok(Client::new(url, self.token.clone())?)
+    }
+
+    fn lookup(&self) -> port_forward::Lookup {
+        port_forward::Lookup {
+            context: self.context.clone(),
+            namespace: self
+                .k8s_fwd_ns
+                .clone()
+                .unwrap_or_else(|| port_forward::DEFAULT_NAMESPACE.into()),
+            labels: self
+                .k8s_fwd_labels
+                .clone()
+                .unwrap_or_else(|| port_forward::DEFAULT_LABELS.into()),
+        }
     }
 }
 

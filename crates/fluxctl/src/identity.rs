@@ -25,7 +25,7 @@ pub struct Args {
 /// Prints the key (or its fingerprint); exits 1 when the daemon has none.
 pub fn run(args: Args, connection: &Connection) -> ExitCode {
     daemon::block_on(async move {
-        let client = connection.client()?;
+        let client = connection.client().await?;
         let answer = if args.regenerate {
             client.regenerate_identity().await
         } else {

@@ -164,7 +164,7 @@ async fn from_daemon(
     wanted: Vec<ResourceId>,
     connection: &Connection,
 ) -> anyhow::Result<ExitCode> {
-    let client = connection.client()?;
+    let client = connection.client().await?;
     let ids: Vec<String> = wanted.iter().map(ToString::to_string).collect();
     let mut answer = client.images(&ids, args.namespace.as_deref()).await?;
     if let Some(missing) = ids.iter().find(|id| answer.iter().all(|w| &&w.id != id)) {

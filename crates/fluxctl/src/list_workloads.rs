@@ -105,7 +105,7 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
 }
 
 async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
-    let client = connection.client()?;
+    let client = connection.client().await?;
     let mut workloads = client.workloads(args.namespace.as_deref()).await?;
     // Files fluxd could not read: their workloads are listed as last read,
     // and the listing is not complete.

@@ -2,7 +2,8 @@
 //!
 //! Flags are parsed here and handed to the libraries; each verb lives in a
 //! module of its own. With `--manifests DIR` a verb works on a checkout;
-//! without, it asks the daemon at `--url`.
+//! without, it asks the daemon at `--url`, or finds fluxd's pod in the
+//! cluster and port-forwards to it.
 
 mod applied;
 mod check_policy;
@@ -18,6 +19,7 @@ mod list_workloads;
 mod offline;
 mod plugin;
 mod policy;
+mod port_forward;
 mod registry_options;
 mod release;
 mod results;

@@ -274,7 +274,7 @@ async fn through_daemon(
     connection: &Connection,
 ) -> anyhow::Result<ExitCode> {
     let id = target.id()?;
-    let client = connection.client()?;
+    let client = connection.client().await?;
     let workloads = client.workloads(Some(id.namespace())).await?;
     let Some(workload) = workloads.iter().find(|w| w.id == id.to_string()) else {
         bail!("the daemon knows no workload {id}");
@@ -305,7 +305,7 @@ fn apply(
     };
     if target.git.given() {
         let client = match &connection.url {
-            Some(_) => match connection.client() {
+            Some(_) => match connection.client_at_url() {
                 Ok(client) => Some(client),
                 Err(error) => {
                     eprintln!("fluxctl: {error:#}");

@@ -145,7 +145,7 @@ async fn through_daemon(
     spec: flux_api::JobSpec,
     connection: &Connection,
 ) -> anyhow::Result<ExitCode> {
-    let client = connection.client()?;
+    let client = connection.client().await?;
     let json = args.output == Output::Json;
     let spec = match spec {
         flux_api::JobSpec::Release(release) if args.interactive => {
@@ -437,7 +437,7 @@ fn to_config_repo(args: Args, connection: &Connection) -> ExitCode {
         }
     };
     let client = match &connection.url {
-        Some(_) => match connection.client() {
+        Some(_) => match connection.client_at_url() {
             Ok(client) => Some(client),
             Err(error) => {
                 eprintln!("fluxctl: {error:#}");

@@ -34,7 +34,8 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
     if args.manifests.paths.is_empty() {
         return daemon::block_on(async move {
             let manifests = connection
-                .client()?
+                .client()
+                .await?
                 .manifests()
                 .await
                 .context("asking the daemon for its manifests")?;

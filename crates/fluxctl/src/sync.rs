@@ -24,8 +24,8 @@ pub fn run(mut args: Args, connection: &Connection) -> ExitCode {
 }
 
 async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
-    let client = connection.client()?;
-    println!("Synchronizing with {}", connection.url());
+    let client = connection.client().await?;
+    println!("Synchronizing with {}", client.url().trim_end_matches('/'));
     let requested = client.sync().await?;
     let revision = short(&requested.revision).to_string();
     println!("Revision of {} to apply is {revision}", requested.branch);

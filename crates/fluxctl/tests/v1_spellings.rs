@@ -261,18 +261,6 @@ fn kind_slash_name_ids_are_read_in_the_namespace_given() {
     assert!(text.contains("fluxcd.io/locked"), "{text}");
 }
 
-#[test]
-fn port_forwarding_flags_without_url_are_explained() {
-    let out = fluxctl(&["--k8s-fwd-ns", "flux", "list-workloads"]);
-    assert_eq!(out.status.code(), Some(1));
-    let text = stderr(&out);
-    assert!(
-        text.contains("--k8s-fwd-ns: port-forwarding to fluxd in a cluster is not available yet")
-            && text.contains("--url (or FLUX_URL)"),
-        "{text}"
-    );
-}
-
 #[tokio::test]
 async fn v1_global_and_verb_flags_are_accepted() {
     let repo = flux_testkit::daemon::sock_shop_repo(None);

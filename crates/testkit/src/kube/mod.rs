@@ -5,7 +5,8 @@
 //! field selectors, `limit`/`continue`), POST, PUT, DELETE, server-side apply
 //! (`application/apply-patch+yaml`, field managers, conflicts, `force`), merge patches,
 //! `dryRun=All`, resourceVersion and generation, server-side tables of the workloads
-//! (`kubectl get deploy` columns), and `Status` errors with the real codes and reasons.
+//! (`kubectl get deploy` columns), `pods/{name}/portforward` over a WebSocket (bridged to
+//! local addresses a test registers), and `Status` errors with the real codes and reasons.
 //! `kubectl` is its judge: the tests run it against the double.
 //!
 //! Test hooks set a workload's status as a controller would, count write requests per
@@ -23,6 +24,7 @@
 //! ```
 
 mod controller;
+mod port_forward;
 mod selector;
 mod serving;
 mod store;
@@ -69,6 +71,8 @@ struct Shared {
     requests: Mutex<Vec<AuthorizedRequest>>,
     /// How clients reach it.
     serving: Serving,
+    /// The pod ports tests made reachable through `pods/portforward`.
+    forwards: Mutex<port_forward::Forwards>,
 }
 
 /// A request to a resource as the real API server's authorizer sees it: the
@@ -141,10 +145,17 @@ impl ApiServer {
             unavailable: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
             requests: Mutex::new(Vec::new()),
+            forwards: Mutex::new(port_forward::Forwards::new()),
             address,
             serving: serving.clone(),
         });
-        let router = Router::new().fallback(handle).with_state(shared.clone());
+        let router = Router::new()
+            .route(
+                "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+                axum::routing::any(port_forward::handle),
+            )
+            .fallback(handle)
+            .with_state(shared.clone());
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
             serving::serve(listener, router, serving.tls).await;
@@ -229,6 +240,18 @@ impl ApiServer {
     /// Write requests made to any object since the start or the last reset.
     pub fn total_writes(&self) -> u64 {
         self.shared.store().total_writes()
+    }
+
+    /// Makes `port` of the pod `namespace/pod` reachable through
+    /// `pods/{pod}/portforward`: a port-forward to it connects to `target`,
+    /// where the real API server would reach the pod through its kubelet.
+    /// The pod object itself is the test's to create.
+    pub fn forward(&self, namespace: &str, pod: &str, port: u16, target: SocketAddr) {
+        self.shared
+            .forwards
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert((namespace.to_string(), pod.to_string(), port), target);
     }
 
     /// Forgets the write counts.
