@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod identity;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod secret;
 pub mod selection;
 pub mod server;
