@@ -114,6 +114,11 @@ impl Cluster {
         &self.scope
     }
 
+    /// The client this handle talks through (an event [`Recorder`] shares it).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     fn api(&self, served: &ServedType, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace {
             Some(ns) if served.namespaced => {

@@ -250,7 +250,7 @@ impl Deliverer {
             .counting(self.counts.clone(), self.endpoint.kind.as_str());
         tokio::spawn(async move {
             while let Some(notice) = notices.next().await {
-                if self.endpoint.selection.wants(&notice) {
+                if !notice.repeat && self.endpoint.selection.wants(&notice) {
                     self.deliver(&notice).await;
                 }
             }

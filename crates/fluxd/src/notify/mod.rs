@@ -26,6 +26,7 @@ pub mod events;
 pub mod message;
 pub mod select;
 pub mod settings;
+pub mod sources;
 
 use std::fmt;
 use std::str::FromStr;
@@ -215,6 +216,9 @@ pub struct Notice {
     pub file: Option<FileLine>,
     /// When it happened.
     pub time: jiff::Timestamp,
+    /// The same failure as the sync before: Events count it, notification
+    /// endpoints do not get it again.
+    pub repeat: bool,
 }
 
 impl Notice {
@@ -229,6 +233,7 @@ impl Notice {
             error: None,
             file: None,
             time: jiff::Timestamp::now(),
+            repeat: false,
         }
     }
 
@@ -289,6 +294,13 @@ impl Publisher {
     pub fn publish(&self, notice: Notice) {
         // An error only means nobody listens.
         let _ = self.queue.send(notice);
+    }
+
+    /// Queues each of `notices` (none, one, many) in order.
+    pub fn publish_all(&self, notices: impl IntoIterator<Item = Notice>) {
+        for notice in notices {
+            self.publish(notice);
+        }
     }
 
     /// A reader of every notice published from now on.
@@ -363,6 +375,27 @@ pub fn start(
         tasks.push(deliverer.spawn(publisher));
     }
     tasks
+}
+
+/// A recorder of fluxd's Events through `client`, reporting from its Pod
+/// (`POD_NAME`, `POD_NAMESPACE`) and putting events about no object there.
+pub fn recorder(client: &kube::Client) -> flux_cluster::Recorder {
+    let pod = settings::own_pod();
+    let instance = pod
+        .as_ref()
+        .map(|pod| pod.name.clone())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "fluxd".to_string());
+    let recorder = flux_cluster::Recorder::new(client.clone(), "fluxd", &instance);
+    match pod {
+        Some(pod) => recorder.with_fallback(flux_cluster::Regarding::new(
+            &pod.api_version,
+            &pod.kind,
+            pod.namespace.as_deref(),
+            &pod.name,
+        )),
+        None => recorder,
+    }
 }
 
 #[cfg(test)]
