@@ -32,6 +32,7 @@
 mod catalog;
 pub mod checksum;
 mod connect;
+pub mod events;
 pub mod order;
 mod resource;
 mod sync;
@@ -41,6 +42,7 @@ use kube::api::{Api, DynamicObject};
 
 pub use checksum::{CHECKSUM_ANNOTATION, GC_MARK_LABEL, gc_mark};
 pub use connect::Connection;
+pub use events::{EventRecord, EventType, Recorded, Recorder, Regarding};
 pub use resource::{
     CLUSTER_SCOPE, FORCE_CONFLICTS_ANNOTATION, IGNORE_ANNOTATION, IgnorePolicy,
     LEGACY_IGNORE_ANNOTATION, Manifest, ManifestError, ManifestSet, ResourceId,
@@ -110,6 +112,11 @@ impl Cluster {
     /// The scope this handle works in.
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// The client this handle talks through (an event [`Recorder`] shares it).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     fn api(&self, served: &ServedType, namespace: Option<&str>) -> Api<DynamicObject> {

@@ -293,8 +293,10 @@ fn service_account(ns: &str) -> String {
 }
 
 /// What sync, garbage collection and the rollout view do, cluster-wide or
-/// in one namespace. fluxd makes no other calls to the API server: it
-/// neither watches nor scales, reads no pods and writes no events.
+/// in one namespace, and the Events it records on the objects it touches
+/// (created, then patched when one repeats: the first rule covers them).
+/// fluxd makes no other calls to the API server: it neither watches nor
+/// scales and reads no pods.
 fn sync_role(kind: &str, namespace: Option<&str>) -> String {
     let mut out = format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: {kind}\n");
     metadata(&mut out, NAME, namespace);
@@ -330,7 +332,9 @@ fn state_role(ns: &str) -> String {
          # (and the key when it is regenerated).\n\
          - apiGroups: [\"\"]\n  resources: [\"secrets\"]\n  resourceNames: [{secret}, {api}]\n  verbs: [\"get\", \"update\", \"patch\"]\n\
          # Leader election between replicas: a Lease in this namespace.\n\
-         - apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"get\", \"create\", \"update\"]\n",
+         - apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"get\", \"create\", \"update\"]\n\
+         # Events that concern no object of the repo go on fluxd's own Pod, here.\n\
+         - apiGroups: [\"\"]\n  resources: [\"events\"]\n  verbs: [\"create\", \"patch\"]\n",
         secret = quoted(DEPLOY_KEY_SECRET),
         api = quoted(API_SECRET),
     );
@@ -455,6 +459,9 @@ fn deployment(args: &Args) -> String {
     let _ = write!(
         out,
         "        env:\n        - name: HOME\n          value: /tmp\n\
+         \x20       # fluxd's own Pod, for the Events that concern no object of the repo.\n\
+         \x20       - name: POD_NAME\n          valueFrom:\n            fieldRef:\n              fieldPath: metadata.name\n\
+         \x20       - name: POD_NAMESPACE\n          valueFrom:\n            fieldRef:\n              fieldPath: metadata.namespace\n\
          \x20       ports:\n        - name: http\n          containerPort: {API_PORT}\n\
          \x20       livenessProbe:\n          httpGet:\n            path: /healthz\n            port: http\n\
          \x20         periodSeconds: 10\n          failureThreshold: 3\n\

@@ -331,6 +331,22 @@ fn without_a_security_context_the_pod_runs_as_the_image_says() {
 }
 
 #[test]
+fn fluxd_knows_its_own_pod_from_the_downward_api() {
+    let yaml = printed(&[]);
+    let env = deployment(&yaml)["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let var = env
+            .as_array()
+            .and_then(|vars| vars.iter().find(|v| v["name"] == name))
+            .unwrap_or_else(|| panic!("{name} is set: {env}"));
+        assert_eq!(var["valueFrom"]["fieldRef"]["fieldPath"], field, "{name}");
+    }
+}
+
+#[test]
 fn the_default_namespace_is_not_printed_as_an_object() {
     let kinds = kinds(&printed(&[]));
     assert!(

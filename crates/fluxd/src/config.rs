@@ -204,6 +204,65 @@ pub struct Config {
     /// start. `--api-token-file` and `--webhook-secret-file` still win.
     #[arg(long = "k8s-api-secret-name", env = "FLUXD_K8S_API_SECRET_NAME")]
     pub k8s_api_secret_name: Option<String>,
+    /// Generic webhook sent every notification as versioned JSON (repeatable).
+    #[arg(
+        long = "notify-webhook",
+        env = "FLUXD_NOTIFY_WEBHOOK",
+        value_name = "URL"
+    )]
+    pub notify_webhooks: Vec<String>,
+    /// File holding the secret that signs `--notify-webhook` bodies
+    /// (`X-Signature: sha256=<hex HMAC-SHA256>`); one for every webhook, or
+    /// one per webhook in the same order (repeatable).
+    #[arg(
+        long = "notify-webhook-secret-file",
+        env = "FLUXD_NOTIFY_WEBHOOK_SECRET_FILE",
+        value_name = "FILE"
+    )]
+    pub notify_webhook_secret_files: Vec<PathBuf>,
+    /// Slack incoming webhook URL (repeatable).
+    #[arg(long = "notify-slack", env = "FLUXD_NOTIFY_SLACK", value_name = "URL")]
+    pub notify_slack: Vec<String>,
+    /// Microsoft Teams incoming webhook URL (repeatable).
+    #[arg(long = "notify-teams", env = "FLUXD_NOTIFY_TEAMS", value_name = "URL")]
+    pub notify_teams: Vec<String>,
+    /// Discord webhook URL (repeatable).
+    #[arg(
+        long = "notify-discord",
+        env = "FLUXD_NOTIFY_DISCORD",
+        value_name = "URL"
+    )]
+    pub notify_discord: Vec<String>,
+    /// Kinds of notice the flag-given endpoints get: release, automation,
+    /// sync-error, rollout-failed, revert, garbage-collection (default: all).
+    #[arg(
+        long = "notify-events",
+        env = "FLUXD_NOTIFY_EVENTS",
+        value_delimiter = ',',
+        value_name = "KIND"
+    )]
+    pub notify_events: Vec<crate::notify::NoticeKind>,
+    /// Globs over workload ids (`namespace:kind/name`) the flag-given
+    /// endpoints get notices about (repeatable; default: all).
+    #[arg(
+        long = "notify-workloads",
+        env = "FLUXD_NOTIFY_WORKLOADS",
+        value_delimiter = ',',
+        value_name = "GLOB"
+    )]
+    pub notify_workloads: Vec<String>,
+    /// YAML file of further notification endpoints, each with its own
+    /// selection and secret files (a mounted ConfigMap or Secret).
+    #[arg(
+        long = "notify-config",
+        env = "FLUXD_NOTIFY_CONFIG",
+        value_name = "FILE"
+    )]
+    pub notify_config: Option<PathBuf>,
+    /// Record Kubernetes Events on the objects fluxd releases, syncs and
+    /// collects (and on its own Pod, from `POD_NAME`/`POD_NAMESPACE`).
+    #[arg(long = "k8s-events", env = "FLUXD_K8S_EVENTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
+    pub k8s_events: bool,
     /// Log lines for people (`human`) or for collectors (`json`).
     #[arg(long, env = "FLUXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -77,6 +77,9 @@ pub enum StartError {
     /// The deploy key could not be read from or written to its Secret.
     #[error(transparent)]
     DeployKeySecret(crate::identity::KeyError),
+    /// The notification settings cannot be used.
+    #[error("notifications: {0}")]
+    Notify(crate::notify::settings::SettingsError),
     /// The data folder could not be made.
     #[error("data folder {dir}: {source}")]
     DataDir {
@@ -126,6 +129,8 @@ struct Inner {
     cluster: Option<cluster::ClusterSide>,
     /// Kustomize builds kept from one read of the manifests to the next.
     builds: Arc<BuildCache>,
+    /// Where releases, automation, syncs and rollouts are told about.
+    notices: crate::notify::Publisher,
 }
 
 /// A started daemon.
@@ -182,6 +187,21 @@ impl Daemon {
             ClusterMode::None => None,
         };
         let metrics = Arc::new(Metrics::new());
+        let endpoints = crate::notify::settings::endpoints(&config).map_err(StartError::Notify)?;
+        let notices = crate::notify::Publisher::default();
+        let recorder = cluster
+            .as_ref()
+            .filter(|_| config.k8s_events)
+            .map(|side| crate::notify::recorder(side.client()));
+        let repo_web = crate::notify::message::WebRepo::of_git_url(&config.git_url);
+        let notifiers = crate::notify::start(
+            &notices,
+            recorder,
+            endpoints,
+            Default::default(),
+            repo_web,
+            &metrics.notifications,
+        );
         let (view, view_rx) = watch::channel(View {
             read: Err(format!(
                 "fluxd has not read the git repo {} yet: the first fetch is under way",
@@ -205,6 +225,7 @@ impl Daemon {
             automation,
             cluster,
             builds: Arc::new(BuildCache::default()),
+            notices,
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();
@@ -234,6 +255,7 @@ impl Daemon {
                 shutdown.clone(),
             )),
         ];
+        loops.extend(notifiers);
         if inner.cluster.is_some() {
             loops.push(tokio::spawn(cluster::sync_loop(
                 inner.clone(),

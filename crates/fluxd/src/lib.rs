@@ -7,6 +7,9 @@
 //! it acts on lives in the libraries below it: manifests, registry, git,
 //! cluster. With a cluster it keeps its deploy key in a Secret
 //! ([`identity`]) and answers the kubelet's probes (`/healthz`, `/readyz`).
+//! What it did reaches people through [`notify`]: Kubernetes Events and
+//! Slack, Teams, Discord and generic webhook notifications, off the path of
+//! every job and sync.
 //!
 //! ```
 //! use fluxd::webhooks::{receive, sign, Delivery, Sender};
@@ -23,6 +26,7 @@ pub mod daemon;
 pub mod identity;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod secret;
 pub mod selection;
 pub mod server;

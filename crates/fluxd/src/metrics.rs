@@ -39,6 +39,25 @@ pub struct StepLabels {
     pub step: String,
 }
 
+/// Labels of notification deliveries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `webhook`, `slack`, `teams`, `discord` or `events` (Kubernetes Events).
+    pub endpoint: String,
+    /// `delivered`, `retried` or `dropped`.
+    pub result: String,
+}
+
+impl NotificationLabels {
+    /// The labels of one outcome at one kind of endpoint.
+    pub fn new(endpoint: &str, result: &str) -> NotificationLabels {
+        NotificationLabels {
+            endpoint: endpoint.to_string(),
+            result: result.to_string(),
+        }
+    }
+}
+
 /// Every metric fluxd exports.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +77,8 @@ pub struct Metrics {
     pub job_step: Family<StepLabels, Histogram>,
     /// 1 when the git repo is ready (cloned and writable unless read-only).
     pub git_ready: Gauge,
+    /// Notification deliveries by endpoint kind and outcome.
+    pub notifications: Family<NotificationLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -88,6 +109,7 @@ impl Metrics {
         let cache_hits = Counter::default();
         let push_to_applied = Histogram::new(latency_buckets());
         let git_ready = Gauge::default();
+        let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register(
             "sync_duration_seconds",
             "Duration of sync runs",
@@ -128,6 +150,11 @@ impl Metrics {
             "1 when the git repo is ready",
             git_ready.clone(),
         );
+        registry.register(
+            "notifications",
+            "Notification deliveries (and Kubernetes Events) by endpoint kind and result",
+            notifications.clone(),
+        );
         Metrics {
             registry,
             sync_duration,
@@ -138,6 +165,7 @@ impl Metrics {
             push_to_applied,
             job_step,
             git_ready,
+            notifications,
         }
     }
 

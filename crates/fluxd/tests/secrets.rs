@@ -284,3 +284,65 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
     }
     found
 }
+
+const SLACK_TOKEN: &str = "slack-tok-9f3a61c2";
+const NOTIFY_SECRET: &str = "notify-secret-4e8d2b07";
+
+#[tokio::test]
+async fn notification_urls_and_secrets_never_show() {
+    use axum::http::StatusCode;
+    // Both endpoints refuse, so fluxd logs each delivery it drops.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let address = listener.local_addr().expect("bound");
+    let refuse = axum::Router::new().fallback(|| async { StatusCode::NOT_FOUND });
+    tokio::spawn(async move { axum::serve(listener, refuse).await });
+    let slack = format!("http://{address}/services/T000/B000/{SLACK_TOKEN}");
+    let webhook = format!("http://{address}/flux");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("notify-secret");
+    std::fs::write(&secret_file, NOTIFY_SECRET).expect("writable");
+    let secret_file = secret_file.display().to_string();
+    let repo = sock_shop_repo(None);
+    let fluxd = Fluxd::start(
+        fluxd_binary(),
+        &repo,
+        &[
+            "--notify-slack",
+            &slack,
+            "--notify-webhook",
+            &webhook,
+            "--notify-webhook-secret-file",
+            &secret_file,
+        ],
+    )
+    .await;
+    let release = flux_api::JobSpec::Release(flux_api::ReleaseSpec {
+        targets: flux_api::Targets::Workloads(vec![flux_testkit::daemon::FRONT_END.into()]),
+        exclude: Vec::new(),
+        update: flux_api::ImageUpdate::Image("weaveworksdemos/front-end:0.4.0".into()),
+        force: false,
+        dry_run: false,
+        message: None,
+        user: None,
+        containers: Default::default(),
+    });
+    let submitted = fluxd.client().submit(&release).await.expect("queued");
+    flux_testkit::daemon::finished(&fluxd.client(), &submitted.id).await;
+    wait_for("both deliveries dropped", || async {
+        fluxd.log().matches("notification dropped").count() >= 2
+    })
+    .await;
+
+    let shown = everything_shown(&fluxd).await;
+    assert!(
+        fluxd.log().contains(&format!("slack {address}")),
+        "{}",
+        fluxd.log()
+    );
+    let mut secrets = secrets_of(&fluxd);
+    secrets.push(("Slack URL's token".into(), SLACK_TOKEN.into()));
+    secrets.push(("notification secret".into(), NOTIFY_SECRET.into()));
+    assert_hidden(&fluxd, &secrets, &shown);
+}

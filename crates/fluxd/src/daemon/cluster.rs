@@ -45,6 +45,8 @@ struct Live {
     /// The images each workload's pod template runs, by container name.
     images: HashMap<String, HashMap<String, String>>,
     sync_errors: HashMap<String, String>,
+    /// The last sync's failures (source, message), so that repeats are told once.
+    notified_failures: BTreeSet<(String, String)>,
     /// When a sync last wrote something.
     changed: Option<Instant>,
 }
@@ -74,6 +76,11 @@ impl ClusterSide {
             live: std::sync::Mutex::default(),
             unreachable: std::sync::Mutex::default(),
         }
+    }
+
+    /// The client of the cluster, for Events.
+    pub fn client(&self) -> &kube::Client {
+        self.cluster.client()
     }
 
     /// Hands the sync loop the manifests read at a new revision.
@@ -201,6 +208,11 @@ impl Inner {
         {
             let mut live = side.live();
             live.sync_errors = sync_errors(&report);
+            self.notices.publish_all(crate::notify::sources::of_sync(
+                &wanted.revision,
+                &report,
+                &mut live.notified_failures,
+            ));
             if !report.applied.is_empty() || !report.deleted.is_empty() {
                 live.changed = Some(Instant::now());
             }
@@ -294,7 +306,12 @@ impl Inner {
         }
         {
             let mut live = side.live();
-            live.rollouts = rollouts;
+            let previous = std::mem::replace(&mut live.rollouts, rollouts);
+            self.notices
+                .publish_all(crate::notify::sources::of_rollouts(
+                    &previous,
+                    &live.rollouts,
+                ));
             live.images = images;
         }
         self.view

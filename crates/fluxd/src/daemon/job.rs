@@ -40,6 +40,12 @@ impl Inner {
         if let Err(error) = &outcome {
             tracing::warn!(kind, %error, "job failed");
         }
+        self.notices.publish_all(
+            outcome
+                .as_ref()
+                .ok()
+                .and_then(|done| crate::notify::sources::of_job(&spec, done)),
+        );
         outcome
     }
 

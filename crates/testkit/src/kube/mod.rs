@@ -7,6 +7,7 @@
 //! `dryRun=All`, resourceVersion and generation, server-side tables of the workloads
 //! (`kubectl get deploy` columns), `pods/{name}/portforward` over a WebSocket (bridged to
 //! local addresses a test registers), and `Status` errors with the real codes and reasons.
+//! core/v1 and events.k8s.io/v1 `events` share one store, converted as the real server does.
 //! `kubectl` is its judge: the tests run it against the double.
 //!
 //! Test hooks set a workload's status as a controller would, count write requests per
@@ -24,6 +25,7 @@
 //! ```
 
 mod controller;
+mod events;
 mod port_forward;
 mod selector;
 mod serving;
@@ -674,6 +676,12 @@ fn objects(
     query: &[(String, String)],
     body: &Bytes,
 ) -> Result<(u16, Value), ApiError> {
+    if events::is_events_v1(&target.rt) {
+        let core = |store: &mut Store, core: &Target, query: &[(String, String)], body: &Bytes| {
+            objects(store, method, headers, core, subresource, query, body)
+        };
+        return events::serve_v1(store, method, headers, target, query, body, core);
+    }
     let mut options = WriteOptions {
         dry_run: query_value(query, "dryRun") == Some("All"),
         field_manager: query_value(query, "fieldManager").map(str::to_string),

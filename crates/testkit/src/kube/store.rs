@@ -333,7 +333,10 @@ impl Store {
     pub fn list(&self, target: &Target, options: &ListOptions) -> Result<Value, ApiError> {
         let selector = LabelSelector::parse(options.label_selector.as_deref().unwrap_or_default())
             .map_err(ApiError::bad_request)?;
-        let fields = parse_field_selector(options.field_selector.as_deref().unwrap_or_default())?;
+        let fields = parse_field_selector(
+            &target.rt.kind,
+            options.field_selector.as_deref().unwrap_or_default(),
+        )?;
         let after = match &options.continue_token {
             Some(token) => Some(decode_continue(token)?),
             None => None,
@@ -362,7 +365,9 @@ impl Store {
             {
                 continue;
             }
-            if !selector.matches(&stored.object) || !fields_match(&fields, namespace, name) {
+            if !selector.matches(&stored.object)
+                || !fields_match(&fields, namespace, name, &stored.object)
+            {
                 continue;
             }
             if options.limit.is_some_and(|limit| items.len() >= limit) {
@@ -1593,7 +1598,23 @@ fn fields_v1(paths: &BTreeSet<Path>) -> Value {
     Value::Object(root)
 }
 
-fn parse_field_selector(text: &str) -> Result<Vec<(String, String, bool)>, ApiError> {
+/// Fields an Event list may be selected by besides `metadata.name` and
+/// `metadata.namespace`, as the real server's field label conversion allows.
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
+fn parse_field_selector(kind: &str, text: &str) -> Result<Vec<(String, String, bool)>, ApiError> {
     let mut out = Vec::new();
     for part in text.split(',').filter(|p| !p.trim().is_empty()) {
         let (field, value, equal) = if let Some((f, v)) = part.split_once("!=") {
@@ -1605,7 +1626,9 @@ fn parse_field_selector(text: &str) -> Result<Vec<(String, String, bool)>, ApiEr
                 "invalid field selector: {part}"
             )));
         };
-        if !matches!(field.trim(), "metadata.name" | "metadata.namespace") {
+        let field_allowed = matches!(field.trim(), "metadata.name" | "metadata.namespace")
+            || (kind == "Event" && EVENT_FIELDS.contains(&field.trim()));
+        if !field_allowed {
             return Err(ApiError::bad_request(format!(
                 "field label not supported: {}",
                 field.trim()
@@ -1616,12 +1639,23 @@ fn parse_field_selector(text: &str) -> Result<Vec<(String, String, bool)>, ApiEr
     Ok(out)
 }
 
-fn fields_match(fields: &[(String, String, bool)], namespace: &str, name: &str) -> bool {
+fn fields_match(
+    fields: &[(String, String, bool)],
+    namespace: &str,
+    name: &str,
+    object: &Value,
+) -> bool {
     fields.iter().all(|(field, value, equal)| {
-        let actual = if field == "metadata.name" {
-            name
-        } else {
-            namespace
+        let actual = match field.as_str() {
+            "metadata.name" => name,
+            "metadata.namespace" => namespace,
+            // An Event's `source` field label is its source's component.
+            "source" => object["source"]["component"].as_str().unwrap_or_default(),
+            path => path
+                .split('.')
+                .fold(object, |value, key| &value[key])
+                .as_str()
+                .unwrap_or_default(),
         };
         (actual == value) == *equal
     })

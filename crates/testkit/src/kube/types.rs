@@ -92,6 +92,16 @@ pub(crate) fn builtin_types() -> Vec<ResourceType> {
             false,
         ),
         t("", "v1", "pods", "Pod", true, &["po"], true),
+        t("", "v1", "events", "Event", true, &["ev"], false),
+        t(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            true,
+            &["ev"],
+            false,
+        ),
         t(
             "",
             "v1",
