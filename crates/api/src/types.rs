@@ -480,3 +480,55 @@ pub struct ApiError {
     /// What went wrong, for a person to read.
     pub error: String,
 }
+
+/// A page of workloads, as the dashboard asks for them
+/// (`GET /api/v1/workloads/page`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkloadPage {
+    /// How many workloads the filter selects, over every page.
+    pub total: usize,
+    /// Where this page starts among them.
+    pub offset: usize,
+    /// The workloads of this page, in the listing's order.
+    pub workloads: Vec<Workload>,
+    /// Every namespace that has a workload, sorted, for a namespace filter.
+    pub namespaces: Vec<String>,
+}
+
+/// A dry-run release with the manifest lines it would change
+/// (`POST /api/v1/release/preview`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReleasePreview {
+    /// The plan, as a dry run answers it.
+    pub plan: Vec<WorkloadResult>,
+    /// Each line the release would rewrite, before and after.
+    pub lines: Vec<ChangedLine>,
+}
+
+/// A manifest line a release would rewrite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChangedLine {
+    /// The workload whose container it sets.
+    pub workload: String,
+    /// The container.
+    pub container: String,
+    /// The file, relative to the repository's root.
+    pub file: String,
+    /// 1-based line within the workload's YAML document in that file.
+    pub line: usize,
+    /// The line as it is.
+    pub before: String,
+    /// The line as the release writes it.
+    pub after: String,
+}
+
+/// The tags a tag policy admits (`GET /api/v1/policy/check`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyCheck {
+    /// The policy, normalized (`glob:*` for an empty one).
+    pub policy: String,
+    /// The tags of the container's repository it admits, newest first.
+    pub admitted: Vec<TagInfo>,
+    /// How many of the repository's tags it leaves out.
+    pub refused: usize,
+}

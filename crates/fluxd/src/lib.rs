@@ -5,7 +5,7 @@
 //! receivers, and its metrics; [`daemon::Daemon`] wires them together (the
 //! `fluxd` binary only parses flags, serves HTTP and waits for SIGTERM). What
 //! it acts on lives in the libraries below it: manifests, registry, git,
-//! cluster. With a cluster it keeps its deploy key in a Secret
+//! cluster. It serves a dashboard ([`ui`]) at `/`. With a cluster it keeps its deploy key in a Secret
 //! ([`identity`]) and answers the kubelet's probes (`/healthz`, `/readyz`).
 //!
 //! ```
@@ -26,5 +26,6 @@ pub mod metrics;
 pub mod secret;
 pub mod selection;
 pub mod server;
+pub mod ui;
 pub mod view;
 pub mod webhooks;
