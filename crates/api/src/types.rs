@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 /// A workload (Deployment, DaemonSet, StatefulSet, CronJob, HelmRelease, …)
 /// as git and the cluster know it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 pub struct Workload {
     /// `<namespace>:<kind>/<name>`, e.g. `sock-shop:deployment/front-end`.
     pub id: String,
@@ -46,7 +46,7 @@ pub struct Manifest {
 }
 
 /// A container and the image it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 pub struct Container {
     /// The container's name (for a HelmRelease, `chart-image` or the values key).
     pub name: String,
@@ -58,7 +58,7 @@ pub struct Container {
 }
 
 /// The policies a workload carries in its annotations.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 pub struct Policies {
     /// `fluxcd.io/automated`.
     #[serde(default)]
@@ -81,7 +81,7 @@ pub struct Policies {
 }
 
 /// Rollout state of a workload in the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 pub struct Rollout {
     /// Overall state.
     pub status: RolloutStatus,
@@ -97,7 +97,7 @@ pub struct Rollout {
 }
 
 /// Rollout states, as `fluxctl list-workloads` shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum RolloutStatus {
     /// Every replica runs the current template and is ready.

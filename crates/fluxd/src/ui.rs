@@ -83,7 +83,7 @@ struct WorkloadsChanged {
     images: bool,
 }
 
-/// The workloads as one event left them: each id with a hash of its JSON,
+/// The workloads as one event left them: each id with a hash of the rest,
 /// so a client's stream keeps a few bytes per workload, not a copy.
 struct Seen {
     workloads: HashMap<String, u64>,
@@ -133,9 +133,7 @@ impl Seen {
 
 fn fingerprint(workload: &Workload) -> u64 {
     let mut hasher = DefaultHasher::new();
-    serde_json::to_vec(workload)
-        .unwrap_or_default()
-        .hash(&mut hasher);
+    workload.hash(&mut hasher);
     hasher.finish()
 }
 
