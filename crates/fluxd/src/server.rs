@@ -353,6 +353,7 @@ struct PolicyParams {
         ("container" = String, Query, description = "container name"),
         ("policy" = String, Query, description = "a tag policy, e.g. `semver:~0.3`; empty for `glob:*`")),
     responses((status = 200, description = "the tags it admits, newest first", body = PolicyCheck),
+        (status = 400, description = "workload, container or policy is missing from the query"),
         (status = 404, description = "no such workload or container", body = ApiError),
         (status = 422, description = "the policy does not parse, or the repository has not been scanned", body = ApiError)))]
 async fn policy_check(State(api): State<Shared>, Query(params): Query<PolicyParams>) -> Response {
