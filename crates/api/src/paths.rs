@@ -37,3 +37,14 @@ pub fn job(id: &str) -> String {
 pub fn sync_status(rev: &str) -> String {
     SYNC_STATUS.replace("{rev}", rev)
 }
+
+/// `GET`: a page of workloads (`?namespace=&q=&offset=&limit=`), with the
+/// total the filter selects.
+pub const WORKLOAD_PAGE: &str = "/api/v1/workloads/page";
+/// `GET`: server-sent events, one each time the workloads or the jobs change.
+pub const STREAM: &str = "/api/v1/stream";
+/// `POST`: a dry-run release with the manifest lines it would change.
+pub const RELEASE_PREVIEW: &str = "/api/v1/release/preview";
+/// `GET`: the tags a policy admits for a container
+/// (`?workload=&container=&policy=`).
+pub const POLICY_CHECK: &str = "/api/v1/policy/check";

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 /// A workload (Deployment, DaemonSet, StatefulSet, CronJob, HelmRelease, …)
 /// as git and the cluster know it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 pub struct Workload {
     /// `<namespace>:<kind>/<name>`, e.g. `sock-shop:deployment/front-end`.
     pub id: String,
@@ -46,7 +46,7 @@ pub struct Manifest {
 }
 
 /// A container and the image it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 pub struct Container {
     /// The container's name (for a HelmRelease, `chart-image` or the values key).
     pub name: String,
@@ -58,7 +58,7 @@ pub struct Container {
 }
 
 /// The policies a workload carries in its annotations.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 pub struct Policies {
     /// `fluxcd.io/automated`.
     #[serde(default)]
@@ -81,7 +81,7 @@ pub struct Policies {
 }
 
 /// Rollout state of a workload in the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 pub struct Rollout {
     /// Overall state.
     pub status: RolloutStatus,
@@ -97,7 +97,7 @@ pub struct Rollout {
 }
 
 /// Rollout states, as `fluxctl list-workloads` shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum RolloutStatus {
     /// Every replica runs the current template and is ready.
@@ -479,4 +479,56 @@ pub struct VersionInfo {
 pub struct ApiError {
     /// What went wrong, for a person to read.
     pub error: String,
+}
+
+/// A page of workloads, as the dashboard asks for them
+/// (`GET /api/v1/workloads/page`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkloadPage {
+    /// How many workloads the filter selects, over every page.
+    pub total: usize,
+    /// Where this page starts among them.
+    pub offset: usize,
+    /// The workloads of this page, in the listing's order.
+    pub workloads: Vec<Workload>,
+    /// Every namespace that has a workload, sorted, for a namespace filter.
+    pub namespaces: Vec<String>,
+}
+
+/// A dry-run release with the manifest lines it would change
+/// (`POST /api/v1/release/preview`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReleasePreview {
+    /// The plan, as a dry run answers it.
+    pub plan: Vec<WorkloadResult>,
+    /// Each line the release would rewrite, before and after.
+    pub lines: Vec<ChangedLine>,
+}
+
+/// A manifest line a release would rewrite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChangedLine {
+    /// The workload whose container it sets.
+    pub workload: String,
+    /// The container.
+    pub container: String,
+    /// The file, relative to the repository's root.
+    pub file: String,
+    /// 1-based line within the workload's YAML document in that file.
+    pub line: usize,
+    /// The line as it is.
+    pub before: String,
+    /// The line as the release writes it.
+    pub after: String,
+}
+
+/// The tags a tag policy admits (`GET /api/v1/policy/check`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyCheck {
+    /// The policy, normalized (`glob:*` for an empty one).
+    pub policy: String,
+    /// The tags of the container's repository it admits, newest first.
+    pub admitted: Vec<TagInfo>,
+    /// How many of the repository's tags it leaves out.
+    pub refused: usize,
 }

@@ -252,6 +252,12 @@ impl Jobs {
         let _ = rx.changed().await;
     }
 
+    /// A receiver that sees every change of any job from now on, for a
+    /// stream of changes that must not miss one between two waits.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     fn begin(&self, id: &str) -> Option<JobSpec> {
         let spec = self.update(id, |job| job.status = JobStatus::Running)?;
         self.notify();

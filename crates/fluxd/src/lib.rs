@@ -5,7 +5,7 @@
 //! receivers, and its metrics; [`daemon::Daemon`] wires them together (the
 //! `fluxd` binary only parses flags, serves HTTP and waits for SIGTERM). What
 //! it acts on lives in the libraries below it: manifests, registry, git,
-//! cluster. With a cluster it keeps its deploy key in a Secret
+//! cluster. It serves a dashboard ([`ui`]) at `/`. With a cluster it keeps its deploy key in a Secret
 //! ([`identity`]) and answers the kubelet's probes (`/healthz`, `/readyz`).
 //! What it did reaches people through [`notify`]: Kubernetes Events and
 //! Slack, Teams, Discord and generic webhook notifications, off the path of
@@ -30,5 +30,6 @@ pub mod notify;
 pub mod secret;
 pub mod selection;
 pub mod server;
+pub mod ui;
 pub mod view;
 pub mod webhooks;

@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flux_api::{
-    ApiError, Change, Identity, Job, JobSpec, Manifest, ReadState, Submitted, SyncRequested,
-    SyncStatus, VersionInfo, Workload, WorkloadImages, WorkloadResult,
+    ApiError, Change, Identity, Job, JobSpec, Manifest, PolicyCheck, ReadState, ReleasePreview,
+    ReleaseSpec, Submitted, SyncRequested, SyncStatus, VersionInfo, Workload, WorkloadImages,
+    WorkloadPage, WorkloadResult,
 };
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -148,6 +149,7 @@ fn api_routes(api: Shared) -> OpenApiRouter<Shared> {
         .routes(routes!(sync))
         .routes(routes!(regenerate_identity))
         .routes(routes!(notify))
+        .routes(routes!(preview_release))
         .route_layer(middleware::from_fn_with_state(api, require_token))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(middleware::from_fn(declared_within::<API_BODY_LIMIT>));
@@ -161,6 +163,9 @@ fn api_routes(api: Shared) -> OpenApiRouter<Shared> {
         .routes(routes!(sync_status))
         .routes(routes!(identity))
         .routes(routes!(version))
+        .routes(routes!(workload_page))
+        .routes(routes!(policy_check))
+        .routes(routes!(stream))
         .merge(guarded)
 }
 
@@ -188,6 +193,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/readyz", get(readyz))
         .with_state(api.clone())
         .merge(metrics_router(api))
+        .merge(crate::ui::router())
 }
 
 /// Liveness: the process serves requests.
@@ -289,6 +295,118 @@ async fn workloads(State(api): State<Shared>, Query(query): Query<NamespaceQuery
         .filter(|w| in_namespace(&w.id, namespace))
         .collect();
     json_body(serde_json::to_vec(&selected))
+}
+
+/// How many workloads a page holds when the query does not say.
+const PAGE_DEFAULT: usize = 100;
+/// The most a page holds, whatever the query asks.
+const PAGE_MOST: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+struct PageParams {
+    namespace: Option<String>,
+    q: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+/// A page of workloads: those of `namespace` whose id or image holds `q`,
+/// `limit` of them from `offset`, with how many there are in all. The
+/// dashboard lists a large repo through this without holding all of it.
+#[utoipa::path(get, path = "/api/v1/workloads/page",
+    params(("namespace" = Option<String>, Query, description = "only this namespace"),
+        ("q" = Option<String>, Query, description = "only workloads whose id or an image holds this text, whatever its case"),
+        ("offset" = Option<usize>, Query, description = "selected workloads to pass over"),
+        ("limit" = Option<usize>, Query, description = "the most to answer with (100 unless given, at most 1000)")),
+    responses((status = 200, description = "the page", body = WorkloadPage),
+        (status = 503, description = "git has not been read yet, and why", body = ApiError)))]
+async fn workload_page(State(api): State<Shared>, Query(params): Query<PageParams>) -> Response {
+    let view = api.view.borrow();
+    if let Some(unread) = view.unread() {
+        return unread;
+    }
+    let query = crate::view::PageQuery {
+        namespace: params.namespace.as_deref().filter(|ns| !ns.is_empty()),
+        search: params.q.as_deref(),
+        offset: params.offset,
+        limit: params.limit.unwrap_or(PAGE_DEFAULT).min(PAGE_MOST),
+    };
+    json_body(serde_json::to_vec(&crate::view::page(
+        &view.workloads,
+        &query,
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+struct PolicyParams {
+    workload: String,
+    container: String,
+    policy: String,
+}
+
+/// What a tag policy would admit for a container, from the tags the
+/// scanner last listed for its repository: `fluxctl check-policy` through
+/// the API, for a policy editor's preview.
+#[utoipa::path(get, path = "/api/v1/policy/check",
+    params(("workload" = String, Query, description = "workload id"),
+        ("container" = String, Query, description = "container name"),
+        ("policy" = String, Query, description = "a tag policy, e.g. `semver:~0.3`; empty for `glob:*`")),
+    responses((status = 200, description = "the tags it admits, newest first", body = PolicyCheck),
+        (status = 400, description = "workload, container or policy is missing from the query"),
+        (status = 404, description = "no such workload or container", body = ApiError),
+        (status = 422, description = "the policy does not parse, or the repository has not been scanned", body = ApiError)))]
+async fn policy_check(State(api): State<Shared>, Query(params): Query<PolicyParams>) -> Response {
+    let text = match params.policy.trim() {
+        "" => "glob:*",
+        text => text,
+    };
+    let policy: flux_image::Policy = match text.parse() {
+        Ok(policy) => policy,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("{text}: {e}")),
+    };
+    let images = api.view.borrow().images.clone();
+    match images.check_policy(&params.workload, &params.container, &policy) {
+        Some(Ok(check)) => Json(check).into_response(),
+        Some(Err(why)) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no container {:?} in workload {:?}",
+                params.container, params.workload
+            ),
+        ),
+    }
+}
+
+/// A release planned, not made: the plan a dry run answers and the
+/// manifest lines it would rewrite, before and after.
+#[utoipa::path(post, path = "/api/v1/release/preview", request_body = ReleaseSpec,
+    responses((status = 200, description = "the plan and the lines it changes", body = ReleasePreview),
+        (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 422, description = "the release cannot be planned", body = ApiError)),
+    security(("bearer" = [])))]
+async fn preview_release(State(api): State<Shared>, Json(mut spec): Json<ReleaseSpec>) -> Response {
+    spec.dry_run = true;
+    let plan = match api.control.plan(JobSpec::Release(spec)).await {
+        Ok(plan) => plan,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
+    };
+    let manifests = match api.control.manifests().await {
+        Ok(manifests) => manifests,
+        Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
+    };
+    let lines = crate::view::changed_lines(&plan, &manifests);
+    Json(ReleasePreview { plan, lines }).into_response()
+}
+
+/// Server-sent events: `workloads` with the ids of the workloads that
+/// changed (and the revision read) each time the view changes, `jobs` each
+/// time a job moves. A client re-fetches only what it shows of those.
+#[utoipa::path(get, path = "/api/v1/stream",
+    responses((status = 200, description = "`text/event-stream` of `workloads` and `jobs` events", content_type = "text/event-stream", body = String)))]
+async fn stream(State(api): State<Shared>) -> Response {
+    crate::ui::changes(&api.view, &api.jobs).into_response()
 }
 
 /// The resources of the manifests at the revision read last, each with its

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use flux_api::{
-    Container, ContainerImages, FileError, Policies, TagInfo, Workload, WorkloadImages,
+    ChangedLine, Container, ContainerImages, FileError, Manifest, Policies, PolicyCheck,
+    ResultStatus, TagInfo, Workload, WorkloadImages, WorkloadPage, WorkloadResult,
 };
 use flux_image::{Name, Policy};
 use flux_manifests::{Checkout, LoadError};
@@ -175,6 +176,9 @@ struct ContainerEntry {
     current: String,
     policy: String,
     available: Arc<Available>,
+    /// The repository as the scanner last listed it, shared by every
+    /// container of the repository: what another policy would admit.
+    scanned: Arc<Option<RepositoryInfo>>,
 }
 
 /// What a policy admits from a repository, or why it is not known.
@@ -195,6 +199,11 @@ impl Images {
         self.workloads.is_empty()
     }
 
+    /// Whether `other` is this very list (a clone of it), not one made again.
+    pub fn same(&self, other: &Images) -> bool {
+        Arc::ptr_eq(&self.workloads, &other.workloads)
+    }
+
     /// The workloads whose id `keep` accepts, in the API's shape.
     pub fn to_wire(&self, keep: impl Fn(&str) -> bool) -> Vec<WorkloadImages> {
         self.workloads
@@ -202,6 +211,44 @@ impl Images {
             .filter(|w| keep(&w.id))
             .map(WorkloadEntry::to_wire)
             .collect()
+    }
+
+    /// What `policy` would admit from the repository of a workload's
+    /// container, as the scanner last listed it: `None` when there is no
+    /// such container, `Err` when its repository has not been scanned.
+    pub fn check_policy(
+        &self,
+        workload: &str,
+        container: &str,
+        policy: &Policy,
+    ) -> Option<Result<PolicyCheck, String>> {
+        let entry = self
+            .workloads
+            .iter()
+            .find(|w| w.id == workload)?
+            .containers
+            .iter()
+            .find(|c| c.name == container)?;
+        let Some(info) = entry.scanned.as_ref() else {
+            return Some(Err(format!(
+                "{} has not been scanned yet",
+                entry.repository
+            )));
+        };
+        let verdict = policy.judge(info.candidates());
+        Some(Ok(PolicyCheck {
+            policy: policy.to_string(),
+            refused: verdict.rejected.len(),
+            admitted: verdict
+                .admitted
+                .into_iter()
+                .map(|candidate| TagInfo {
+                    digest: info.tag(&candidate.tag).and_then(|t| t.digest.clone()),
+                    tag: candidate.tag,
+                    created: candidate.created,
+                })
+                .collect(),
+        }))
     }
 
     /// The workloads whose id `keep` accepts, as the JSON of
@@ -327,7 +374,7 @@ impl Serialize for ContainerEntry {
 /// policy admits, newest first; `repository` looks a repository up in the
 /// scanner's cache (no network), once per repository.
 pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<RepositoryInfo>) -> Images {
-    let mut infos: HashMap<String, Option<RepositoryInfo>> = HashMap::new();
+    let mut infos: HashMap<String, Arc<Option<RepositoryInfo>>> = HashMap::new();
     let mut admitted: HashMap<(String, String), Arc<Available>> = HashMap::new();
     let workloads = checkout
         .workloads
@@ -340,15 +387,14 @@ pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<Reposito
                 .map(|c| {
                     let name = c.image.name();
                     let policy = w.policies.tag_policy(&c.name);
-                    let key = (name.canonical(), policy.to_string());
+                    let canonical = name.canonical();
+                    let scanned = infos
+                        .entry(canonical.clone())
+                        .or_insert_with(|| Arc::new(repository(name)))
+                        .clone();
                     let available = admitted
-                        .entry(key)
-                        .or_insert_with_key(|(canonical, _)| {
-                            let info = infos
-                                .entry(canonical.clone())
-                                .or_insert_with(|| repository(name));
-                            Arc::new(available(&policy, info.as_ref()))
-                        })
+                        .entry((canonical, policy.to_string()))
+                        .or_insert_with(|| Arc::new(available(&policy, scanned.as_ref().as_ref())))
                         .clone();
                     ContainerEntry {
                         name: c.name.clone(),
@@ -361,6 +407,7 @@ pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<Reposito
                             .to_string(),
                         policy: policy.to_string(),
                         available,
+                        scanned,
                     }
                 })
                 .collect(),
@@ -392,6 +439,105 @@ fn available(policy: &Policy, info: Option<&RepositoryInfo>) -> Available {
         tags,
         error: info.error.clone(),
     }
+}
+
+/// What the dashboard's listing asks for: a namespace, a search and a page.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery<'a> {
+    /// Only this namespace.
+    pub namespace: Option<&'a str>,
+    /// Only workloads whose id or a container's image holds this text,
+    /// whatever its case.
+    pub search: Option<&'a str>,
+    /// How many selected workloads to pass over.
+    pub offset: usize,
+    /// The most to answer with.
+    pub limit: usize,
+}
+
+/// One page of `workloads` as `query` selects them, with how many it
+/// selects in all and every namespace there is.
+pub fn page(workloads: &[Workload], query: &PageQuery<'_>) -> WorkloadPage {
+    let search = query
+        .search
+        .map(str::to_lowercase)
+        .filter(|s| !s.is_empty());
+    let mut total = 0;
+    let mut selected = Vec::new();
+    let mut namespaces = std::collections::BTreeSet::new();
+    for workload in workloads {
+        let namespace = workload.id.split(':').next().unwrap_or_default();
+        namespaces.insert(namespace);
+        if query.namespace.is_some_and(|ns| ns != namespace) {
+            continue;
+        }
+        if search
+            .as_deref()
+            .is_some_and(|s| !matches_search(workload, s))
+        {
+            continue;
+        }
+        if total >= query.offset && selected.len() < query.limit {
+            selected.push(workload.clone());
+        }
+        total += 1;
+    }
+    WorkloadPage {
+        total,
+        offset: query.offset,
+        workloads: selected,
+        namespaces: namespaces.into_iter().map(String::from).collect(),
+    }
+}
+
+fn matches_search(workload: &Workload, lowercase: &str) -> bool {
+    workload.id.to_lowercase().contains(lowercase)
+        || workload
+            .containers
+            .iter()
+            .any(|c| c.image.to_lowercase().contains(lowercase))
+}
+
+/// The manifest lines a planned release rewrites: for each container it
+/// updates, the line of the workload's document that spells the current
+/// image, and that line with the target in its place. An update whose
+/// image is not spelled whole on one line (a chart's values split into
+/// repository and tag) has no line here.
+pub fn changed_lines(plan: &[WorkloadResult], manifests: &[Manifest]) -> Vec<ChangedLine> {
+    let mut lines = Vec::new();
+    for result in plan.iter().filter(|r| r.status == ResultStatus::Success) {
+        let Some(manifest) = manifests.iter().find(|m| m.id == result.workload) else {
+            continue;
+        };
+        for update in &result.updates {
+            let found = manifest
+                .text
+                .lines()
+                .enumerate()
+                .find(|(_, line)| spells_image(line, &update.current));
+            let Some((index, line)) = found else {
+                continue;
+            };
+            lines.push(ChangedLine {
+                workload: result.workload.clone(),
+                container: update.container.clone(),
+                file: manifest.file.clone(),
+                line: index + 1,
+                before: line.to_string(),
+                after: line.replacen(&update.current, &update.target, 1),
+            });
+        }
+    }
+    lines
+}
+
+/// Whether `line` holds `image` as a whole value, not as the start of a
+/// longer one (`front-end:0.3.1` in `front-end:0.3.12`).
+fn spells_image(line: &str, image: &str) -> bool {
+    line.match_indices(image).any(|(at, _)| {
+        let after = line[at + image.len()..].chars().next();
+        after.is_none_or(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '#')
+    })
 }
 
 #[cfg(test)]
@@ -555,5 +701,113 @@ mod tests {
             images[0].containers[0].error.as_deref(),
             Some("not scanned yet")
         );
+    }
+
+    fn named(id: &str, image: &str) -> Workload {
+        Workload {
+            id: id.into(),
+            containers: vec![Container {
+                name: "app".into(),
+                image: image.into(),
+                live_image: None,
+            }],
+            policies: Policies::default(),
+            rollout: None,
+            sync_error: None,
+            read_error: None,
+        }
+    }
+
+    #[test]
+    fn a_page_holds_what_the_filter_selects_from_its_offset_with_the_total() {
+        let all: Vec<Workload> = (0..30)
+            .map(|n| {
+                let ns = if n % 3 == 0 { "blue" } else { "green" };
+                named(
+                    &format!("{ns}:deployment/app{n:02}"),
+                    &format!("org/Image{n}:1"),
+                )
+            })
+            .collect();
+        let query = PageQuery {
+            namespace: Some("blue"),
+            search: None,
+            offset: 2,
+            limit: 3,
+        };
+        let page = page(&all, &query);
+        assert_eq!(page.total, 10);
+        let ids: Vec<&str> = page.workloads.iter().map(|w| w.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "blue:deployment/app06",
+                "blue:deployment/app09",
+                "blue:deployment/app12"
+            ]
+        );
+        assert_eq!(page.namespaces, ["blue", "green"]);
+        // The search reads ids and images alike, whatever their case.
+        let by_image = PageQuery {
+            search: Some("image2"),
+            limit: 100,
+            ..PageQuery::default()
+        };
+        let found = super::page(&all, &by_image);
+        assert_eq!(found.total, 1 + 10, "Image2 and Image20 to Image29");
+        let past_the_end = PageQuery {
+            offset: 40,
+            limit: 10,
+            ..PageQuery::default()
+        };
+        let empty = super::page(&all, &past_the_end);
+        assert_eq!((empty.total, empty.workloads.len()), (30, 0));
+    }
+
+    fn released(workload: &str, current: &str, target: &str) -> WorkloadResult {
+        WorkloadResult {
+            workload: workload.into(),
+            status: ResultStatus::Success,
+            error: None,
+            updates: vec![flux_api::ContainerUpdate {
+                container: "front-end".into(),
+                current: current.into(),
+                target: target.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_changed_lines_are_the_ones_spelling_the_current_image_whole() {
+        let text = "kind: Deployment\nspec:\n  template:\n    spec:\n      initContainers:\n      - image: weaveworksdemos/front-end:0.3.120\n      containers:\n      - name: front-end\n        image: \"weaveworksdemos/front-end:0.3.12\" # pinned\n";
+        let manifests = [Manifest {
+            id: "sock-shop:deployment/front-end".into(),
+            kind: "Deployment".into(),
+            file: "manifests/front-end.yaml".into(),
+            text: text.into(),
+        }];
+        let plan = [
+            released(
+                "sock-shop:deployment/front-end",
+                "weaveworksdemos/front-end:0.3.12",
+                "weaveworksdemos/front-end:0.3.13",
+            ),
+            released("sock-shop:deployment/gone", "a:1", "a:2"),
+        ];
+        let lines = changed_lines(&plan, &manifests);
+        assert_eq!(
+            lines,
+            [ChangedLine {
+                workload: "sock-shop:deployment/front-end".into(),
+                container: "front-end".into(),
+                file: "manifests/front-end.yaml".into(),
+                line: 9,
+                before: "        image: \"weaveworksdemos/front-end:0.3.12\" # pinned".into(),
+                after: "        image: \"weaveworksdemos/front-end:0.3.13\" # pinned".into(),
+            }]
+        );
+        let mut skipped = plan[0].clone();
+        skipped.status = ResultStatus::Skipped;
+        assert!(changed_lines(&[skipped], &manifests).is_empty());
     }
 }
