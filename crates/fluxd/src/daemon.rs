@@ -43,12 +43,14 @@ mod control;
 mod deploy_key;
 mod git;
 mod job;
+pub mod leader;
 mod manifests;
 mod policy;
 mod registry;
 mod release;
 
 use control::Controls;
+use leader::{Election, Leadership};
 use registry::Named;
 
 use crate::config::{ClusterMode, Config};
@@ -77,6 +79,9 @@ pub enum StartError {
     /// The deploy key could not be read from or written to its Secret.
     #[error(transparent)]
     DeployKeySecret(crate::identity::KeyError),
+    /// `--leader-election` cannot work as the flags say.
+    #[error("leader election: {0}")]
+    LeaderElection(String),
     /// The data folder could not be made.
     #[error("data folder {dir}: {source}")]
     DataDir {
@@ -126,6 +131,8 @@ struct Inner {
     cluster: Option<cluster::ClusterSide>,
     /// Kustomize builds kept from one read of the manifests to the next.
     builds: Arc<BuildCache>,
+    /// Whether this replica syncs, runs automation and runs jobs.
+    leadership: Leadership,
 }
 
 /// A started daemon.
@@ -134,6 +141,8 @@ pub struct Running {
     jobs: Jobs,
     stop: watch::Sender<bool>,
     loops: Vec<JoinHandle<()>>,
+    election: Option<Election>,
+    leadership: Leadership,
 }
 
 /// Starts fluxd's parts.
@@ -181,6 +190,19 @@ impl Daemon {
             ClusterMode::Kubeconfig => Some(connect(&config).await?),
             ClusterMode::None => None,
         };
+        let candidacy = match (config.leader_election, &cluster) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(StartError::LeaderElection(
+                    "--leader-election needs a cluster to hold its Lease (not --cluster=none)"
+                        .into(),
+                ));
+            }
+            (true, Some(_)) => Some(leader::candidate(&config, &sync_set_name(&config)).await?),
+        };
+        let leadership = candidacy
+            .as_ref()
+            .map_or_else(Leadership::sole, |(_, leadership, _)| leadership.clone());
         let metrics = Arc::new(Metrics::new());
         let (view, view_rx) = watch::channel(View {
             read: Err(format!(
@@ -205,18 +227,27 @@ impl Daemon {
             automation,
             cluster,
             builds: Arc::new(BuildCache::default()),
+            leadership: leadership.clone(),
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let (image_changes, image_changes_rx) = mpsc::unbounded_channel();
         let executor = inner.clone();
-        let jobs = Jobs::start(
+        let gate = leadership.clone();
+        let jobs = Jobs::start_gated(
             move |spec| {
                 let daemon = executor.clone();
                 async move { daemon.execute(spec).await }
             },
             shutdown.clone(),
+            move || {
+                let leadership = gate.clone();
+                async move { leadership.lead().await }
+            },
         );
+        let election = candidacy.map(|(lock, leadership, timing)| {
+            leader::campaign(lock, leadership, timing, |_, _| {})
+        });
         jobs.observe_steps(cluster::step_metrics(metrics.clone()));
         let mut loops = vec![
             tokio::spawn(git::git_loop(inner.clone(), shutdown.clone())),
@@ -261,6 +292,8 @@ impl Daemon {
             jobs,
             stop,
             loops,
+            election,
+            leadership,
         })
     }
 }
@@ -268,7 +301,16 @@ impl Daemon {
 impl Running {
     /// The HTTP API, webhooks and `/metrics`.
     pub fn router(&self) -> axum::Router {
-        crate::server::router(self.api.clone())
+        let router = crate::server::router(self.api.clone());
+        match self.election {
+            Some(_) => crate::forward::to_leader(router, self.leadership.clone()),
+            None => router,
+        }
+    }
+
+    /// This replica's role: always the leader without `--leader-election`.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     /// What the API handlers share (metrics included).
@@ -277,12 +319,16 @@ impl Running {
     }
 
     /// Stops the loops and waits for the job worker to finish the job it is
-    /// running; queued jobs are left.
+    /// running; queued jobs are left. A leader then gives its Lease up (it
+    /// holds it until the job is done, so no other replica starts meanwhile).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.jobs.stopped().await;
         for task in self.loops {
             task.abort();
+        }
+        if let Some(election) = self.election {
+            election.resign().await;
         }
     }
 }

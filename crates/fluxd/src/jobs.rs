@@ -64,10 +64,26 @@ pub struct Jobs {
 impl Jobs {
     /// Starts the worker, which runs each job with `execute` until `shutdown`
     /// turns true.
-    pub fn start<F, Fut>(execute: F, mut shutdown: watch::Receiver<bool>) -> Jobs
+    pub fn start<F, Fut>(execute: F, shutdown: watch::Receiver<bool>) -> Jobs
     where
         F: Fn(JobSpec) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Outcome, String>> + Send,
+    {
+        Jobs::start_gated(execute, shutdown, || std::future::ready(()))
+    }
+
+    /// The same, with a worker that before each job waits for `may_run`
+    /// (leadership, say): while it waits, jobs stay queued.
+    pub fn start_gated<F, Fut, G, GFut>(
+        execute: F,
+        mut shutdown: watch::Receiver<bool>,
+        may_run: G,
+    ) -> Jobs
+    where
+        F: Fn(JobSpec) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, String>> + Send,
+        G: Fn() -> GFut + Send + Sync + 'static,
+        GFut: Future<Output = ()> + Send,
     {
         let (queue, mut pending) = mpsc::unbounded_channel::<String>();
         let (changed, _) = watch::channel(0u64);
@@ -92,6 +108,11 @@ impl Jobs {
                         None => break,
                     },
                 };
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    () = may_run() => {}
+                }
                 let Some(spec) = worker.begin(&id) else {
                     continue;
                 };
