@@ -11,7 +11,7 @@
 //!
 //! The holder keeps annotations of its own on the Lease (where it can be
 //! reached, say); a candidate that takes the Lease over is handed those of
-//! the holder before it.
+//! the holder before it, and leaves those it does not set itself in place.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -91,8 +91,22 @@ impl LeaseLock {
     }
 
     /// Sets an annotation written with the next take, renewal or release.
+    /// Annotations this candidate does not set are kept as they are on the
+    /// Lease (a previous holder's, say, until the new one replaces them).
     pub fn annotate(&mut self, key: &str, value: String) {
         self.annotations.insert(key.to_string(), value);
+    }
+
+    /// Stops setting an annotation (it stays on the Lease as last written).
+    pub fn unannotate(&mut self, key: &str) {
+        self.annotations.remove(key);
+    }
+
+    /// The Lease's annotations with this candidate's set over them.
+    fn annotated(&self, lease: &Lease) -> BTreeMap<String, String> {
+        let mut annotations = lease.metadata.annotations.clone().unwrap_or_default();
+        annotations.extend(self.annotations.clone());
+        annotations
     }
 
     /// Takes the Lease when it is vacant or expired, renews it when this
@@ -138,7 +152,7 @@ impl LeaseLock {
             next.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
         taken.spec = Some(next);
-        taken.metadata.annotations = Some(self.annotations.clone());
+        taken.metadata.annotations = Some(self.annotated(&taken));
         match self.replace(&taken).await? {
             true => Ok(Held::Leading {
                 taken_from: (!ours).then_some(holder),
@@ -169,7 +183,7 @@ impl LeaseLock {
             renew_time: Some(MicroTime(jiff::Timestamp::now())),
             ..spec
         });
-        lease.metadata.annotations = Some(self.annotations.clone());
+        lease.metadata.annotations = Some(self.annotated(&lease));
         self.replace(&lease).await
     }
 

@@ -86,6 +86,17 @@ async fn a_lease_not_renewed_for_its_duration_is_taken_over_with_its_annotations
     assert!(asked.elapsed() >= duration, "b took a fresh lease");
     assert_eq!(previous.identity.as_deref(), Some("a"));
     assert_eq!(previous.annotations["fluxcd.io/queued-jobs"], "[1]");
+    let lease = server
+        .object("Lease", Some("default"), "fluxd-test")
+        .expect("the Lease exists");
+    assert_eq!(
+        lease["metadata"]["annotations"]["fluxcd.io/queued-jobs"], "[1]",
+        "b keeps what it does not set itself"
+    );
+    assert_eq!(
+        lease["metadata"]["annotations"][ADDRESS], "b.example:3030",
+        "b sets its own address"
+    );
     // a comes back: it is told it lost, and by whom.
     assert_eq!(holder(&attempt(&mut a).await), Some("b"));
     let lease = server

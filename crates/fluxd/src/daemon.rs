@@ -42,6 +42,7 @@ mod cluster;
 mod control;
 mod deploy_key;
 mod git;
+mod handover;
 mod job;
 pub mod leader;
 mod manifests;
@@ -133,6 +134,9 @@ struct Inner {
     builds: Arc<BuildCache>,
     /// Whether this replica syncs, runs automation and runs jobs.
     leadership: Leadership,
+    /// The id of the job running, for its commit's note: the worker runs
+    /// one job at a time, so the one running is the one committing.
+    running_job: std::sync::Mutex<Option<String>>,
 }
 
 /// A started daemon.
@@ -228,6 +232,7 @@ impl Daemon {
             cluster,
             builds: Arc::new(BuildCache::default()),
             leadership: leadership.clone(),
+            running_job: std::sync::Mutex::new(None),
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();
@@ -235,9 +240,9 @@ impl Daemon {
         let executor = inner.clone();
         let gate = leadership.clone();
         let jobs = Jobs::start_gated(
-            move |spec| {
+            move |id, spec| {
                 let daemon = executor.clone();
-                async move { daemon.execute(spec).await }
+                async move { daemon.execute(id, spec).await }
             },
             shutdown.clone(),
             move || {
@@ -246,7 +251,8 @@ impl Daemon {
             },
         );
         let election = candidacy.map(|(lock, leadership, timing)| {
-            leader::campaign(lock, leadership, timing, |_, _| {})
+            let handover = Arc::new(handover::QueuedJobs::new(inner.clone(), jobs.clone()));
+            leader::campaign(lock, leadership, timing, handover)
         });
         jobs.observe_steps(cluster::step_metrics(metrics.clone()));
         let mut loops = vec![

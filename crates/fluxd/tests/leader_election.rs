@@ -244,3 +244,104 @@ async fn leader_election_without_a_cluster_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// A Lease as a leader killed with two jobs unfinished leaves it: one
+/// whose commit it had pushed (its note names the job), one not yet run.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_left_on_the_lease_by_a_dead_leader_are_run_once_by_the_next() {
+    let repo = sock_shop_repo(None);
+    let cluster = ApiServer::start();
+    let since = repo.head(BRANCH);
+    let fixture =
+        std::fs::read_to_string(flux_testkit::sock_shop_manifests().join("09-front-end-dep.yaml"))
+            .expect("the fixture");
+    let pushed = repo.commit_file(
+        BRANCH,
+        "manifests/09-front-end-dep.yaml",
+        &fixture.replace("front-end:0.3.12", "front-end:0.3.13"),
+        "Release weaveworksdemos/front-end:0.3.13 to sock-shop:deployment/front-end",
+    );
+    let done = release_of("weaveworksdemos/front-end:0.3.13");
+    let note = serde_json::json!({"jobID": "1-1", "spec": done, "result": []}).to_string();
+    repo.git(&["notes", "--ref=flux", "add", "-m", &note, &pushed]);
+    let not_run = JobSpec::Release(ReleaseSpec {
+        targets: Targets::Workloads(vec!["sock-shop:deployment/carts".into()]),
+        update: ImageUpdate::Image("weaveworksdemos/carts:0.4.9".into()),
+        ..match release_of("x") {
+            JobSpec::Release(spec) => spec,
+            _ => unreachable!("a release"),
+        }
+    });
+    let queued = serde_json::json!({
+        "since": since,
+        "jobs": [{"id": "1-1", "spec": done}, {"id": "1-2", "spec": not_run}],
+    });
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let file = dir.path().join("lease.json");
+    let left_by_the_dead = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": LEASE, "namespace": "default",
+            "annotations": {"fluxcd.io/leader-address": "127.0.0.1:9", "fluxcd.io/queued-jobs": queued.to_string()}},
+        "spec": {"holderIdentity": "gone_00000001", "leaseDurationSeconds": 6},
+    });
+    std::fs::write(&file, left_by_the_dead.to_string()).expect("written");
+    let created = cluster
+        .kubectl()
+        .args(["create", "-f"])
+        .arg(&file)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let before = commits(&repo);
+
+    let (_dir, token) = shared_token();
+    let next = replica(&repo, &cluster, &token).await;
+    wait_for("the new replica to take the Lease over", || async {
+        leader_address(&cluster).as_deref() == Some(next.url.as_str())
+    })
+    .await;
+    let client = next.client();
+    wait_for("the jobs taken over", || async {
+        client.job("1-2").await.is_ok()
+    })
+    .await;
+    let ran = finished(&client, "1-2").await;
+    assert_eq!(ran.status, JobStatus::Succeeded, "{:?}", ran.error);
+    let commit = ran.commit.expect("the job not run before commits");
+    let note = repo.git(&["notes", "--ref=flux", "show", &commit]);
+    assert!(note.contains(r#""jobID":"1-2""#), "{note}");
+    let recorded = client.job("1-1").await.expect("the pushed job is recorded");
+    assert_eq!(recorded.status, JobStatus::Succeeded);
+    assert_eq!(
+        recorded.commit.as_deref(),
+        Some(pushed.as_str()),
+        "not run again"
+    );
+    assert_eq!(
+        commits(&repo),
+        before + 1,
+        "one commit: the job not run before"
+    );
+    wait_for("the carts release applied", || async {
+        cluster
+            .object("Deployment", Some("sock-shop"), "carts")
+            .is_some_and(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"]
+                    == "weaveworksdemos/carts:0.4.9"
+            })
+    })
+    .await;
+    wait_for("the new leader's queue on the Lease to empty", || async {
+        let lease = lease(&cluster).expect("the Lease");
+        let text = lease["metadata"]["annotations"]["fluxcd.io/queued-jobs"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        serde_json::from_str::<Value>(&text).is_ok_and(|q| q["jobs"] == serde_json::json!([]))
+    })
+    .await;
+}

@@ -9,6 +9,8 @@
 //! duration is up, so no follower takes over while it still acts. On a clean
 //! shutdown the leader gives the Lease up once its running job is finished.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,6 +83,18 @@ impl Leadership {
     }
 }
 
+/// What a leader keeps on the Lease for the one after it, and takes over
+/// from the one before.
+pub(super) trait Handover: Send + Sync + 'static {
+    /// Annotations the leader writes with each renewal, as they are now.
+    fn annotations(&self) -> Vec<(&'static str, String)>;
+    /// Resolves when `annotations` may have changed: the leader renews at
+    /// once rather than at its next retry.
+    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Told of the Lease as the previous holder left it, on each takeover.
+    fn taken(self: Arc<Self>, previous: Holder);
+}
+
 /// The election's timing, from the flags.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Timing {
@@ -139,16 +153,16 @@ pub(super) async fn candidate(
     Ok((lock, leadership, timing))
 }
 
-/// Starts trying to lead; `taken` is told of the Lease as the previous
-/// holder left it, each time this replica takes it over.
+/// Starts trying to lead, keeping `handover`'s annotations on the Lease
+/// while leading.
 pub(super) fn campaign(
     lock: LeaseLock,
     leadership: Leadership,
     timing: Timing,
-    taken: impl Fn(&mut LeaseLock, Holder) + Send + 'static,
+    handover: Arc<dyn Handover>,
 ) -> Election {
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(elect(lock, leadership, timing, taken, stopped));
+    let task = tokio::spawn(elect(lock, leadership, timing, handover, stopped));
     Election { stop, task }
 }
 
@@ -156,18 +170,26 @@ async fn elect(
     mut lock: LeaseLock,
     leadership: Leadership,
     timing: Timing,
-    taken: impl Fn(&mut LeaseLock, Holder),
+    handover: Arc<dyn Handover>,
     mut stop: watch::Receiver<bool>,
 ) {
     let lease = leadership.lease.clone();
     let mut renewed: Option<Instant> = None;
     loop {
         let attempt = Instant::now();
+        // Only a leader writes them; a replica taking over leaves the
+        // previous leader's in place until it has taken them in.
+        for (key, value) in handover.annotations() {
+            match renewed {
+                Some(_) => lock.annotate(key, value),
+                None => lock.unannotate(key),
+            }
+        }
         match lock.try_acquire_or_renew().await {
             Ok(Held::Leading { taken_from }) => {
                 if let Some(previous) = taken_from {
                     tracing::info!(%lease, identity = %leadership.identity, previous = previous.identity.as_deref().unwrap_or("none"), "leading: took the Lease");
-                    taken(&mut lock, previous);
+                    handover.clone().taken(previous);
                 }
                 renewed = Some(attempt);
                 leadership.set(Role::Leader);
@@ -187,10 +209,15 @@ async fn elect(
                 }
             }
         }
+        let leading = renewed.is_some();
         tokio::select! {
             () = tokio::time::sleep(timing.retry_period) => {}
+            () = handover.changed(), if leading => {}
             _ = stop.wait_for(|stop| *stop) => break,
         }
+    }
+    for (key, value) in handover.annotations() {
+        lock.annotate(key, value);
     }
     match lock.release().await {
         Ok(true) => tracing::info!(%lease, "gave the Lease up"),
