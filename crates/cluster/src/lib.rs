@@ -6,7 +6,8 @@
 //! ([`Cluster::sync`]), the marks it leaves (`fluxcd.io/sync-gc-mark` label,
 //! `fluxcd.io/sync-checksum` annotation), garbage collection of what a sync set
 //! applied and no longer has, and reading live workloads with their images and
-//! rollout status ([`Cluster::workloads`]).
+//! rollout status ([`Cluster::workloads`]), and leader election on a Lease
+//! ([`LeaseLock`]).
 //!
 //! It does not read checkouts or edit manifests (that is `flux-manifests`; its input
 //! here is the small [`Manifest`] type), and it does not pick the Kubernetes version
@@ -33,6 +34,7 @@ mod catalog;
 pub mod checksum;
 mod connect;
 pub mod events;
+pub mod lease;
 pub mod order;
 mod resource;
 mod sync;
@@ -43,6 +45,7 @@ use kube::api::{Api, DynamicObject};
 pub use checksum::{CHECKSUM_ANNOTATION, GC_MARK_LABEL, gc_mark};
 pub use connect::Connection;
 pub use events::{EventRecord, EventType, Recorded, Recorder, Regarding};
+pub use lease::{Held, Holder, LeaseLock};
 pub use resource::{
     CLUSTER_SCOPE, FORCE_CONFLICTS_ANNOTATION, IGNORE_ANNOTATION, IgnorePolicy,
     LEGACY_IGNORE_ANNOTATION, Manifest, ManifestError, ManifestSet, ResourceId,

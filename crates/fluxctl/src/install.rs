@@ -92,6 +92,10 @@ pub struct Args {
     /// Images (globs) never scanned (repeatable).
     #[arg(long = "registry-exclude-image", value_delimiter = ',')]
     pub registry_exclude_images: Vec<String>,
+    /// Pods of fluxd; more than one runs them with `--leader-election`
+    /// (one leads, the others serve reads and stand by).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replicas: u32,
 }
 
 /// One object of the output.
@@ -410,6 +414,9 @@ pub fn fluxd_args(args: &Args) -> Vec<String> {
             .iter()
             .map(|host| format!("--registry-insecure-host={host}")),
     );
+    if args.replicas > 1 {
+        out.push("--leader-election".into());
+    }
     // The probes and the Service reach the API from outside the pod.
     out.push(format!("--listen=0.0.0.0:{API_PORT}"));
     out.push(format!("--data-dir={DATA_DIR}"));
@@ -421,14 +428,21 @@ fn deployment(args: &Args) -> String {
     let ns = args.namespace.as_str();
     let mut out = String::from("apiVersion: apps/v1\nkind: Deployment\n");
     metadata(&mut out, NAME, Some(ns));
+    let strategy = if args.replicas > 1 {
+        "\x20 # Replicas elect a leader: only the holder of the Lease commits.\n\
+         \x20 strategy:\n    type: RollingUpdate\n"
+    } else {
+        "\x20 # One fluxd at a time: a rolling update would run two that both commit.\n\
+         \x20 strategy:\n    type: Recreate\n"
+    };
     let _ = write!(
         out,
-        "spec:\n  replicas: 1\n  selector:\n    matchLabels:\n      name: {NAME}\n\
-         \x20 # One fluxd at a time: a rolling update would run two that both commit.\n\
-         \x20 strategy:\n    type: Recreate\n\
+        "spec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      name: {NAME}\n\
+         {strategy}\
          \x20 template:\n    metadata:\n      labels:\n        name: {NAME}\n        app: {NAME}\n\
          \x20       app.kubernetes.io/name: fluxd\n\
-         \x20   spec:\n      serviceAccountName: {NAME}\n"
+         \x20   spec:\n      serviceAccountName: {NAME}\n",
+        replicas = args.replicas,
     );
     if args.add_security_context {
         let _ = write!(
@@ -458,11 +472,27 @@ fn deployment(args: &Args) -> String {
     }
     let _ = write!(
         out,
-        "        env:\n        - name: HOME\n          value: /tmp\n\
-         \x20       # fluxd's own Pod, for the Events that concern no object of the repo.\n\
-         \x20       - name: POD_NAME\n          valueFrom:\n            fieldRef:\n              fieldPath: metadata.name\n\
-         \x20       - name: POD_NAMESPACE\n          valueFrom:\n            fieldRef:\n              fieldPath: metadata.namespace\n\
-         \x20       ports:\n        - name: http\n          containerPort: {API_PORT}\n\
+        "        env:\n        - name: HOME\n          value: /tmp\n"
+    );
+    // fluxd's own Pod: for the Events that concern no object of the repo,
+    // and, with replicas, the Lease's holder and where followers reach it.
+    let mut fields = vec![
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ];
+    if args.replicas > 1 {
+        fields.push(("POD_IP", "status.podIP"));
+    }
+    for (name, field) in fields {
+        let _ = write!(
+            out,
+            "        - name: {name}\n          valueFrom:\n            fieldRef:\n\
+             \x20             fieldPath: {field}\n"
+        );
+    }
+    let _ = write!(
+        out,
+        "        ports:\n        - name: http\n          containerPort: {API_PORT}\n\
          \x20       livenessProbe:\n          httpGet:\n            path: /healthz\n            port: http\n\
          \x20         periodSeconds: 10\n          failureThreshold: 3\n\
          \x20       readinessProbe:\n          httpGet:\n            path: /readyz\n            port: http\n\

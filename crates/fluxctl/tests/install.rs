@@ -578,3 +578,43 @@ async fn with_allowed_namespaces_only_cluster_scoped_requests_fall_outside_the_r
         );
     }
 }
+
+#[test]
+fn more_than_one_replica_runs_fluxd_with_leader_election() {
+    let single = printed(&[]);
+    assert_eq!(deployment(&single)["spec"]["replicas"], 1);
+    assert!(!fluxd_args(&single).contains(&"--leader-election".to_string()));
+    assert_eq!(deployment(&single)["spec"]["strategy"]["type"], "Recreate");
+
+    let yaml = printed(&["--replicas", "3"]);
+    let deployed = deployment(&yaml);
+    assert_eq!(deployed["spec"]["replicas"], 3);
+    assert_eq!(deployed["spec"]["strategy"]["type"], "RollingUpdate");
+    assert!(fluxd_args(&yaml).contains(&"--leader-election".to_string()));
+    let env = deployed["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("the container has env")
+        .clone();
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_IP", "status.podIP"),
+    ] {
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == name && e["valueFrom"]["fieldRef"]["fieldPath"] == field),
+            "{name} from {field}: {env:?}"
+        );
+    }
+    let cluster = ApiServer::start();
+    let output = kubectl_apply(&cluster, &["--server-side", "--dry-run=server"], &yaml);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let refused = install(&["--replicas", "0"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--replicas"),
+        "{}",
+        stderr(&refused)
+    );
+}

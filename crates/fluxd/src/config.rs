@@ -183,6 +183,31 @@ pub struct Config {
     /// `none` to run without a cluster (workloads read from git, no sync).
     #[arg(long, env = "FLUXD_CLUSTER", value_enum, default_value_t = ClusterMode::Kubeconfig)]
     pub cluster: ClusterMode,
+    /// Run as one of several replicas: only the holder of a
+    /// `coordination.k8s.io/v1` Lease syncs, runs automation and jobs; the
+    /// others serve reads and hand state-changing calls to it. Needs a
+    /// cluster.
+    #[arg(long, env = "FLUXD_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the Lease (default: `--k8s-secret-namespace`, else
+    /// `POD_NAMESPACE`, else fluxd's own as for the deploy key's Secret).
+    #[arg(long, env = "FLUXD_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the Lease (default: `fluxd-` and a hash of the git URL,
+    /// branch and paths, so two fluxd of different repos never share one).
+    #[arg(long, env = "FLUXD_LEADER_ELECTION_NAME")]
+    pub leader_election_name: Option<String>,
+    /// How long a Lease not renewed stays its holder's; a follower takes it
+    /// over once it has seen it unchanged for this long.
+    #[arg(long, env = "FLUXD_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// How long the leader keeps leading while it cannot renew the Lease;
+    /// then it stops syncing and running jobs. Shorter than the lease duration.
+    #[arg(long, env = "FLUXD_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Duration,
+    /// How often every replica tries to take or renew the Lease.
+    #[arg(long, env = "FLUXD_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub leader_election_retry_period: Duration,
     /// Address of the HTTP API.
     #[arg(long, env = "FLUXD_LISTEN", default_value = "127.0.0.1:3030")]
     pub listen: SocketAddr,

@@ -42,13 +42,16 @@ mod cluster;
 mod control;
 mod deploy_key;
 mod git;
+mod handover;
 mod job;
+pub mod leader;
 mod manifests;
 mod policy;
 mod registry;
 mod release;
 
 use control::Controls;
+use leader::{Election, Leadership};
 use registry::Named;
 
 use crate::config::{ClusterMode, Config};
@@ -80,6 +83,9 @@ pub enum StartError {
     /// The notification settings cannot be used.
     #[error("notifications: {0}")]
     Notify(crate::notify::settings::SettingsError),
+    /// `--leader-election` cannot work as the flags say.
+    #[error("leader election: {0}")]
+    LeaderElection(String),
     /// The data folder could not be made.
     #[error("data folder {dir}: {source}")]
     DataDir {
@@ -131,6 +137,11 @@ struct Inner {
     builds: Arc<BuildCache>,
     /// Where releases, automation, syncs and rollouts are told about.
     notices: crate::notify::Publisher,
+    /// Whether this replica syncs, runs automation and runs jobs.
+    leadership: Leadership,
+    /// The id of the job running, for its commit's note: the worker runs
+    /// one job at a time, so the one running is the one committing.
+    running_job: std::sync::Mutex<Option<String>>,
 }
 
 /// A started daemon.
@@ -139,6 +150,8 @@ pub struct Running {
     jobs: Jobs,
     stop: watch::Sender<bool>,
     loops: Vec<JoinHandle<()>>,
+    election: Option<Election>,
+    leadership: Leadership,
 }
 
 /// Starts fluxd's parts.
@@ -186,6 +199,19 @@ impl Daemon {
             ClusterMode::Kubeconfig => Some(connect(&config).await?),
             ClusterMode::None => None,
         };
+        let candidacy = match (config.leader_election, &cluster) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(StartError::LeaderElection(
+                    "--leader-election needs a cluster to hold its Lease (not --cluster=none)"
+                        .into(),
+                ));
+            }
+            (true, Some(_)) => Some(leader::candidate(&config, &sync_set_name(&config)).await?),
+        };
+        let leadership = candidacy
+            .as_ref()
+            .map_or_else(Leadership::sole, |(_, leadership, _)| leadership.clone());
         let metrics = Arc::new(Metrics::new());
         let endpoints = crate::notify::settings::endpoints(&config).map_err(StartError::Notify)?;
         let notices = crate::notify::Publisher::default();
@@ -226,18 +252,29 @@ impl Daemon {
             cluster,
             builds: Arc::new(BuildCache::default()),
             notices,
+            leadership: leadership.clone(),
+            running_job: std::sync::Mutex::new(None),
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let (image_changes, image_changes_rx) = mpsc::unbounded_channel();
         let executor = inner.clone();
-        let jobs = Jobs::start(
-            move |spec| {
+        let gate = leadership.clone();
+        let jobs = Jobs::start_gated(
+            move |id, spec| {
                 let daemon = executor.clone();
-                async move { daemon.execute(spec).await }
+                async move { daemon.execute(id, spec).await }
             },
             shutdown.clone(),
+            move || {
+                let leadership = gate.clone();
+                async move { leadership.lead().await }
+            },
         );
+        let election = candidacy.map(|(lock, leadership, timing)| {
+            let handover = Arc::new(handover::QueuedJobs::new(inner.clone(), jobs.clone()));
+            leader::campaign(lock, leadership, timing, handover)
+        });
         jobs.observe_steps(cluster::step_metrics(metrics.clone()));
         let mut loops = vec![
             tokio::spawn(git::git_loop(inner.clone(), shutdown.clone())),
@@ -283,6 +320,8 @@ impl Daemon {
             jobs,
             stop,
             loops,
+            election,
+            leadership,
         })
     }
 }
@@ -290,7 +329,16 @@ impl Daemon {
 impl Running {
     /// The HTTP API, webhooks and `/metrics`.
     pub fn router(&self) -> axum::Router {
-        crate::server::router(self.api.clone())
+        let router = crate::server::router(self.api.clone());
+        match self.election {
+            Some(_) => crate::forward::to_leader(router, self.leadership.clone()),
+            None => router,
+        }
+    }
+
+    /// This replica's role: always the leader without `--leader-election`.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     /// What the API handlers share (metrics included).
@@ -299,12 +347,16 @@ impl Running {
     }
 
     /// Stops the loops and waits for the job worker to finish the job it is
-    /// running; queued jobs are left.
+    /// running; queued jobs are left. A leader then gives its Lease up (it
+    /// holds it until the job is done, so no other replica starts meanwhile).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.jobs.stopped().await;
         for task in self.loops {
             task.abort();
+        }
+        if let Some(election) = self.election {
+            election.resign().await;
         }
     }
 }

@@ -64,10 +64,31 @@ pub struct Jobs {
 impl Jobs {
     /// Starts the worker, which runs each job with `execute` until `shutdown`
     /// turns true.
-    pub fn start<F, Fut>(execute: F, mut shutdown: watch::Receiver<bool>) -> Jobs
+    pub fn start<F, Fut>(execute: F, shutdown: watch::Receiver<bool>) -> Jobs
     where
         F: Fn(JobSpec) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Outcome, String>> + Send,
+    {
+        Jobs::start_gated(
+            move |_, spec| execute(spec),
+            shutdown,
+            || std::future::ready(()),
+        )
+    }
+
+    /// The same, with a worker that before each job waits for `may_run`
+    /// (leadership, say): while it waits, jobs stay queued. `execute` is
+    /// given each job's id with its spec.
+    pub fn start_gated<F, Fut, G, GFut>(
+        execute: F,
+        mut shutdown: watch::Receiver<bool>,
+        may_run: G,
+    ) -> Jobs
+    where
+        F: Fn(String, JobSpec) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, String>> + Send,
+        G: Fn() -> GFut + Send + Sync + 'static,
+        GFut: Future<Output = ()> + Send,
     {
         let (queue, mut pending) = mpsc::unbounded_channel::<String>();
         let (changed, _) = watch::channel(0u64);
@@ -92,10 +113,15 @@ impl Jobs {
                         None => break,
                     },
                 };
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    () = may_run() => {}
+                }
                 let Some(spec) = worker.begin(&id) else {
                     continue;
                 };
-                let outcome = execute(spec).await;
+                let outcome = execute(id.clone(), spec).await;
                 worker.finish(&id, outcome);
             }
         });
@@ -154,6 +180,85 @@ impl Jobs {
         }
         self.notify();
         id
+    }
+
+    /// Queues a job another fluxd took and did not finish (it stopped
+    /// leading), under its own id, so that clients asking for it by id find
+    /// it here.
+    pub fn adopt(&self, id: &str, spec: JobSpec, first_seen: Option<Timestamp>) {
+        {
+            let mut table = self.lock();
+            if table.jobs.contains_key(id) {
+                return;
+            }
+            let job = Job {
+                id: id.to_string(),
+                spec,
+                status: JobStatus::Queued,
+                error: None,
+                result: Vec::new(),
+                commit: None,
+                applied: None,
+                timeline: Timeline {
+                    first_seen,
+                    queued: Some(Timestamp::now()),
+                    ..Timeline::default()
+                },
+                apply_errors: Vec::new(),
+                cluster: None,
+            };
+            table.jobs.insert(id.to_string(), job);
+        }
+        if self.queue.send(id.to_string()).is_err() {
+            self.update(id, |job| {
+                job.status = JobStatus::Failed;
+                job.error = Some("fluxd is shutting down".into());
+            });
+        }
+        self.notify();
+    }
+
+    /// Records a job another fluxd ran and pushed (its commit's note says
+    /// so) as succeeded, without running it again.
+    pub fn adopt_pushed(&self, id: &str, spec: JobSpec, commit: String) {
+        let mut table = self.lock();
+        if table.jobs.contains_key(id) {
+            return;
+        }
+        let job = Job {
+            id: id.to_string(),
+            spec,
+            status: JobStatus::Succeeded,
+            error: None,
+            result: Vec::new(),
+            commit: Some(commit),
+            applied: None,
+            timeline: Timeline::default(),
+            apply_errors: Vec::new(),
+            cluster: None,
+        };
+        table.jobs.insert(id.to_string(), job);
+        table.finished.push_back(id.to_string());
+        drop(table);
+        self.notify();
+    }
+
+    /// Jobs queued or running, oldest first.
+    pub fn unfinished(&self) -> Vec<Job> {
+        let mut jobs: Vec<Job> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running))
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| {
+            a.timeline
+                .queued
+                .cmp(&b.timeline.queued)
+                .then(a.id.cmp(&b.id))
+        });
+        jobs
     }
 
     /// A job by id.

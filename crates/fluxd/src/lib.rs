@@ -23,6 +23,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod forward;
 pub mod identity;
 pub mod jobs;
 pub mod metrics;

@@ -143,7 +143,7 @@ impl Fluxd {
             data,
             _env: env,
         };
-        let token_file = fluxd.data.path().join("api-token");
+        let token_file = token_file(extra).unwrap_or_else(|| fluxd.data.path().join("api-token"));
         let client = Client::new(&fluxd.url, None).expect("the URL is well formed");
         wait_for("fluxd to answer", || async {
             client.version().await.is_ok() && token_file.exists()
@@ -175,6 +175,21 @@ fn hourly_polls(extra: &[&str]) -> Vec<&'static str> {
         .filter(|flag| !extra.iter().any(|e| e.split('=').next() == Some(*flag)))
         .flat_map(|flag| [flag, "1h"])
         .collect()
+}
+
+/// The file of `--api-token-file` when `extra` names one (replicas sharing
+/// a token, say).
+fn token_file(extra: &[&str]) -> Option<std::path::PathBuf> {
+    let mut args = extra.iter();
+    while let Some(arg) = args.next() {
+        if let Some(file) = arg.strip_prefix("--api-token-file=") {
+            return Some(file.into());
+        }
+        if *arg == "--api-token-file" {
+            return args.next().map(Into::into);
+        }
+    }
+    None
 }
 
 /// `--git-path manifests`, unless `extra` names git paths of its own.

@@ -478,3 +478,55 @@ fn a_double_served_as_a_pod_sees_it_wants_tls_and_the_token() {
     let stderr = String::from_utf8_lossy(&unverified.stderr);
     assert!(stderr.contains("certificate"), "{stderr}");
 }
+
+#[test]
+fn kubectl_takes_a_lease_and_a_stale_replace_of_it_conflicts() {
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lease = |holder: &str, version: Option<&str>| {
+        let version = version
+            .map(|v| format!("\n  resourceVersion: \"{v}\""))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: fluxd\n  namespace: flux{version}\nspec:\n  holderIdentity: {holder}\n  leaseDurationSeconds: 15\n"
+        )
+    };
+    let file = dir.path().join("lease.yaml");
+    std::fs::write(&file, lease("a", None)).expect("write");
+    let path = file.display().to_string();
+    let namespace = dir.path().join("namespace.yaml");
+    std::fs::write(
+        &namespace,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux\n",
+    )
+    .expect("write");
+    run(&server, &["create", "-f", &namespace.display().to_string()]);
+    run(&server, &["create", "-f", &path]);
+    let taken = json_of(&run(
+        &server,
+        &["get", "lease", "fluxd", "-n", "flux", "-o", "json"],
+    ));
+    assert_eq!(taken["spec"]["holderIdentity"], "a");
+    let version = taken["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a resourceVersion")
+        .to_string();
+
+    std::fs::write(&file, lease("b", Some(&version))).expect("write");
+    run(&server, &["replace", "-f", &path]);
+    let stale = server
+        .kubectl()
+        .args(["replace", "-f", &path])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        !stale.status.success(),
+        "a replace at a stale resourceVersion is refused"
+    );
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(stderr.contains("the object has been modified"), "{stderr}");
+    let held = server
+        .object("Lease", Some("flux"), "fluxd")
+        .expect("the lease is stored");
+    assert_eq!(held["spec"]["holderIdentity"], "b");
+}

@@ -45,6 +45,7 @@ pub(super) async fn automation_loop(
             // Nothing could be pushed; a failing job per new tag helps no one.
             continue;
         }
+        daemon.leadership.lead().await;
         let Some((moving, head)) = daemon.automation_plan().await else {
             continue;
         };

@@ -126,6 +126,7 @@ pub(super) async fn sync_loop(daemon: Arc<Inner>, jobs: Jobs, mut shutdown: watc
             changed = desired.changed() => if changed.is_err() { return },
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+        daemon.leadership.lead().await;
         let Some(wanted) = desired.borrow_and_update().clone() else {
             continue;
         };

@@ -13,8 +13,9 @@ use crate::metrics::JobLabels;
 
 impl Inner {
     /// Runs one job: edits, commit and push; the outcome the queue records.
-    pub(super) async fn execute(&self, spec: JobSpec) -> Result<Outcome, String> {
+    pub(super) async fn execute(&self, id: String, spec: JobSpec) -> Result<Outcome, String> {
         let started = std::time::Instant::now();
+        *self.running_job() = Some(id);
         let kind = match &spec {
             JobSpec::Release(_) => "release",
             JobSpec::Policy(_) => "policy",
@@ -46,7 +47,14 @@ impl Inner {
                 .ok()
                 .and_then(|done| crate::notify::sources::of_job(&spec, done)),
         );
+        *self.running_job() = None;
         outcome
+    }
+
+    fn running_job(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.running_job
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs a job's edit in the repo's write checkout and pushes the commit:
@@ -82,7 +90,9 @@ impl Inner {
                 committed = Some(Timestamp::now());
                 first_seen = self.first_seen(job, &results);
                 let spec = with_first_seen(job, first_seen);
-                Ok::<_, std::io::Error>(Some(commit(message, user, note(&spec, &results))))
+                let id = self.running_job().clone();
+                let note = note(id.as_deref(), &spec, &results);
+                Ok::<_, std::io::Error>(Some(commit(message, user, note)))
             })
             .await;
         let mut outcome = self.finish(pushed, results, committed)?;
@@ -156,9 +166,14 @@ fn with_first_seen(job: &JobSpec, first_seen: Option<Timestamp>) -> JobSpec {
     }
 }
 
-/// The git note of a job: what was asked and what it did.
-fn note(spec: &JobSpec, result: &[WorkloadResult]) -> String {
-    serde_json::json!({ "spec": spec, "result": result }).to_string()
+/// The git note of a job: which job (as the original names it, `jobID`;
+/// the next leader looks for it), what was asked and what it did.
+fn note(id: Option<&str>, spec: &JobSpec, result: &[WorkloadResult]) -> String {
+    match id {
+        Some(id) => serde_json::json!({ "jobID": id, "spec": spec, "result": result }),
+        None => serde_json::json!({ "spec": spec, "result": result }),
+    }
+    .to_string()
 }
 
 pub(super) fn wire_result(result: &release::WorkloadResult) -> WorkloadResult {

@@ -953,6 +953,7 @@ fn known_fields(kind: &str) -> Option<&'static [&'static str]> {
         "Role" => &["rules"],
         "ClusterRole" => &["rules", "aggregationRule"],
         "RoleBinding" | "ClusterRoleBinding" => &["subjects", "roleRef"],
+        "Lease" => &["spec"],
         "Namespace"
         | "Service"
         | "Pod"

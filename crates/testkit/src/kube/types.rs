@@ -214,6 +214,15 @@ pub(crate) fn builtin_types() -> Vec<ResourceType> {
             true,
         ),
         t(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "Lease",
+            true,
+            &[],
+            false,
+        ),
+        t(
             "apiextensions.k8s.io",
             "v1",
             "customresourcedefinitions",
