@@ -41,12 +41,15 @@ mod automation;
 mod cluster;
 mod control;
 mod deploy_key;
+mod explain;
 mod git;
+mod hold;
 mod job;
 mod manifests;
 mod policy;
 mod registry;
 mod release;
+mod revert;
 
 use control::Controls;
 use registry::Named;
@@ -104,6 +107,8 @@ struct Loaded {
     root: PathBuf,
     /// Workloads of files that could not be read at `head`, as last read.
     carried: Vec<crate::view::Carried>,
+    /// Automated containers' last image changes made by people, up to `head`.
+    moves: Arc<Vec<hold::Moved>>,
 }
 
 /// Everything the loops, the job worker and the API share.
@@ -126,6 +131,8 @@ struct Inner {
     cluster: Option<cluster::ClusterSide>,
     /// Kustomize builds kept from one read of the manifests to the next.
     builds: Arc<BuildCache>,
+    /// Automation jobs whose failed rollout was reverted.
+    reverted_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A started daemon.
@@ -205,6 +212,7 @@ impl Daemon {
             automation,
             cluster,
             builds: Arc::new(BuildCache::default()),
+            reverted_jobs: Default::default(),
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();

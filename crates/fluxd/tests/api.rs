@@ -54,6 +54,7 @@ async fn start() -> Daemon {
             rollout: None,
             sync_error: None,
             read_error: None,
+            holds: Vec::new(),
         }],
         images: Default::default(),
         read: Ok(flux_api::ReadState {

@@ -292,6 +292,7 @@ impl Inner {
                 under_way = true;
             }
         }
+        self.revert_failed_rollouts(jobs, &rollouts, &images).await;
         {
             let mut live = side.live();
             live.rollouts = rollouts;
