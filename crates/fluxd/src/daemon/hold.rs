@@ -159,13 +159,16 @@ impl Inner {
                 .collect(),
             ..Restraint::default()
         };
-        restraint.held_below = self
-            .rollback(workload, moves, container)
-            .map(|moved| moved.from.clone());
+        // Any move a person made and the container still runs holds it
+        // below the tag it came from: after a move to a newer tag that
+        // asks nothing more than its policy already does, and when the
+        // registry cannot yet tell which was newer, the person is right.
+        restraint.held_below = moved_running(workload, moves, container).map(|m| m.from.clone());
         restraint
     }
 
-    /// The person's rollback `container` of `workload` runs, if any.
+    /// The person's rollback `container` of `workload` runs, if any: a move
+    /// to a tag older, by its policy, than the one it came from.
     pub(super) fn rollback<'m>(
         &self,
         workload: &flux_manifests::Workload,
@@ -173,12 +176,7 @@ impl Inner {
         container: &str,
     ) -> Option<&'m Moved> {
         let running = workload.container(container)?;
-        let moved = moves
-            .iter()
-            .find(|m| m.workload == workload.id && m.container == container)?;
-        if running.image.tag() != Some(moved.tag.as_str()) {
-            return None;
-        }
+        let moved = moved_running(workload, moves, container)?;
         let policy = workload.policies.tag_policy(container);
         let info = self.cached(running.image.name());
         flux_registry::is_older(&policy, info.as_ref(), &moved.tag, &moved.from).then_some(moved)
@@ -208,6 +206,20 @@ impl Inner {
             })
             .collect()
     }
+}
+
+/// The last move a person made of `container`, while it still runs the tag
+/// moved to.
+fn moved_running<'m>(
+    workload: &flux_manifests::Workload,
+    moves: &'m [Moved],
+    container: &str,
+) -> Option<&'m Moved> {
+    let running = workload.container(container)?;
+    moves
+        .iter()
+        .find(|m| m.workload == workload.id && m.container == container)
+        .filter(|m| running.image.tag() == Some(m.tag.as_str()))
 }
 
 /// Puts each hold on its workload, in place of the ones shown before.
