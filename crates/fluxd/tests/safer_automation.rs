@@ -151,7 +151,10 @@ async fn a_person_s_rollback_holds_until_a_tag_newer_than_the_one_rolled_back_fr
         (hold.tag.as_str(), hold.from.as_str(), hold.commit.as_str()),
         ("0.3.13", "0.3.14", rollback.as_str())
     );
-    assert_eq!(hold.summary(), format!("held at 0.3.13 by {}", &rollback[..7]));
+    assert_eq!(
+        hold.summary(),
+        format!("held at 0.3.13 by {}", &rollback[..7])
+    );
     settle().await;
     assert_eq!(repo.head(BRANCH), rollback, "fluxd leaves the rollback");
 
@@ -215,7 +218,12 @@ async fn a_failed_rollout_is_reverted_through_git_and_its_tag_never_picked_again
     // The controller gives up on the new replica set.
     let revert = format!("Revert \"{release}\"");
     wait_for("the revert commit", || async {
-        cluster.set_workload_state("Deployment", "sock-shop", "front-end", WorkloadState::Failed);
+        cluster.set_workload_state(
+            "Deployment",
+            "sock-shop",
+            "front-end",
+            WorkloadState::Failed,
+        );
         subject(&repo) == revert
     })
     .await;
@@ -244,7 +252,13 @@ async fn a_failed_rollout_is_reverted_through_git_and_its_tag_never_picked_again
         .find(|j| matches!(j.spec, JobSpec::Revert(_)))
         .expect("the revert job");
     wait_for("the revert to be applied", || async {
-        client.job(&job.id).await.unwrap().timeline.applied.is_some()
+        client
+            .job(&job.id)
+            .await
+            .unwrap()
+            .timeline
+            .applied
+            .is_some()
     })
     .await;
     let timeline = client.job(&job.id).await.unwrap().timeline;

@@ -301,3 +301,41 @@ fn job_subject(job: &flux_api::Job) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout(status: RolloutStatus, messages: &[&str]) -> flux_api::Rollout {
+        flux_api::Rollout {
+            status,
+            desired: 1,
+            updated: 1,
+            ready: 0,
+            messages: messages.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_rollout_fails_when_the_controller_gives_up_or_the_deadline_passes() {
+        let deadline = Duration::from_secs(300);
+        let just = Some(Timestamp::now());
+        let long_ago = Some(Timestamp::now() - jiff::SignedDuration::from_secs(301));
+        let stuck = rollout(
+            RolloutStatus::Error,
+            &["ReplicaSet has timed out progressing."],
+        );
+        assert_eq!(
+            why_failed(&stuck, just, deadline).as_deref(),
+            Some("ProgressDeadlineExceeded: ReplicaSet has timed out progressing.")
+        );
+        let updating = rollout(RolloutStatus::Updating, &[]);
+        assert_eq!(why_failed(&updating, just, deadline), None, "still in time");
+        assert_eq!(
+            why_failed(&updating, long_ago, deadline).as_deref(),
+            Some("not ready within 5m")
+        );
+        let ready = rollout(RolloutStatus::Ready, &[]);
+        assert_eq!(why_failed(&ready, long_ago, deadline), None);
+    }
+}
