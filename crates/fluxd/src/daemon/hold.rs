@@ -164,6 +164,8 @@ impl Inner {
         // asks nothing more than its policy already does, and when the
         // registry cannot yet tell which was newer, the person is right.
         restraint.held_below = moved_running(workload, moves, container).map(|m| m.from.clone());
+        // `restraint.unsigned` is where signature verification puts the
+        // tags whose images carry no valid signature, when it is asked for.
         restraint
     }
 
