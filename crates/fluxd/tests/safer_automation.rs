@@ -34,8 +34,18 @@ async fn push(registry: &Registry, tag: &str, created: &str) {
 
 /// fluxd reading `registry`, its automation moved only by events.
 async fn start(repo: &BareRepo, registry: &Registry, cluster: Option<&ApiServer>) -> Fluxd {
+    start_with(repo, registry, cluster, &[]).await
+}
+
+/// The same, with more flags.
+async fn start_with(
+    repo: &BareRepo,
+    registry: &Registry,
+    cluster: Option<&ApiServer>,
+    extra: &[&str],
+) -> Fluxd {
     let include = format!("--registry-include-image={}/*", registry.host());
-    let flags = [include.as_str(), "--automation-interval=1h"];
+    let flags = [&[include.as_str(), "--automation-interval=1h"], extra].concat();
     let fluxd = match cluster {
         Some(cluster) => {
             Fluxd::start_with_cluster(fluxd_binary(), repo, &cluster.kubeconfig(), &flags).await
@@ -285,4 +295,44 @@ async fn a_failed_rollout_is_reverted_through_git_and_its_tag_never_picked_again
     push(&registry, "0.3.15", "2017-03-10T10:00:00Z").await;
     tell_of_image(&fluxd, &image).await;
     wait_for_subject(&repo, &format!("Auto-release {image}:0.3.15")).await;
+}
+
+#[tokio::test]
+async fn a_rollout_not_ready_within_the_deadline_is_reverted_when_fluxd_reverts_them_all() {
+    let registry = registry().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = annotated_repo(
+        &format!("{image}:0.3.13"),
+        &[("fluxcd.io/automated", "true")],
+    );
+    let cluster = ApiServer::start();
+    let flags = [
+        "--automation-rollback-on-failure",
+        "--automation-rollout-deadline=2s",
+    ];
+    let fluxd = start_with(&repo, &registry, Some(&cluster), &flags).await;
+
+    push(&registry, "0.3.14", "2017-02-10T10:00:00Z").await;
+    tell_of_image(&fluxd, &image).await;
+    let release = format!("Auto-release {image}:0.3.14");
+    wait_for_subject(&repo, &release).await;
+    // No controller moves it: the new spec is never ready.
+    let revert = format!("Revert \"{release}\"");
+    wait_for("the revert commit", || async {
+        cluster.set_workload_state(
+            "Deployment",
+            "sock-shop",
+            "front-end",
+            WorkloadState::Progressing,
+        );
+        subject(&repo) == revert
+    })
+    .await;
+    assert!(
+        front_end_text(&repo)
+            .contains("fluxcd.io/reverted.front-end: \"0.3.14: not ready within 2s\""),
+        "{}",
+        front_end_text(&repo)
+    );
+    assert!(front_end_text(&repo).contains(&format!("image: {image}:0.3.13")));
 }
