@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 
 use crate::paths;
 use crate::types::{
-    ApiError, Change, Identity, Job, JobSpec, Manifest, ReadState, Submitted, SyncRequested,
-    SyncStatus, VersionInfo, Workload, WorkloadImages,
+    ApiError, Change, Explanation, Identity, Job, JobSpec, Manifest, ReadState, Submitted,
+    SyncRequested, SyncStatus, VersionInfo, Workload, WorkloadImages,
 };
 
 /// Why a call to the daemon failed.
@@ -100,6 +100,11 @@ impl Client {
             workloads.iter().map(|w| ("workload", w.as_str())).collect();
         query.extend(namespace.map(|n| ("namespace", n)));
         self.get(paths::IMAGES, &query).await
+    }
+
+    /// Per container of `workload`, why automation did or did not move it.
+    pub async fn explain(&self, workload: &str) -> Result<Vec<Explanation>, ClientError> {
+        self.get(paths::EXPLAIN, &[("workload", workload)]).await
     }
 
     /// Submits a release or policy change.

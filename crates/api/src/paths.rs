@@ -10,6 +10,9 @@ pub const WORKLOADS: &str = "/api/v1/workloads";
 pub const MANIFESTS: &str = "/api/v1/manifests";
 /// `GET`: images of workloads (`?workload=` repeated, `?namespace=`).
 pub const IMAGES: &str = "/api/v1/images";
+/// `GET`: per container of one workload (`?workload=`), why automation did
+/// or did not move it.
+pub const EXPLAIN: &str = "/api/v1/explain";
 /// `POST`: submit a job (release or policy change); `GET`: recent jobs.
 pub const JOBS: &str = "/api/v1/jobs";
 /// `GET`: one job, `/api/v1/jobs/{id}`.

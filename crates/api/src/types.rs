@@ -28,6 +28,112 @@ pub struct Workload {
     /// (`path:line:column: message`): the workload is shown as last read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_error: Option<String>,
+    /// Automated containers a person rolled back in git: automation leaves
+    /// them until a tag newer than the one rolled back from appears.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Hold>,
+}
+
+/// A container held where a person's commit rolled it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
+pub struct Hold {
+    /// The container.
+    pub container: String,
+    /// The tag it is held at.
+    pub tag: String,
+    /// The tag it was rolled back from.
+    pub from: String,
+    /// The commit that rolled it back.
+    pub commit: String,
+}
+
+impl Hold {
+    /// `held at 0.3.12 by a3f9c1e`, as the POLICY column shows it.
+    pub fn summary(&self) -> String {
+        let short = self.commit.get(..7).unwrap_or(&self.commit);
+        format!("held at {} by {short}", self.tag)
+    }
+}
+
+/// A tag reverted after its rollout failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Hash)]
+pub struct RevertedTag {
+    /// The tag.
+    pub tag: String,
+    /// Why its rollout failed, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for RevertedTag {
+    /// `reverted: <tag> failed its rollout (<reason>)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reverted: {} failed its rollout", self.tag)?;
+        if let Some(reason) = &self.reason {
+            write!(f, " ({reason})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Per container, why automation did or did not move it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Explanation {
+    /// The workload.
+    pub workload: String,
+    /// The container.
+    pub container: String,
+    /// The image it runs, as the manifest spells it.
+    pub image: String,
+    /// The tag automation moves it to next, when it would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// Why not (further), most decisive first.
+    pub reasons: Vec<Reason>,
+}
+
+/// One reason automation does not move a container (to a tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Reason {
+    /// What kind of reason.
+    pub kind: ReasonKind,
+    /// The tag it concerns, when it concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The reason in words.
+    pub message: String,
+}
+
+/// The kinds of [`Reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonKind {
+    /// The workload is locked.
+    Locked,
+    /// The workload is ignored.
+    Ignored,
+    /// The workload is not automated.
+    NotAutomated,
+    /// The tag policy rejects the tag.
+    Policy,
+    /// A glob or regex policy cannot order a tag without a creation time.
+    NoCreationTime,
+    /// The tag has no image for a wanted platform.
+    NoPlatform,
+    /// The tag's manifest could not be read.
+    Unreadable,
+    /// The tag's image carries no valid signature.
+    Unsigned,
+    /// A person rolled the container back; held until a newer tag.
+    Held,
+    /// The tag was reverted after its rollout failed.
+    Reverted,
+    /// It runs the newest tag automation may pick.
+    Newest,
+    /// Pinned by digest: no tag to move from.
+    Digest,
+    /// The repository is not scanned, or its scan failed.
+    Unknown,
 }
 
 /// A resource of the manifests, as written in git.
@@ -78,6 +184,13 @@ pub struct Policies {
     /// `fluxcd.io/tag.<container>`: container name to policy string.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// `fluxcd.io/rollback-on-failure`.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+    /// `fluxcd.io/reverted.<container>`: per container, the tag reverted
+    /// after its rollout failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reverted: BTreeMap<String, RevertedTag>,
 }
 
 /// Rollout state of a workload in the cluster.
@@ -162,6 +275,36 @@ pub enum JobSpec {
     /// Move automated workloads to their newest admitted tags (the
     /// daemon's own jobs, from new tags).
     Automation(AutomationSpec),
+    /// Undo an automated release whose rollout failed (the daemon's own).
+    Revert(RevertSpec),
+}
+
+/// A revert of an automated release whose rollout failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevertSpec {
+    /// The automation job whose release failed.
+    pub job: String,
+    /// Its commit.
+    pub commit: String,
+    /// Its commit's subject (`Auto-release …`).
+    pub subject: String,
+    /// The containers to put back.
+    pub containers: Vec<RevertedContainer>,
+}
+
+/// A container whose automated release is reverted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevertedContainer {
+    /// The workload.
+    pub workload: String,
+    /// The container.
+    pub container: String,
+    /// The image it ran before, as the manifest spelled it.
+    pub previous: String,
+    /// The image whose rollout failed.
+    pub failed: String,
+    /// Why the rollout failed.
+    pub reason: String,
 }
 
 /// An automation run: which automated workloads had something newer when

@@ -194,6 +194,7 @@ mod tests {
             rollout,
             sync_error: None,
             read_error: None,
+            holds: Vec::new(),
         }
     }
 

@@ -47,6 +47,10 @@ pub struct Args {
     /// Output format.
     #[arg(short, long, visible_alias = "output-format", value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Say, per container of the one workload `-w` names, why automation
+    /// did or did not move it (asks the daemon).
+    #[arg(long)]
+    explain: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -108,6 +112,9 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.explain {
+        return explain(&args, wanted, connection);
+    }
     if args.manifests.paths.is_empty() {
         return daemon::block_on(from_daemon(args, wanted, connection));
     }
@@ -118,6 +125,21 @@ pub fn run(args: Args, connection: &Connection) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--explain`: one workload, from the daemon (only it knows the rollbacks
+/// and reverts in git's history and its registry cache).
+fn explain(args: &Args, wanted: Vec<ResourceId>, connection: &Connection) -> ExitCode {
+    if !args.manifests.paths.is_empty() {
+        eprintln!("fluxctl: --explain asks the daemon; leave out --manifests");
+        return ExitCode::from(2);
+    }
+    let [workload] = &wanted[..] else {
+        eprintln!("fluxctl: --explain needs exactly one workload: -w <namespace:kind/name>");
+        return ExitCode::from(2);
+    };
+    let run = crate::explain::run(workload.to_string(), args.output, connection);
+    daemon::block_on(run)
 }
 
 fn run_inner(args: Args, wanted: Vec<ResourceId>) -> anyhow::Result<ExitCode> {

@@ -136,7 +136,7 @@ async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<Exit
         .iter()
         .map(|w| Listed {
             id: w.id.clone(),
-            policy: api_markers(&w.policies).join(","),
+            policy: policy_column(w),
             release: w
                 .rollout
                 .as_ref()
@@ -155,6 +155,23 @@ async fn from_daemon(args: Args, connection: &Connection) -> anyhow::Result<Exit
         .collect();
     print!("{}", text_listing(&listed, &shown, args.no_headers));
     Ok(status)
+}
+
+/// The POLICY column: the markers, then what holds an automated workload
+/// back: `automated (held at 0.3.12 by a3f9c1e)`, `automated (reverted:
+/// 0.3.14 failed its rollout (ProgressDeadlineExceeded))`.
+fn policy_column(workload: &flux_api::Workload) -> String {
+    let markers = api_markers(&workload.policies).join(",");
+    let notes: Vec<String> = workload
+        .holds
+        .iter()
+        .map(flux_api::Hold::summary)
+        .chain(workload.policies.reverted.values().map(ToString::to_string))
+        .collect();
+    if notes.is_empty() {
+        return markers;
+    }
+    format!("{markers} ({})", notes.join("; "))
 }
 
 /// The markers of the POLICY column, in the offline order.
@@ -264,4 +281,48 @@ fn json_listing(workloads: &[&Workload], shown: &dyn Fn(&str) -> bool) -> String
     let mut out = serde_json::to_string_pretty(&list).expect("JSON values always serialise");
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_column_says_what_holds_an_automated_workload_back() {
+        let mut workload = flux_api::Workload {
+            id: "sock-shop:deployment/front-end".into(),
+            containers: Vec::new(),
+            policies: flux_api::Policies {
+                automated: true,
+                ..Default::default()
+            },
+            rollout: None,
+            sync_error: None,
+            read_error: None,
+            holds: Vec::new(),
+        };
+        assert_eq!(policy_column(&workload), "automated");
+        workload.holds.push(flux_api::Hold {
+            container: "front-end".into(),
+            tag: "0.3.12".into(),
+            from: "0.3.13".into(),
+            commit: "a3f9c1e0d2".into(),
+        });
+        assert_eq!(
+            policy_column(&workload),
+            "automated (held at 0.3.12 by a3f9c1e)"
+        );
+        workload.holds.clear();
+        workload.policies.reverted.insert(
+            "front-end".into(),
+            flux_api::RevertedTag {
+                tag: "0.3.14".into(),
+                reason: Some("ProgressDeadlineExceeded".into()),
+            },
+        );
+        assert_eq!(
+            policy_column(&workload),
+            "automated (reverted: 0.3.14 failed its rollout (ProgressDeadlineExceeded))"
+        );
+    }
 }

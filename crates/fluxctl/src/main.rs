@@ -11,6 +11,7 @@ mod ci;
 mod completion;
 mod config_repo;
 mod daemon;
+mod explain;
 mod identity;
 mod install;
 mod interactive;

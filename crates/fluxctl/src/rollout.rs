@@ -173,6 +173,7 @@ mod tests {
             rollout,
             sync_error: None,
             read_error: None,
+            holds: Vec::new(),
         }
     }
 

@@ -532,3 +532,67 @@ async fn save_into_a_missing_folder_fails_naming_it() {
     );
     assert_eq!(stdout(&save), "");
 }
+
+#[tokio::test]
+async fn list_images_explain_says_why_automation_leaves_a_container() {
+    let registry = registry_with_front_end().await;
+    let image = registry.image("sock-shop/front-end");
+    let repo = sock_shop_repo(Some(&format!("{image}:0.3.12")));
+    let include = format!("--registry-include-image={}/*", registry.host());
+    let fluxd = Fluxd::start(&binaries::fluxd(), &repo, &[&include]).await;
+    let client = fluxd.client();
+    wait_for("the registry's tags in the view", || async {
+        let images = client.images(&[FRONT_END.to_string()], None).await;
+        images.is_ok_and(|i| i[0].containers[0].available.len() == 3)
+    })
+    .await;
+    let url = fluxd.url.as_str();
+    let token = fluxd.token.as_str();
+    let limited = fluxctl(&[
+        "--url",
+        url,
+        "--token",
+        token,
+        "policy",
+        "-w",
+        FRONT_END,
+        "--tag",
+        "front-end=semver:~0.3",
+    ]);
+    assert!(limited.status.success(), "{}", stderr(&limited));
+    wait_for("the tag filter to be read", || async {
+        let workloads = client.workloads(Some("sock-shop")).await.unwrap();
+        workloads
+            .iter()
+            .any(|w| w.id == FRONT_END && w.policies.tags.contains_key("front-end"))
+    })
+    .await;
+
+    let explained = fluxctl(&["--url", url, "list-images", "--explain", "-w", FRONT_END]);
+    assert!(explained.status.success(), "{}", stderr(&explained));
+    assert_eq!(
+        stdout(&explained),
+        format!(
+            "front-end: {image}:0.3.12\n  automation moves it to 0.3.13 next\n  \
+             not automated (fluxctl automate turns it on)\n  \
+             0.4.0: rejected by semver:~0.3: outside the range (fails ~0.3)\n"
+        )
+    );
+    let json = fluxctl(&[
+        "--url",
+        url,
+        "list-images",
+        "--explain",
+        "-w",
+        FRONT_END,
+        "-o",
+        "json",
+    ]);
+    let answer: Vec<flux_api::Explanation> =
+        serde_json::from_slice(&json.stdout).expect("-o json is the API's answer");
+    assert_eq!(answer[0].next.as_deref(), Some("0.3.13"));
+
+    let two = fluxctl(&["--url", url, "list-images", "--explain"]);
+    assert_eq!(two.status.code(), Some(2), "{}", stderr(&two));
+    assert!(stderr(&two).contains("--explain needs exactly one workload"));
+}

@@ -86,6 +86,15 @@ pub struct Config {
     /// How long automation waits to batch new tags into one commit.
     #[arg(long, env = "FLUXD_AUTOMATION_BATCH_WINDOW", default_value = "1s", value_parser = parse_duration)]
     pub automation_batch_window: Duration,
+    /// Revert every automated release whose rollout fails (a workload opts
+    /// in alone with `fluxcd.io/rollback-on-failure: "true"`).
+    #[arg(long, env = "FLUXD_AUTOMATION_ROLLBACK_ON_FAILURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
+    pub automation_rollback_on_failure: bool,
+    /// How long an automated release may take to be ready before its
+    /// rollout counts as failed (a workload's `fluxcd.io/rollout-deadline`
+    /// says otherwise for it).
+    #[arg(long, env = "FLUXD_AUTOMATION_ROLLOUT_DEADLINE", default_value = "10m", value_parser = parse_duration)]
+    pub automation_rollout_deadline: Duration,
     /// How often to list the tags of each repository in use.
     #[arg(long, env = "FLUXD_REGISTRY_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub registry_poll_interval: Duration,

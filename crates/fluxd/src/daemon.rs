@@ -41,14 +41,17 @@ mod automation;
 mod cluster;
 mod control;
 mod deploy_key;
+mod explain;
 mod git;
 mod handover;
+mod hold;
 mod job;
 pub mod leader;
 mod manifests;
 mod policy;
 mod registry;
 mod release;
+mod revert;
 
 use control::Controls;
 use leader::{Election, Leadership};
@@ -113,6 +116,8 @@ struct Loaded {
     root: PathBuf,
     /// Workloads of files that could not be read at `head`, as last read.
     carried: Vec<crate::view::Carried>,
+    /// Automated containers' last image changes made by people, up to `head`.
+    moves: Arc<Vec<hold::Moved>>,
 }
 
 /// Everything the loops, the job worker and the API share.
@@ -142,6 +147,8 @@ struct Inner {
     /// The id of the job running, for its commit's note: the worker runs
     /// one job at a time, so the one running is the one committing.
     running_job: std::sync::Mutex<Option<String>>,
+    /// Automation jobs whose failed rollout was reverted.
+    reverted_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A started daemon.
@@ -254,6 +261,7 @@ impl Daemon {
             notices,
             leadership: leadership.clone(),
             running_job: std::sync::Mutex::new(None),
+            reverted_jobs: Default::default(),
         });
         let (stop, shutdown) = watch::channel(false);
         let (changes, changes_rx) = mpsc::unbounded_channel();

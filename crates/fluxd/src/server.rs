@@ -17,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flux_api::{
-    ApiError, Change, Identity, Job, JobSpec, Manifest, PolicyCheck, ReadState, ReleasePreview,
-    ReleaseSpec, Submitted, SyncRequested, SyncStatus, VersionInfo, Workload, WorkloadImages,
-    WorkloadPage, WorkloadResult,
+    ApiError, Change, Explanation, Identity, Job, JobSpec, Manifest, PolicyCheck, ReadState,
+    ReleasePreview, ReleaseSpec, Submitted, SyncRequested, SyncStatus, VersionInfo, Workload,
+    WorkloadImages, WorkloadPage, WorkloadResult,
 };
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -86,6 +86,11 @@ pub trait Control: Send + Sync + 'static {
     /// The resources of the manifests at the revision read last, as written.
     fn manifests(&self) -> Pending<'_, Vec<Manifest>> {
         Box::pin(async { Err("this daemon does not answer manifests".to_string()) })
+    }
+    /// Per container of a workload, why automation did or did not move it;
+    /// `Ok(None)` when the manifests hold no such workload.
+    fn explain(&self, _workload: String) -> Pending<'_, Option<Vec<Explanation>>> {
+        Box::pin(async { Err("this daemon does not explain automation".to_string()) })
     }
 }
 
@@ -157,6 +162,7 @@ fn api_routes(api: Shared) -> OpenApiRouter<Shared> {
         .routes(routes!(workloads))
         .routes(routes!(manifests))
         .routes(routes!(images))
+        .routes(routes!(explain))
         .routes(routes!(jobs))
         .routes(routes!(job))
         .routes(routes!(read_state))
@@ -460,6 +466,36 @@ async fn images(State(api): State<Shared>, Query(query): Query<Vec<(String, Stri
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// Why automation did or did not move each container of `?workload=`.
+#[utoipa::path(get, path = "/api/v1/explain",
+    params(("workload" = String, Query, description = "the workload id")),
+    responses((status = 200, description = "per container, the tag automation moves it to next (if any) and why not (further)", body = Vec<Explanation>),
+        (status = 400, description = "no workload asked for", body = ApiError),
+        (status = 404, description = "the manifests hold no such workload", body = ApiError),
+        (status = 503, description = "git has not been read yet, and why", body = ApiError)))]
+async fn explain(
+    State(api): State<Shared>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    if let Some(unread) = api.view.borrow().unread() {
+        return unread;
+    }
+    let Some((_, workload)) = query.into_iter().find(|(k, _)| k == "workload") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name the workload to explain: ?workload=<namespace>:<kind>/<name>",
+        );
+    };
+    match api.control.explain(workload.clone()).await {
+        Ok(Some(explained)) => Json(explained).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("the manifests hold no workload {workload}"),
+        ),
+        Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
+}
+
 /// Submit a release or policy change. A dry-run release answers with its plan.
 #[utoipa::path(post, path = "/api/v1/jobs", request_body = JobSpec,
     responses(
@@ -469,7 +505,7 @@ async fn images(State(api): State<Shared>, Query(query): Query<Vec<(String, Stri
         (status = 422, description = "an automation job, or a dry run that cannot be planned", body = ApiError)),
     security(("bearer" = [])))]
 async fn submit_job(State(api): State<Shared>, Json(spec): Json<JobSpec>) -> Response {
-    if matches!(spec, JobSpec::Automation(_)) {
+    if matches!(spec, JobSpec::Automation(_) | JobSpec::Revert(_)) {
         // Automation decides for itself what moves; a client asks for a
         // release (or automates a workload with a policy change).
         return error(

@@ -35,6 +35,7 @@ fn workload(w: &flux_manifests::Workload) -> Workload {
         rollout: None,
         sync_error: None,
         read_error: None,
+        holds: Vec::new(),
     }
 }
 
@@ -145,6 +146,18 @@ fn policies(p: &flux_manifests::Policies) -> Policies {
             .tags
             .iter()
             .map(|(c, policy)| (c.clone(), policy.to_string()))
+            .collect(),
+        rollback_on_failure: p.rollback_on_failure,
+        reverted: p
+            .reverted
+            .iter()
+            .map(|(c, r)| {
+                let tag = flux_api::RevertedTag {
+                    tag: r.tag.clone(),
+                    reason: r.reason.clone(),
+                };
+                (c.clone(), tag)
+            })
             .collect(),
     }
 }
@@ -715,6 +728,7 @@ mod tests {
             rollout: None,
             sync_error: None,
             read_error: None,
+            holds: Vec::new(),
         }
     }
 

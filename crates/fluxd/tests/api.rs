@@ -54,6 +54,7 @@ async fn start() -> Daemon {
             rollout: None,
             sync_error: None,
             read_error: None,
+            holds: Vec::new(),
         }],
         images: Default::default(),
         read: Ok(flux_api::ReadState {
@@ -292,6 +293,7 @@ async fn the_openapi_document_lists_every_api_operation_and_only_those() {
     assert_eq!(
         operations,
         [
+            "GET /api/v1/explain",
             "GET /api/v1/identity",
             "POST /api/v1/identity",
             "GET /api/v1/images",

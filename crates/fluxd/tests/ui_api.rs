@@ -50,6 +50,7 @@ fn workload(id: &str, image: &str) -> Workload {
         rollout: None,
         sync_error: None,
         read_error: None,
+        holds: Vec::new(),
     }
 }
 

@@ -52,5 +52,6 @@ pub use deploy_key::{DeployKey, Identity, SshOptions};
 pub use error::{BoxError, GitError};
 pub use message::{CommitMessage, PolicyChange};
 pub use repo::{
-    CommitSpec, CommitSummary, Person, Pushed, Repo, RepoConfig, RepoState, RepoStatus, SigningKey,
+    CommitSpec, CommitSummary, FileCommit, Person, Pushed, Repo, RepoConfig, RepoState, RepoStatus,
+    SigningKey,
 };

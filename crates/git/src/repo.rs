@@ -215,6 +215,17 @@ pub struct CommitSummary {
     pub subject: String,
 }
 
+/// A commit that changed a file, newest first in [`Repo::file_history`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCommit {
+    /// Full commit id.
+    pub id: String,
+    /// Its first parent; none for a root commit.
+    pub parent: Option<String>,
+    /// Who committed it.
+    pub committer: Person,
+}
+
 /// A config repository. Cheap to clone; clones share the mirror, the state
 /// and the writer queue, so two jobs of one fluxd never race each other.
 #[derive(Debug, Clone)]
@@ -1126,6 +1137,73 @@ impl Repo {
             Err(RunError::Failed(f)) if f.stderr.trim().is_empty() => Ok(false),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// The last `limit` commits up to `revision` that changed `path`
+    /// (relative to the repo's root), newest first, first parents only.
+    pub async fn file_history(
+        &self,
+        revision: &str,
+        path: &str,
+        limit: usize,
+    ) -> Result<Vec<FileCommit>, GitError> {
+        let count = format!("-n{limit}");
+        let args = [
+            "log",
+            "-z",
+            "--first-parent",
+            &count,
+            "--format=%H%x1f%P%x1f%cn%x1f%ce",
+            revision,
+            "--",
+            path,
+        ];
+        let printed = self.inner.git.ok(&self.inner.mirror, &args).await?;
+        Ok(printed
+            .stdout
+            .split('\0')
+            .filter_map(|record| {
+                let mut fields = record.trim_start_matches('\n').split('\x1f');
+                let id = fields.next().filter(|id| !id.is_empty())?;
+                let parent = fields.next()?.split(' ').next().filter(|p| !p.is_empty());
+                Some(FileCommit {
+                    id: id.to_string(),
+                    parent: parent.map(str::to_string),
+                    committer: Person {
+                        name: fields.next()?.to_string(),
+                        email: fields.next()?.trim_end().to_string(),
+                    },
+                })
+            })
+            .collect())
+    }
+
+    /// The text of `path` at `revision`; none when it has no such file.
+    pub async fn file_at(&self, revision: &str, path: &str) -> Result<Option<String>, GitError> {
+        let object = format!("{revision}:{path}");
+        match self
+            .inner
+            .git
+            .run(&self.inner.mirror, ["show", &object])
+            .await
+        {
+            Ok(printed) => Ok(Some(printed.stdout)),
+            Err(RunError::Failed(f))
+                if f.stderr.contains("does not exist") || f.stderr.contains("exists on disk") =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Whether this fluxd made `commit`: it carries a note of ours, or our
+    /// committer identity.
+    pub async fn made(&self, commit: &FileCommit) -> Result<bool, GitError> {
+        if commit.committer == self.inner.config.committer {
+            return Ok(true);
+        }
+        Ok(self.note(&commit.id).await?.is_some())
     }
 
     /// The commits after `since` (all of history when `None`) up to

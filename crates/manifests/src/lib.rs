@@ -57,7 +57,7 @@ pub use error::LoadError;
 pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};
 pub use kustomize::{BuildCache, BuildOptions};
 pub use load::{DEFAULT_MAX_FILE_BYTES, LoadOptions, parse_file_size};
-pub use policy::{Ignore, Policies, PolicyKey, PolicyUpdate};
+pub use policy::{Ignore, Policies, PolicyKey, PolicyUpdate, Reverted};
 pub use spelling::{respell, split as split_spelling};
 pub use transaction::Transaction;
 pub use workload::{

@@ -41,6 +41,64 @@ pub struct Policies {
     /// Tag filter per container name.
     #[serde(serialize_with = "tags_as_strings")]
     pub tags: BTreeMap<String, Policy>,
+    /// `fluxcd.io/rollback-on-failure`: an automated release whose rollout
+    /// fails is reverted.
+    pub rollback_on_failure: bool,
+    /// `fluxcd.io/rollout-deadline`, as written (`10m`): how long an
+    /// automated release may take to be ready before it counts as failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_deadline: Option<String>,
+    /// `fluxcd.io/reverted.<container>`: per container, the tag whose
+    /// rollout failed and was reverted; automation never picks it again.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reverted: BTreeMap<String, Reverted>,
+}
+
+/// A tag reverted after its rollout failed, as its annotation records it:
+/// `<tag>` or `<tag>: <reason>` (a tag never holds a colon).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reverted {
+    /// The tag that failed.
+    pub tag: String,
+    /// Why its rollout failed, when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Reverted {
+    /// Reads an annotation's value.
+    pub fn parse(value: &str) -> Option<Reverted> {
+        let (tag, reason) = match value.split_once(':') {
+            Some((tag, reason)) => (tag.trim(), Some(reason.trim().to_string())),
+            None => (value.trim(), None),
+        };
+        if tag.is_empty() {
+            return None;
+        }
+        Some(Reverted {
+            tag: tag.to_string(),
+            reason: reason.filter(|r| !r.is_empty()),
+        })
+    }
+
+    /// The annotation's value.
+    pub fn value(&self) -> String {
+        match &self.reason {
+            Some(reason) => format!("{}: {reason}", self.tag),
+            None => self.tag.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Reverted {
+    /// `reverted: <tag> failed its rollout (<reason>)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reverted: {} failed its rollout", self.tag)?;
+        if let Some(reason) = &self.reason {
+            write!(f, " ({reason})")?;
+        }
+        Ok(())
+    }
 }
 
 fn tags_as_strings<S: serde::Serializer>(
@@ -100,6 +158,12 @@ pub enum PolicyKey {
     Ignore,
     /// `tag.<container>`
     Tag(String),
+    /// `rollback-on-failure`
+    RollbackOnFailure,
+    /// `rollout-deadline`
+    RolloutDeadline,
+    /// `reverted.<container>`
+    Reverted(String),
 }
 
 impl PolicyKey {
@@ -112,6 +176,9 @@ impl PolicyKey {
             PolicyKey::LockedMsg => "locked_msg".into(),
             PolicyKey::Ignore => "ignore".into(),
             PolicyKey::Tag(container) => format!("tag.{container}"),
+            PolicyKey::RollbackOnFailure => "rollback-on-failure".into(),
+            PolicyKey::RolloutDeadline => "rollout-deadline".into(),
+            PolicyKey::Reverted(container) => format!("reverted.{container}"),
         }
     }
 
@@ -142,7 +209,12 @@ impl PolicyKey {
             "locked_user" => PolicyKey::LockedUser,
             "locked_msg" => PolicyKey::LockedMsg,
             "ignore" => PolicyKey::Ignore,
-            _ => PolicyKey::Tag(suffix.strip_prefix("tag.")?.to_string()),
+            "rollback-on-failure" => PolicyKey::RollbackOnFailure,
+            "rollout-deadline" => PolicyKey::RolloutDeadline,
+            _ => match suffix.strip_prefix("reverted.") {
+                Some(container) => PolicyKey::Reverted(container.to_string()),
+                None => PolicyKey::Tag(suffix.strip_prefix("tag.")?.to_string()),
+            },
         })
     }
 }
@@ -192,6 +264,23 @@ pub fn from_annotations<'k>(
                     annotation: key.to_string(),
                     message: error.to_string(),
                 }),
+            PolicyKey::RollbackOnFailure => {
+                flag(key, value).map(|on| policies.rollback_on_failure |= on)
+            }
+            PolicyKey::RolloutDeadline => {
+                policies.rollout_deadline = Some(value.trim().to_string());
+                Ok(())
+            }
+            PolicyKey::Reverted(container) => match Reverted::parse(value) {
+                Some(reverted) => {
+                    policies.reverted.insert(container, reverted);
+                    Ok(())
+                }
+                None => Err(InvalidAnnotation {
+                    annotation: key.to_string(),
+                    message: "expected the reverted tag, as in \"0.3.14\"".into(),
+                }),
+            },
         };
         if let Err(error) = result {
             invalid.push(error);
@@ -323,6 +412,30 @@ mod tests {
         assert!(policies.locked);
         let keys: Vec<_> = invalid.iter().map(|i| i.annotation.as_str()).collect();
         assert_eq!(keys, ["fluxcd.io/tag.web", "fluxcd.io/automated"]);
+    }
+
+    #[test]
+    fn a_reverted_tag_keeps_its_reason_and_rollback_is_a_flag() {
+        let (policies, invalid) = from_annotations([
+            ("fluxcd.io/rollback-on-failure", "true"),
+            ("fluxcd.io/rollout-deadline", "5m"),
+            (
+                "fluxcd.io/reverted.front-end",
+                "0.3.14: ProgressDeadlineExceeded",
+            ),
+            ("fluxcd.io/reverted.sidecar", "1.2"),
+        ]);
+        assert!(invalid.is_empty(), "{invalid:?}");
+        assert!(policies.rollback_on_failure);
+        assert_eq!(policies.rollout_deadline.as_deref(), Some("5m"));
+        let reverted = &policies.reverted["front-end"];
+        assert_eq!(reverted.tag, "0.3.14");
+        assert_eq!(
+            reverted.to_string(),
+            "reverted: 0.3.14 failed its rollout (ProgressDeadlineExceeded)"
+        );
+        assert_eq!(reverted.value(), "0.3.14: ProgressDeadlineExceeded");
+        assert_eq!(policies.reverted["sidecar"].reason, None);
     }
 
     #[test]

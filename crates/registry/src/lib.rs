@@ -35,6 +35,7 @@ pub mod limit;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
+pub mod restraint;
 pub mod scan;
 pub mod tls;
 
@@ -46,5 +47,6 @@ pub use limit::HostLimits;
 pub use manifest::Platform;
 pub use metrics::{CacheCounters, RequestCounters};
 pub use plan::{ContainerImage, PlannedUpdate, newest_admitted, plan_update_all};
+pub use restraint::{Explanation, PassedOver, Restraint, explain, is_older, newest_allowed};
 pub use scan::{NewTag, PollResult, RepositoryInfo, ScanConfig, Scanner, TagInfo};
 pub use tls::{DOCKER_CERTS_DIR, HostCaFile, TlsConfig, TlsError};

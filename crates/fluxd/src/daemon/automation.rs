@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
 use super::Inner;
+use super::hold::Moved;
 use super::job::wire_result;
 use crate::jobs::{Jobs, Outcome};
 
@@ -126,8 +127,12 @@ impl Inner {
     /// cache; one commit for all of them, none when nothing moves.
     pub(super) async fn automate(&self, wire: AutomationSpec) -> Result<Outcome, String> {
         let job = JobSpec::Automation(wire.clone());
+        let Some((read, moves)) = self.last_read().await else {
+            return Ok(Outcome::default());
+        };
         self.edit_and_push(&job, None, |checkout, transaction| {
-            let spec = self.automation_spec(checkout);
+            let mut spec = self.automation_spec(checkout, &moves);
+            leave_changed_since(&read, checkout, &mut spec);
             let made = release::execute(transaction, &spec);
             let images: BTreeSet<String> = made
                 .iter()
@@ -173,7 +178,7 @@ impl Inner {
     /// A release of every automated, unlocked workload to the newest tags
     /// its policies admit (locked and ignored ones are left by the release
     /// rules themselves).
-    fn automation_spec(&self, checkout: &Checkout) -> ReleaseSpec {
+    fn automation_spec(&self, checkout: &Checkout, moves: &[Moved]) -> ReleaseSpec {
         let automated = checkout
             .workloads
             .iter()
@@ -187,19 +192,35 @@ impl Inner {
             containers: Vec::new(),
             force: false,
         };
-        spec.update = Update::PerContainer(self.newest_targets(checkout, &spec));
+        let repositories = self.cached_all(release::repositories(checkout, &spec));
+        let targets = release::per_container_targets_of(checkout, &spec, |w, c, policy| {
+            let restraint = self.restraint(checkout, moves, &w.id, &c.name);
+            flux_registry::newest_allowed(&c.image, policy, &repositories, &restraint)
+        });
+        spec.update = Update::PerContainer(targets);
         spec
+    }
+
+    /// The manifests last read and the moves people made up to them.
+    async fn last_read(&self) -> Option<(Arc<Checkout>, Arc<Vec<Moved>>)> {
+        let loaded = self.loaded.lock().await;
+        let loaded = loaded.as_ref()?;
+        Some((loaded.checkout.clone(), loaded.moves.clone()))
     }
 
     /// The automated workloads that would move, on the manifests last
     /// read, and the head they were read at; `None` before the first read.
     async fn automation_plan(&self) -> Option<(Vec<String>, String)> {
-        let (checkout, head) = {
+        let (checkout, head, moves) = {
             let loaded = self.loaded.lock().await;
             let loaded = loaded.as_ref()?;
-            (loaded.checkout.clone(), loaded.head.clone())
+            (
+                loaded.checkout.clone(),
+                loaded.head.clone(),
+                loaded.moves.clone(),
+            )
         };
-        let spec = self.automation_spec(&checkout);
+        let spec = self.automation_spec(&checkout, &moves);
         let moving = release::plan(&checkout, &spec)
             .into_iter()
             .filter(|r| r.status == Status::Success && !r.updates.is_empty())
@@ -207,6 +228,27 @@ impl Inner {
             .collect();
         Some((moving, head))
     }
+}
+
+/// Leaves out the containers whose image changed since the manifests were
+/// last read (a person's commit the job's fetch brought): whether that was
+/// a rollback to respect is known only once that head is read, and reading
+/// it asks automation again.
+fn leave_changed_since(read: &Checkout, editing: &Checkout, spec: &mut ReleaseSpec) {
+    let Update::PerContainer(targets) = &mut spec.update else {
+        return;
+    };
+    for (id, containers) in targets.iter_mut() {
+        let before = read.workloads.iter().find(|w| w.id == *id);
+        let now = editing.workloads.iter().find(|w| w.id == *id);
+        containers.retain(|name, _| {
+            let image = |w: Option<&flux_manifests::Workload>| {
+                w.and_then(|w| w.container(name)).map(|c| c.image.clone())
+            };
+            image(before) == image(now)
+        });
+    }
+    targets.retain(|_, containers| !containers.is_empty());
 }
 
 #[cfg(test)]

@@ -305,6 +305,7 @@ impl Inner {
                 under_way = true;
             }
         }
+        self.revert_failed_rollouts(jobs, &rollouts, &images).await;
         {
             let mut live = side.live();
             let previous = std::mem::replace(&mut live.rollouts, rollouts);

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use flux_api::{Identity, JobSpec, Manifest, SyncRequested, SyncStatus, WorkloadResult};
+use flux_api::{
+    Explanation, Identity, JobSpec, Manifest, SyncRequested, SyncStatus, WorkloadResult,
+};
 
 use super::Inner;
 use crate::server::{Control, Pending};
@@ -73,5 +75,9 @@ impl Control for Controls {
 
     fn manifests(&self) -> Pending<'_, Vec<Manifest>> {
         Box::pin(self.0.manifests())
+    }
+
+    fn explain(&self, workload: String) -> Pending<'_, Option<Vec<Explanation>>> {
+        Box::pin(async move { Ok(self.0.explain(&workload).await) })
     }
 }

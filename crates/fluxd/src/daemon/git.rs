@@ -104,7 +104,9 @@ impl Inner {
             .flat_map(|w| &w.containers)
             .map(|c| c.image.name().clone())
             .collect();
+        let moves = self.moves_by_people(&head, &checkout, &root).await;
         let mut workloads = crate::view::workloads(&checkout);
+        super::hold::show(&mut workloads, self.holds(&checkout, &moves));
         let before = loaded.as_ref().map(|l| crate::view::Before {
             checkout: &l.checkout,
             root: &l.root,
@@ -142,6 +144,7 @@ impl Inner {
             checkout: Arc::new(checkout),
             root,
             carried,
+            moves: Arc::new(moves),
         });
         let _ = self.automation.send(None);
         Ok(true)

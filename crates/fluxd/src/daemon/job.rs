@@ -20,11 +20,13 @@ impl Inner {
             JobSpec::Release(_) => "release",
             JobSpec::Policy(_) => "policy",
             JobSpec::Automation(_) => "automation",
+            JobSpec::Revert(_) => "revert",
         };
         let outcome = match spec.clone() {
             JobSpec::Release(release) => self.release(release).await,
             JobSpec::Policy(policy) => self.policy(policy).await,
             JobSpec::Automation(automation) => self.automate(automation).await,
+            JobSpec::Revert(revert) => self.revert(revert).await,
         };
         let status = if outcome.is_ok() {
             "succeeded"

@@ -557,7 +557,13 @@ impl Inner {
             return;
         };
         let images = crate::view::images(&loaded.checkout, |name| self.cached(name));
-        self.view.send_modify(|view| view.images = images);
+        // Whether a person's move was a rollback can depend on the tags'
+        // creation times, which the cache may have only now.
+        let holds = self.holds(&loaded.checkout, &loaded.moves);
+        self.view.send_modify(|view| {
+            view.images = images;
+            super::hold::show(&mut view.workloads, holds);
+        });
     }
 
     /// What the cache knows of a repository; `None` until it was polled.

@@ -32,6 +32,10 @@ pub fn of_job(spec: &JobSpec, outcome: &Outcome) -> Option<Notice> {
             (NoticeKind::Release, format!("Released {image}{by}"))
         }
         JobSpec::Automation(_) => (NoticeKind::Automation, "Automated release".to_string()),
+        JobSpec::Revert(revert) => (
+            NoticeKind::Revert,
+            format!("Reverted \"{}\" after its rollout failed", revert.subject),
+        ),
         JobSpec::Policy(_) => return None,
     };
     let mut notice = Notice::new(kind, summary).commit(commit.clone());
