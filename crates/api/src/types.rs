@@ -397,8 +397,26 @@ pub struct Submitted {
 pub struct SyncRequested {
     /// The branch fetched.
     pub branch: String,
-    /// Its head: the revision to wait for.
+    /// The revision to wait for: the head, or with
+    /// `--git-verify-signatures` the newest verified commit when the head
+    /// does not verify.
     pub revision: String,
+    /// Why the head is not applied, when it does not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<Unverified>,
+}
+
+/// A commit (or the sync tag) whose signature does not verify
+/// (`--git-verify-signatures`): nothing from it on is applied or built on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Unverified {
+    /// The branch head that is not applied.
+    pub head: String,
+    /// The first commit that does not verify, as `commit <id>`, or the
+    /// sync tag, as `the sync tag <name>`.
+    pub what: String,
+    /// Why: not signed, a key that is not trusted, a bad signature.
+    pub reason: String,
 }
 
 /// Whether a revision has been applied.
@@ -439,6 +457,10 @@ pub struct ReadState {
     /// last read.
     #[serde(default)]
     pub errors: Vec<FileError>,
+    /// With `--git-verify-signatures`: why the branch head is not the
+    /// revision read (the newest verified commit is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<Unverified>,
 }
 
 /// The daemon's deploy key.

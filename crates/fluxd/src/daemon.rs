@@ -77,6 +77,12 @@ pub enum StartError {
     /// The deploy key could not be read from or written to its Secret.
     #[error(transparent)]
     DeployKeySecret(crate::identity::KeyError),
+    /// `--git-verify-signatures` without a key for fluxd's own commits and
+    /// sync tag, which would then never verify.
+    #[error(
+        "--git-verify-signatures needs --git-signing-key (fluxd's own commits and sync tag must verify too), or --git-readonly"
+    )]
+    Unsigned,
     /// The data folder could not be made.
     #[error("data folder {dir}: {source}")]
     DataDir {
@@ -172,6 +178,11 @@ impl Daemon {
         repo_config.https_token_file = config.git_https_token_file.clone();
         repo_config.https_user = config.git_https_user.clone();
         repo_config.credential_helper = config.git_credential_helper.clone();
+        repo_config.signing = config.signing_key();
+        repo_config.verify = config.signature_trust();
+        if repo_config.verify.is_some() && repo_config.signing.is_none() && !config.git_readonly {
+            return Err(StartError::Unsigned);
+        }
         let repo = Repo::new(repo_config);
         // From here on the URL is the one without credentials (the repo
         // took them out): every log line, error and answer shows this one.
