@@ -293,39 +293,12 @@ impl Signatures {
         tag: &str,
         keys: &[VerifyKey],
     ) -> Verdict {
-        let Some(digest) = info.tag(tag).and_then(|t| t.digest.clone()) else {
-            return Verdict::unsigned("the tag's digest is not known yet");
+        let (digest, sig_digest) = match locate(info, tag, keys) {
+            Ok(found) => found,
+            Err(verdict) => return verdict,
         };
-        let Some(sig_tag) = signature_tag(&digest) else {
-            return Verdict::unsigned(format!("digest {digest} is not sha256"));
-        };
-        let Some(sig) = info.tag(&sig_tag) else {
-            return Verdict::unsigned(format!("no signature (no tag {sig_tag})"));
-        };
-        let Some(sig_digest) = sig.digest.clone() else {
-            let why = sig.error.as_deref().unwrap_or("not resolved yet");
-            return Verdict::unsigned(format!("signature tag {sig_tag} unreadable: {why}"));
-        };
-        if keys.is_empty() {
-            return Verdict::unsigned("no verification key");
-        }
-        let cached: Vec<Option<Verdict>> = {
-            let verdicts = self.verdicts.lock().expect("verdicts never poisoned");
-            keys.iter()
-                .map(|key| {
-                    verdicts
-                        .get(&(digest.clone(), sig_digest.clone(), key.id.clone()))
-                        .cloned()
-                })
-                .collect()
-        };
-        if let Some(signed) = cached.iter().flatten().find(|v| v.is_signed()) {
-            return signed.clone();
-        }
-        if let Some(Some(unsigned)) = cached.first()
-            && cached.iter().all(Option::is_some)
-        {
-            return unsigned.clone();
+        if let Some(known) = self.cached(&digest, &sig_digest, keys) {
+            return known;
         }
         let layers = match self.layers(&info.name, &sig_digest).await {
             Ok(layers) => layers,
@@ -348,6 +321,33 @@ impl Signatures {
             .or(judged.first())
             .cloned()
             .unwrap_or_else(|| Verdict::unsigned("no verification key"))
+    }
+
+    /// The verdict for `tag` from what is known already, without a
+    /// request; `None` while its signature has not been verified with
+    /// every key (see [`Signatures::verify_tag`]).
+    pub fn known(&self, info: &RepositoryInfo, tag: &str, keys: &[VerifyKey]) -> Option<Verdict> {
+        match locate(info, tag, keys) {
+            Ok((digest, sig_digest)) => self.cached(&digest, &sig_digest, keys),
+            Err(verdict) => Some(verdict),
+        }
+    }
+
+    /// A key's signed verdict if any key has one; an unsigned one when
+    /// every key was judged.
+    fn cached(&self, digest: &str, sig_digest: &str, keys: &[VerifyKey]) -> Option<Verdict> {
+        let verdicts = self.verdicts.lock().expect("verdicts never poisoned");
+        let judged: Vec<Option<&Verdict>> = keys
+            .iter()
+            .map(|key| verdicts.get(&(digest.to_string(), sig_digest.to_string(), key.id.clone())))
+            .collect();
+        if let Some(signed) = judged.iter().flatten().find(|v| v.is_signed()) {
+            return Some((*signed).clone());
+        }
+        if judged.iter().all(Option::is_some) {
+            return judged.first().copied().flatten().cloned();
+        }
+        None
     }
 
     /// The signature layers of the signature manifest `digest`, fetched once.
@@ -397,6 +397,36 @@ impl Signatures {
             .insert(digest.to_string(), layers.clone());
         Ok(layers)
     }
+}
+
+/// The tag's digest and its signature manifest's digest, from the tags
+/// the scanner found; or the verdict when there is nothing to fetch.
+fn locate(
+    info: &RepositoryInfo,
+    tag: &str,
+    keys: &[VerifyKey],
+) -> Result<(String, String), Verdict> {
+    let Some(digest) = info.tag(tag).and_then(|t| t.digest.clone()) else {
+        return Err(Verdict::unsigned("the tag's digest is not known yet"));
+    };
+    let Some(sig_tag) = signature_tag(&digest) else {
+        return Err(Verdict::unsigned(format!("digest {digest} is not sha256")));
+    };
+    let Some(sig) = info.tag(&sig_tag) else {
+        return Err(Verdict::unsigned(format!(
+            "no signature (no tag {sig_tag})"
+        )));
+    };
+    let Some(sig_digest) = sig.digest.clone() else {
+        let why = sig.error.as_deref().unwrap_or("not resolved yet");
+        return Err(Verdict::unsigned(format!(
+            "signature tag {sig_tag} unreadable: {why}"
+        )));
+    };
+    if keys.is_empty() {
+        return Err(Verdict::unsigned("no verification key"));
+    }
+    Ok((digest, sig_digest))
 }
 
 /// The verdict of one key over the layers of a signature manifest.

@@ -48,6 +48,8 @@ pub use health::{HealthChange, HostHealth};
 pub use limit::HostLimits;
 pub use manifest::Platform;
 pub use metrics::{CacheCounters, RequestCounters};
-pub use plan::{ContainerImage, PlannedUpdate, newest_admitted, plan_update_all};
+pub use plan::{
+    ContainerImage, PlannedUpdate, newest_admitted, newest_admitted_where, plan_update_all,
+};
 pub use scan::{NewTag, PollResult, RepositoryInfo, ScanConfig, Scanner, TagInfo};
 pub use tls::{DOCKER_CERTS_DIR, HostCaFile, TlsConfig, TlsError};
