@@ -149,6 +149,27 @@ pub struct TagInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub created: Option<Timestamp>,
+    /// With cosign keys for the container (`--registry-verify-key`,
+    /// `fluxcd.io/verify.<container>`): whether the tag's image is signed.
+    /// Absent when its images need no signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+/// Whether a tag's image carries a cosign signature that verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Signature {
+    /// Signed: a signature verified with this key.
+    Signed {
+        /// The key's name.
+        key: String,
+    },
+    /// Not signed (automation and `--update-all-images` never pick it).
+    Unsigned {
+        /// Why: no signature, one over another image, no key matched, not verified yet.
+        reason: String,
+    },
 }
 
 /// A job to run: a release or a policy change.

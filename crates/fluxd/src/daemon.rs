@@ -47,6 +47,7 @@ mod manifests;
 mod policy;
 mod registry;
 mod release;
+mod signatures;
 
 use control::Controls;
 use registry::Named;
@@ -83,6 +84,9 @@ pub enum StartError {
         "--git-verify-signatures needs --git-signing-key (fluxd's own commits and sync tag must verify too), or --git-readonly"
     )]
     Unsigned,
+    /// A `--registry-verify-key` file cannot be used.
+    #[error(transparent)]
+    VerifyKey(flux_registry::KeyError),
     /// The data folder could not be made.
     #[error("data folder {dir}: {source}")]
     DataDir {
@@ -132,6 +136,10 @@ struct Inner {
     cluster: Option<cluster::ClusterSide>,
     /// Kustomize builds kept from one read of the manifests to the next.
     builds: Arc<BuildCache>,
+    /// Cosign signature verdicts, kept by digest.
+    signatures: Arc<flux_registry::Signatures>,
+    /// `--registry-verify-key`.
+    verify_keys: Vec<flux_registry::VerifyKey>,
 }
 
 /// A started daemon.
@@ -202,8 +210,18 @@ impl Daemon {
         });
         let (images, images_rx) = watch::channel(BTreeSet::new());
         let (automation, automation_rx) = mpsc::unbounded_channel();
+        let verify_keys = config
+            .registry_verify_keys
+            .iter()
+            .map(|file| flux_registry::VerifyKey::read(file))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StartError::VerifyKey)?;
+        let scanner = registry::scanner(&config);
+        let signatures = Arc::new(flux_registry::Signatures::new(scanner.client().clone()));
         let inner = Arc::new(Inner {
-            scanner: registry::scanner(&config),
+            scanner,
+            signatures,
+            verify_keys,
             repo,
             config,
             metrics: metrics.clone(),

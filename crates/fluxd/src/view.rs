@@ -326,9 +326,19 @@ impl Serialize for ContainerEntry {
 /// The images of a checkout's workloads, with the tags each container's
 /// policy admits, newest first; `repository` looks a repository up in the
 /// scanner's cache (no network), once per repository.
-pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<RepositoryInfo>) -> Images {
+pub fn images(
+    checkout: &Checkout,
+    repository: impl Fn(&Name) -> Option<RepositoryInfo>,
+    signature: impl Fn(
+        &flux_manifests::Policies,
+        &flux_manifests::Container,
+        &RepositoryInfo,
+        &str,
+    ) -> Option<flux_api::Signature>,
+) -> Images {
     let mut infos: HashMap<String, Option<RepositoryInfo>> = HashMap::new();
-    let mut admitted: HashMap<(String, String), Arc<Available>> = HashMap::new();
+    // Containers whose images need the same signatures share one list.
+    let mut admitted: HashMap<(String, String, Option<String>), Arc<Available>> = HashMap::new();
     let workloads = checkout
         .workloads
         .iter()
@@ -340,14 +350,18 @@ pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<Reposito
                 .map(|c| {
                     let name = c.image.name();
                     let policy = w.policies.tag_policy(&c.name);
-                    let key = (name.canonical(), policy.to_string());
+                    let verify = w.policies.verify.get(&c.name).cloned();
+                    let key = (name.canonical(), policy.to_string(), verify);
                     let available = admitted
                         .entry(key)
-                        .or_insert_with_key(|(canonical, _)| {
+                        .or_insert_with_key(|(canonical, _, _)| {
                             let info = infos
                                 .entry(canonical.clone())
                                 .or_insert_with(|| repository(name));
-                            Arc::new(available(&policy, info.as_ref()))
+                            let signed = |info: &RepositoryInfo, tag: &str| {
+                                signature(&w.policies, c, info, tag)
+                            };
+                            Arc::new(available(&policy, info.as_ref(), signed))
                         })
                         .clone();
                     ContainerEntry {
@@ -371,7 +385,11 @@ pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<Reposito
     }
 }
 
-fn available(policy: &Policy, info: Option<&RepositoryInfo>) -> Available {
+fn available(
+    policy: &Policy,
+    info: Option<&RepositoryInfo>,
+    signature: impl Fn(&RepositoryInfo, &str) -> Option<flux_api::Signature>,
+) -> Available {
     let Some(info) = info else {
         return Available {
             tags: Vec::new(),
@@ -382,7 +400,9 @@ fn available(policy: &Policy, info: Option<&RepositoryInfo>) -> Available {
         .judge(info.candidates())
         .admitted
         .into_iter()
+        .filter(|candidate| !flux_registry::cosign::is_cosign_tag(&candidate.tag))
         .map(|candidate| TagInfo {
+            signature: signature(info, &candidate.tag),
             digest: info.tag(&candidate.tag).and_then(|t| t.digest.clone()),
             tag: candidate.tag,
             created: candidate.created,
@@ -450,7 +470,12 @@ mod tests {
             error: None,
             listed_at: None,
         };
-        let images = images(&checkout, |n| (n == &name).then(|| info.clone())).to_wire(|_| true);
+        let images = images(
+            &checkout,
+            |n| (n == &name).then(|| info.clone()),
+            |_, _, _, _| None,
+        )
+        .to_wire(|_| true);
         let container = &images[0].containers[0];
         assert_eq!(container.current, "0.3.12");
         assert_eq!(container.policy, "semver:~0.3");
@@ -474,7 +499,7 @@ mod tests {
             LoadOptions::default(),
         );
         assert_eq!(checkout.workloads.len(), 400);
-        let images = images(&checkout, |_| None);
+        let images = images(&checkout, |_| None, |_, _, _, _| None);
         let keep = |id: &str| !id.ends_with("-7");
         let pieces: Vec<Vec<u8>> = images.json_pieces(keep).map(|p| p.unwrap()).collect();
         assert!(pieces.len() > 1, "400 workloads make more than one piece");
@@ -550,7 +575,7 @@ mod tests {
 
     #[test]
     fn an_unscanned_repository_says_so() {
-        let images = images(&checkout(), |_| None).to_wire(|_| true);
+        let images = images(&checkout(), |_| None, |_, _, _, _| None).to_wire(|_| true);
         assert_eq!(
             images[0].containers[0].error.as_deref(),
             Some("not scanned yet")

@@ -193,11 +193,24 @@ pub fn per_container_targets(
     spec: &ReleaseSpec,
     mut newest: impl FnMut(&ImageRef, &Policy) -> Result<Option<ImageRef>, String>,
 ) -> ContainerTargets {
+    per_container_targets_of(checkout, spec, |_, container, policy| {
+        newest(&container.image, policy)
+    })
+}
+
+/// [`per_container_targets`] with `newest` told the workload and the
+/// container, for answers that depend on more than the image and the tag
+/// policy (the cosign keys a container's images must be signed by).
+pub fn per_container_targets_of(
+    checkout: &Checkout,
+    spec: &ReleaseSpec,
+    mut newest: impl FnMut(&Workload, &Container, &Policy) -> Result<Option<ImageRef>, String>,
+) -> ContainerTargets {
     let mut targets = ContainerTargets::new();
     for (workload, containers) in candidates(checkout, spec) {
         for container in containers {
             let policy = workload.policies.tag_policy(&container.name);
-            let target = match newest(&container.image, &policy) {
+            let target = match newest(workload, container, &policy) {
                 Ok(None) => continue,
                 Ok(Some(image)) => ContainerTarget::Image(image),
                 Err(reason) => ContainerTarget::Unknown(reason),

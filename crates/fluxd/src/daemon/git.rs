@@ -163,7 +163,13 @@ impl Inner {
         workloads.extend(carried.iter().map(|c| c.workload.clone()));
         let mut view = View {
             workloads,
-            images: crate::view::images(&checkout, |name| self.cached(name)),
+            images: crate::view::images(
+                &checkout,
+                |name| self.cached(name),
+                |policies, container, info, tag| {
+                    self.signature_shown(policies, container, info, tag)
+                },
+            ),
             read: Ok(ReadState {
                 revision: head.clone(),
                 errors,
