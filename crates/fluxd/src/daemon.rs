@@ -140,6 +140,10 @@ struct Inner {
     signatures: Arc<flux_registry::Signatures>,
     /// `--registry-verify-key`.
     verify_keys: Vec<flux_registry::VerifyKey>,
+    /// The manifests last read, for the registry loop's signature checks,
+    /// which must not wait for a read under way (`loaded` is held for all
+    /// of one).
+    checkout_read: std::sync::RwLock<Option<Arc<Checkout>>>,
 }
 
 /// A started daemon.
@@ -222,6 +226,7 @@ impl Daemon {
             scanner,
             signatures,
             verify_keys,
+            checkout_read: std::sync::RwLock::new(None),
             repo,
             config,
             metrics: metrics.clone(),

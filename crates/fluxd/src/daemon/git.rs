@@ -193,9 +193,14 @@ impl Inner {
                 unbuilt: Arc::new(unbuilt(&checkout, &root)),
             });
         }
+        let checkout = Arc::new(checkout);
+        *self
+            .checkout_read
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(checkout.clone());
         *loaded = Some(Loaded {
             head,
-            checkout: Arc::new(checkout),
+            checkout,
             root,
             carried,
         });

@@ -57,9 +57,13 @@ impl Inner {
     /// use for it, after its poll; what was verified before is not fetched
     /// again.
     pub(super) async fn verify_signatures(&self, info: &RepositoryInfo) {
-        let checkout = match self.loaded.lock().await.as_ref() {
-            Some(loaded) => loaded.checkout.clone(),
-            None => return,
+        let read = self
+            .checkout_read
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let Some(checkout) = read else {
+            return;
         };
         let keys = self.keys_in_use(&checkout, info);
         if keys.is_empty() {
