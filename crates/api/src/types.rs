@@ -262,6 +262,27 @@ pub struct TagInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub created: Option<Timestamp>,
+    /// With cosign keys for the container (`--registry-verify-key`,
+    /// `fluxcd.io/verify.<container>`): whether the tag's image is signed.
+    /// Absent when its images need no signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+/// Whether a tag's image carries a cosign signature that verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Signature {
+    /// Signed: a signature verified with this key.
+    Signed {
+        /// The key's name.
+        key: String,
+    },
+    /// Not signed (automation and `--update-all-images` never pick it).
+    Unsigned {
+        /// Why: no signature, one over another image, no key matched, not verified yet.
+        reason: String,
+    },
 }
 
 /// A job to run: a release or a policy change.
@@ -540,8 +561,26 @@ pub struct Submitted {
 pub struct SyncRequested {
     /// The branch fetched.
     pub branch: String,
-    /// Its head: the revision to wait for.
+    /// The revision to wait for: the head, or with
+    /// `--git-verify-signatures` the newest verified commit when the head
+    /// does not verify.
     pub revision: String,
+    /// Why the head is not applied, when it does not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<Unverified>,
+}
+
+/// A commit (or the sync tag) whose signature does not verify
+/// (`--git-verify-signatures`): nothing from it on is applied or built on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Unverified {
+    /// The branch head that is not applied.
+    pub head: String,
+    /// The first commit that does not verify, as `commit <id>`, or the
+    /// sync tag, as `the sync tag <name>`.
+    pub what: String,
+    /// Why: not signed, a key that is not trusted, a bad signature.
+    pub reason: String,
 }
 
 /// Whether a revision has been applied.
@@ -582,6 +621,10 @@ pub struct ReadState {
     /// last read.
     #[serde(default)]
     pub errors: Vec<FileError>,
+    /// With `--git-verify-signatures`: why the branch head is not the
+    /// revision read (the newest verified commit is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<Unverified>,
 }
 
 /// The daemon's deploy key.

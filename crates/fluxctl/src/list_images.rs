@@ -89,6 +89,9 @@ struct ImageDescription {
     tag: String,
     #[serde(skip)]
     note: Option<String>,
+    /// With cosign keys for the container: whether the image is signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<flux_api::Signature>,
 }
 
 fn serialize_time<S: serde::Serializer>(
@@ -232,6 +235,7 @@ fn from_api(workload: &flux_api::WorkloadImages) -> ImageStatus {
                     created_at: t.created,
                     tag: t.tag.clone(),
                     note: None,
+                    signature: t.signature.clone(),
                 })
                 .collect();
             let current_tag = (!c.current.starts_with("sha256:")).then(|| c.current.clone());
@@ -245,6 +249,7 @@ fn from_api(workload: &flux_api::WorkloadImages) -> ImageStatus {
                     created_at: None,
                     tag: String::new(),
                     note: None,
+                    signature: None,
                 });
             ContainerStatus {
                 name: c.name.clone(),
@@ -303,6 +308,7 @@ fn container_status(
             created_at: None,
             tag: String::new(),
             note: None,
+            signature: None,
         },
         available: Vec::new(),
         available_error: String::new(),
@@ -349,6 +355,7 @@ fn describe(name: &Name, tag: &TagInfo, platforms: &str) -> ImageDescription {
         created_at: tag.created,
         tag: tag.tag.clone(),
         note,
+        signature: None,
     }
 }
 
@@ -422,10 +429,15 @@ fn tag_rows(container: &ContainerStatus, limit: usize) -> Vec<[String; 4]> {
             (None, Some(time)) => format_created(time),
             (None, None) => String::new(),
         };
+        // Automation never picks an unsigned tag; say so beside it.
+        let unsigned = match &available.signature {
+            Some(flux_api::Signature::Unsigned { .. }) => " unsigned",
+            _ => "",
+        };
         rows.push([
             String::new(),
             String::new(),
-            format!("{marker} {}", available.tag),
+            format!("{marker} {}{unsigned}", available.tag),
             created,
         ]);
     }
@@ -455,6 +467,7 @@ mod tests {
             created_at: Some(created.parse().unwrap()),
             tag: tag.into(),
             note: None,
+            signature: None,
         }
     }
 

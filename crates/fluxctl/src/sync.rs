@@ -28,6 +28,15 @@ async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
     println!("Synchronizing with {}", client.url().trim_end_matches('/'));
     let requested = client.sync().await?;
     let revision = short(&requested.revision).to_string();
+    if let Some(unverified) = &requested.unverified {
+        eprintln!(
+            "fluxctl: the head {} of {} is not applied: {} is not verified: {}",
+            short(&unverified.head),
+            requested.branch,
+            unverified.what,
+            unverified.reason
+        );
+    }
     println!("Revision of {} to apply is {revision}", requested.branch);
     println!("Waiting for {revision} to be applied ...");
     let unread = match until_synced(&client, &requested.revision, args.timeout).await? {
@@ -38,6 +47,14 @@ async fn sync(args: Args, connection: &Connection) -> anyhow::Result<ExitCode> {
             args.timeout.as_secs()
         ),
     };
+    if let Some(unverified) = &requested.unverified {
+        // The newest verified revision is applied, the head is not: not "Done".
+        eprintln!(
+            "fluxctl: {revision} applied; the head {} waits for its commits to verify",
+            short(&unverified.head)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if unread.is_empty() {
         println!("Done.");
         return Ok(ExitCode::SUCCESS);

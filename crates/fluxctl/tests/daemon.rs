@@ -596,3 +596,85 @@ async fn list_images_explain_says_why_automation_leaves_a_container() {
     assert_eq!(two.status.code(), Some(2), "{}", stderr(&two));
     assert!(stderr(&two).contains("--explain needs exactly one workload"));
 }
+
+/// With `--git-verify-signatures`, `sync` says why the head is not applied,
+/// waits for the newest verified revision instead, and exits 1.
+#[tokio::test]
+async fn sync_names_the_commit_that_is_not_verified() {
+    let keys = tempfile::TempDir::new().expect("temp dir");
+    let make_key = |name: &str| {
+        let private = keys.path().join(name);
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&private)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(made.success());
+        private
+    };
+    let alice = make_key("alice");
+    let own = make_key("fluxd");
+    let public = std::fs::read_to_string(alice.with_extension("pub")).expect("public key");
+    let allowed = keys.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("alice@example.com {public}")).expect("file");
+    let repo = sock_shop_repo(None);
+    let signing_key = format!("user.signingKey={}", alice.display());
+    repo.git(&[
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        &signing_key,
+        "tag",
+        "-s",
+        "-m",
+        "Sync marker",
+        "flux-sync",
+        BRANCH,
+    ]);
+    let verified = repo.head(BRANCH);
+    let allowed_flag = format!("--git-verify-allowed-signers={}", allowed.display());
+    let own_flag = format!("--git-signing-key={}", own.display());
+    let fluxd = Fluxd::start(
+        &binaries::fluxd(),
+        &repo,
+        &[
+            "--git-verify-signatures",
+            &allowed_flag,
+            &own_flag,
+            "--git-signing-format=ssh",
+        ],
+    )
+    .await;
+    let unsigned = repo.commit_file(
+        BRANCH,
+        "manifests/zz-config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: sock-shop\n",
+        "Add a config map, unsigned",
+    );
+    let out = fluxctl(&[
+        "--url",
+        &fluxd.url,
+        "--token",
+        &fluxd.token,
+        "sync",
+        "--timeout",
+        "30s",
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "the head {} of {BRANCH} is not applied: commit {unsigned} is not verified: not signed",
+            &unsigned[..7]
+        )),
+        "{said}"
+    );
+    assert!(
+        stdout(&out).contains(&format!(
+            "Revision of {BRANCH} to apply is {}",
+            &verified[..7]
+        )),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -65,6 +65,31 @@ pub struct Config {
     /// asked after the token file and the URL's credentials.
     #[arg(long, env = "FLUXD_GIT_CREDENTIAL_HELPER", value_name = "HELPER")]
     pub git_credential_helper: Option<String>,
+    /// Sign commits and the sync tag with this key: an OpenPGP key id of
+    /// gpg's keyring (`GNUPGHOME`), or with `--git-signing-format=ssh` an
+    /// SSH private key file.
+    #[arg(long, env = "FLUXD_GIT_SIGNING_KEY", value_name = "KEY")]
+    pub git_signing_key: Option<String>,
+    /// What `--git-signing-key` is: `openpgp` or `ssh` (git's `gpg.format`).
+    #[arg(long, env = "FLUXD_GIT_SIGNING_FORMAT", value_enum, default_value_t = SigningFormat::Openpgp)]
+    pub git_signing_format: SigningFormat,
+    /// Apply and build on only commits whose signatures verify (and a sync
+    /// tag that does), up to the newest verified one.
+    #[arg(long, env = "FLUXD_GIT_VERIFY_SIGNATURES")]
+    pub git_verify_signatures: bool,
+    /// OpenPGP public keys trusted by `--git-verify-signatures`: files, or
+    /// folders whose files are keys (repeatable).
+    #[arg(
+        long = "git-gpg-key-import",
+        env = "FLUXD_GIT_GPG_KEY_IMPORT",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    pub git_gpg_key_import: Vec<PathBuf>,
+    /// SSH keys trusted by `--git-verify-signatures`: an allowed signers
+    /// file (git's `gpg.ssh.allowedSignersFile`).
+    #[arg(long, env = "FLUXD_GIT_VERIFY_ALLOWED_SIGNERS", value_name = "FILE")]
+    pub git_verify_allowed_signers: Option<PathBuf>,
     /// Append `[ci skip]` to commit messages.
     #[arg(long, env = "FLUXD_GIT_CI_SKIP")]
     pub git_ci_skip: bool,
@@ -162,6 +187,17 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub registry_use_labels: Vec<String>,
+    /// Cosign public keys (PEM, ECDSA P-256): every image automation or
+    /// `--update-all-images` picks must carry a signature by one of them
+    /// (repeatable). A key is named by its file name without extension,
+    /// for `fluxcd.io/verify.<container>` annotations.
+    #[arg(
+        long = "registry-verify-key",
+        env = "FLUXD_REGISTRY_VERIFY_KEY",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub registry_verify_keys: Vec<PathBuf>,
     /// Namespaces fluxd may touch (repeatable; default: all).
     #[arg(
         long = "k8s-allow-namespace",
@@ -311,6 +347,15 @@ pub enum ClusterMode {
     None,
 }
 
+/// What `--git-signing-key` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SigningFormat {
+    /// An OpenPGP key id (or fingerprint, or email) of gpg's keyring.
+    Openpgp,
+    /// An SSH private key file.
+    Ssh,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -321,6 +366,24 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// How fluxd signs its commits and sync tags.
+    pub fn signing_key(&self) -> Option<flux_git::SigningKey> {
+        let key = self.git_signing_key.as_ref()?;
+        Some(match self.git_signing_format {
+            SigningFormat::Openpgp => flux_git::SigningKey::Gpg(key.clone()),
+            SigningFormat::Ssh => flux_git::SigningKey::Ssh(PathBuf::from(key)),
+        })
+    }
+
+    /// What `--git-verify-signatures` trusts, when it is on.
+    pub fn signature_trust(&self) -> Option<flux_git::SignatureTrust> {
+        self.git_verify_signatures
+            .then(|| flux_git::SignatureTrust {
+                gpg_keys: self.git_gpg_key_import.clone(),
+                allowed_signers: self.git_verify_allowed_signers.clone(),
+            })
+    }
+
     /// The token file: the flag's, or `api-token` in the data dir.
     pub fn token_path(&self) -> PathBuf {
         self.api_token_file

@@ -52,6 +52,7 @@ mod policy;
 mod registry;
 mod release;
 mod revert;
+mod signatures;
 
 use control::Controls;
 use leader::{Election, Leadership};
@@ -89,6 +90,15 @@ pub enum StartError {
     /// `--leader-election` cannot work as the flags say.
     #[error("leader election: {0}")]
     LeaderElection(String),
+    /// `--git-verify-signatures` without a key for fluxd's own commits and
+    /// sync tag, which would then never verify.
+    #[error(
+        "--git-verify-signatures needs --git-signing-key (fluxd's own commits and sync tag must verify too), or --git-readonly"
+    )]
+    Unsigned,
+    /// A `--registry-verify-key` file cannot be used.
+    #[error(transparent)]
+    VerifyKey(flux_registry::KeyError),
     /// The data folder could not be made.
     #[error("data folder {dir}: {source}")]
     DataDir {
@@ -149,6 +159,14 @@ struct Inner {
     running_job: std::sync::Mutex<Option<String>>,
     /// Automation jobs whose failed rollout was reverted.
     reverted_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Cosign signature verdicts, kept by digest.
+    signatures: Arc<flux_registry::Signatures>,
+    /// `--registry-verify-key`.
+    verify_keys: Vec<flux_registry::VerifyKey>,
+    /// The manifests last read, for the registry loop's signature checks,
+    /// which must not wait for a read under way (`loaded` is held for all
+    /// of one).
+    checkout_read: std::sync::RwLock<Option<Arc<Checkout>>>,
 }
 
 /// A started daemon.
@@ -197,6 +215,11 @@ impl Daemon {
         repo_config.https_token_file = config.git_https_token_file.clone();
         repo_config.https_user = config.git_https_user.clone();
         repo_config.credential_helper = config.git_credential_helper.clone();
+        repo_config.signing = config.signing_key();
+        repo_config.verify = config.signature_trust();
+        if repo_config.verify.is_some() && repo_config.signing.is_none() && !config.git_readonly {
+            return Err(StartError::Unsigned);
+        }
         let repo = Repo::new(repo_config);
         // From here on the URL is the one without credentials (the repo
         // took them out): every log line, error and answer shows this one.
@@ -244,8 +267,19 @@ impl Daemon {
         });
         let (images, images_rx) = watch::channel(BTreeSet::new());
         let (automation, automation_rx) = mpsc::unbounded_channel();
+        let verify_keys = config
+            .registry_verify_keys
+            .iter()
+            .map(|file| flux_registry::VerifyKey::read(file))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StartError::VerifyKey)?;
+        let scanner = registry::scanner(&config);
+        let signatures = Arc::new(flux_registry::Signatures::new(scanner.client().clone()));
         let inner = Arc::new(Inner {
-            scanner: registry::scanner(&config),
+            scanner,
+            signatures,
+            verify_keys,
+            checkout_read: std::sync::RwLock::new(None),
             repo,
             config,
             metrics: metrics.clone(),

@@ -256,6 +256,14 @@ impl Images {
                 .admitted
                 .into_iter()
                 .map(|candidate| TagInfo {
+                    // What the container's own listing found; a tag its
+                    // present policy does not admit was not checked.
+                    signature: entry
+                        .available
+                        .tags
+                        .iter()
+                        .find(|t| t.tag == candidate.tag)
+                        .and_then(|t| t.signature.clone()),
                     digest: info.tag(&candidate.tag).and_then(|t| t.digest.clone()),
                     tag: candidate.tag,
                     created: candidate.created,
@@ -386,9 +394,19 @@ impl Serialize for ContainerEntry {
 /// The images of a checkout's workloads, with the tags each container's
 /// policy admits, newest first; `repository` looks a repository up in the
 /// scanner's cache (no network), once per repository.
-pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<RepositoryInfo>) -> Images {
+pub fn images(
+    checkout: &Checkout,
+    repository: impl Fn(&Name) -> Option<RepositoryInfo>,
+    signature: impl Fn(
+        &flux_manifests::Policies,
+        &flux_manifests::Container,
+        &RepositoryInfo,
+        &str,
+    ) -> Option<flux_api::Signature>,
+) -> Images {
     let mut infos: HashMap<String, Arc<Option<RepositoryInfo>>> = HashMap::new();
-    let mut admitted: HashMap<(String, String), Arc<Available>> = HashMap::new();
+    // Containers whose images need the same signatures share one list.
+    let mut admitted: HashMap<(String, String, Option<String>), Arc<Available>> = HashMap::new();
     let workloads = checkout
         .workloads
         .iter()
@@ -405,9 +423,15 @@ pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<Reposito
                         .entry(canonical.clone())
                         .or_insert_with(|| Arc::new(repository(name)))
                         .clone();
+                    let verify = w.policies.verify.get(&c.name).cloned();
                     let available = admitted
-                        .entry((canonical, policy.to_string()))
-                        .or_insert_with(|| Arc::new(available(&policy, scanned.as_ref().as_ref())))
+                        .entry((canonical, policy.to_string(), verify))
+                        .or_insert_with(|| {
+                            let signed = |info: &RepositoryInfo, tag: &str| {
+                                signature(&w.policies, c, info, tag)
+                            };
+                            Arc::new(available(&policy, scanned.as_ref().as_ref(), signed))
+                        })
                         .clone();
                     ContainerEntry {
                         name: c.name.clone(),
@@ -431,7 +455,11 @@ pub fn images(checkout: &Checkout, repository: impl Fn(&Name) -> Option<Reposito
     }
 }
 
-fn available(policy: &Policy, info: Option<&RepositoryInfo>) -> Available {
+fn available(
+    policy: &Policy,
+    info: Option<&RepositoryInfo>,
+    signature: impl Fn(&RepositoryInfo, &str) -> Option<flux_api::Signature>,
+) -> Available {
     let Some(info) = info else {
         return Available {
             tags: Vec::new(),
@@ -442,7 +470,9 @@ fn available(policy: &Policy, info: Option<&RepositoryInfo>) -> Available {
         .judge(info.candidates())
         .admitted
         .into_iter()
+        .filter(|candidate| !flux_registry::cosign::is_cosign_tag(&candidate.tag))
         .map(|candidate| TagInfo {
+            signature: signature(info, &candidate.tag),
             digest: info.tag(&candidate.tag).and_then(|t| t.digest.clone()),
             tag: candidate.tag,
             created: candidate.created,
@@ -609,7 +639,12 @@ mod tests {
             error: None,
             listed_at: None,
         };
-        let images = images(&checkout, |n| (n == &name).then(|| info.clone())).to_wire(|_| true);
+        let images = images(
+            &checkout,
+            |n| (n == &name).then(|| info.clone()),
+            |_, _, _, _| None,
+        )
+        .to_wire(|_| true);
         let container = &images[0].containers[0];
         assert_eq!(container.current, "0.3.12");
         assert_eq!(container.policy, "semver:~0.3");
@@ -633,7 +668,7 @@ mod tests {
             LoadOptions::default(),
         );
         assert_eq!(checkout.workloads.len(), 400);
-        let images = images(&checkout, |_| None);
+        let images = images(&checkout, |_| None, |_, _, _, _| None);
         let keep = |id: &str| !id.ends_with("-7");
         let pieces: Vec<Vec<u8>> = images.json_pieces(keep).map(|p| p.unwrap()).collect();
         assert!(pieces.len() > 1, "400 workloads make more than one piece");
@@ -709,7 +744,7 @@ mod tests {
 
     #[test]
     fn an_unscanned_repository_says_so() {
-        let images = images(&checkout(), |_| None).to_wire(|_| true);
+        let images = images(&checkout(), |_| None, |_, _, _, _| None).to_wire(|_| true);
         assert_eq!(
             images[0].containers[0].error.as_deref(),
             Some("not scanned yet")

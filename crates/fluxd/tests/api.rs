@@ -58,6 +58,7 @@ async fn start() -> Daemon {
         }],
         images: Default::default(),
         read: Ok(flux_api::ReadState {
+            unverified: None,
             revision: "c0ffee1".into(),
             errors: Vec::new(),
         }),

@@ -61,6 +61,7 @@ fn view_of(workloads: Vec<Workload>) -> View {
         read: Ok(flux_api::ReadState {
             revision: "c0ffee1".into(),
             errors: Vec::new(),
+            unverified: None,
         }),
     }
 }

@@ -59,6 +59,17 @@ impl Git {
         }
     }
 
+    /// The same, with `extra` variables on top (the verifying runs'
+    /// `GNUPGHOME`).
+    pub(crate) fn with_env(&self, extra: Vec<(OsString, OsString)>) -> Self {
+        let mut env = self.env.as_ref().clone();
+        env.extend(extra);
+        Self {
+            env: Arc::new(env),
+            ..self.clone()
+        }
+    }
+
     /// The password git is given (the URL's, or the token file's as it
     /// reads now), if any, so what git prints can be scrubbed of it.
     pub(crate) fn password_now(&self) -> Option<String> {

@@ -157,6 +157,25 @@ pub enum GitError {
         #[source]
         source: std::io::Error,
     },
+    /// A trusted key could not be put in fluxd's keyring
+    /// (`--git-gpg-key-import`, `--git-verify-allowed-signers`, the
+    /// signing key).
+    #[error("cannot trust {what}: {reason}")]
+    Trust {
+        /// The key file, folder or key id.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// With `--git-verify-signatures`: the branch head does not verify, so
+    /// no change is made on top of it.
+    #[error("not writing to {branch:?}: {unverified}")]
+    Unverified {
+        /// The branch.
+        branch: String,
+        /// The commit (or sync tag) that does not verify.
+        unverified: crate::verify::Unverified,
+    },
     /// A program printed something we could not read.
     #[error("unexpected output from {program}: {detail}")]
     Output {

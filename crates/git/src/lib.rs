@@ -6,8 +6,9 @@
 //! job; writes reuse one, reset and cleaned first), commits in the original
 //! Flux's message forms with optional signing, job results as git notes,
 //! race-safe pushes (never forced; on a lost race the caller's edit is made
-//! again on the new head), the `flux-sync` marker tag and its status, and the
-//! SSH deploy key. It does not read manifests or talk to clusters: callers
+//! again on the new head), the `flux-sync` marker tag and its status,
+//! signature verification of the commits after it (only verified commits
+//! are applied or built on), and the SSH deploy key. It does not read manifests or talk to clusters: callers
 //! edit files in a checkout folder.
 //!
 //! Git runs with `GIT_TERMINAL_PROMPT=0`, hooks off, and the C locale so
@@ -45,6 +46,7 @@ mod error;
 pub mod message;
 mod push;
 mod repo;
+mod verify;
 
 pub use checkout::Checkout;
 pub use credentials::{DEFAULT_HTTPS_USER, redact_urls};
@@ -55,3 +57,4 @@ pub use repo::{
     CommitSpec, CommitSummary, FileCommit, Person, Pushed, Repo, RepoConfig, RepoState, RepoStatus,
     SigningKey,
 };
+pub use verify::{SignatureCheck, SignatureTrust, Unverified};

@@ -18,6 +18,10 @@ use crate::deploy_key::SshOptions;
 use crate::error::{BoxError, CommandFailure, GitError, classify_remote};
 use crate::message::CommitMessage;
 use crate::push::{POLITE_WINDOW, PushOutcome, backoff, polite_pause, read_push};
+use crate::verify::{
+    Keyring, SIGNATURE_FORMAT, SignatureCheck, SignatureTrust, Unverified, VerifiedCommits,
+    read_signatures, tag_refusal,
+};
 
 /// A name and an email, as git records people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +63,11 @@ pub struct RepoConfig {
     pub set_author: bool,
     /// The CI skip marker to append (`--git-ci-skip`), e.g. `[ci skip]`.
     pub ci_skip: Option<String>,
-    /// Commit signing.
+    /// Commit (and sync tag) signing.
     pub signing: Option<SigningKey>,
+    /// `--git-verify-signatures`: only commits (and a sync tag) signed by
+    /// these keys are applied and built on; see [`Repo::check_signatures`].
+    pub verify: Option<SignatureTrust>,
     /// Name of the annotated sync marker tag (`--git-label`).
     pub sync_tag: String,
     /// Notes go on `refs/notes/<notes_ref>`.
@@ -113,6 +120,7 @@ impl RepoConfig {
             set_author: false,
             ci_skip: None,
             signing: None,
+            verify: None,
             sync_tag: "flux-sync".into(),
             notes_ref: "flux".into(),
             readonly: false,
@@ -253,6 +261,9 @@ struct Inner {
     token: String,
     swept: std::sync::atomic::AtomicBool,
     wake: Notify,
+    /// The trusted keys, made on the first verification.
+    keyring: Mutex<Option<Keyring>>,
+    verified: StdMutex<VerifiedCommits>,
 }
 
 const FETCH_REFSPECS: [&str; 3] = [
@@ -300,6 +311,8 @@ impl Repo {
                 token: crate::push::unique_token(),
                 swept: std::sync::atomic::AtomicBool::new(false),
                 wake: Notify::new(),
+                keyring: Mutex::new(None),
+                verified: StdMutex::new(VerifiedCommits::default()),
             }),
         }
     }
@@ -711,7 +724,9 @@ impl Repo {
     ///
     /// Errors: [`GitError::NothingToCommit`] or [`GitError::Edit`] on the
     /// first attempt; [`GitError::NoLongerApplies`] when a later attempt finds
-    /// the same; [`GitError::RetriesExhausted`]; [`GitError::ReadOnly`].
+    /// the same; [`GitError::RetriesExhausted`]; [`GitError::ReadOnly`];
+    /// with signature verification, [`GitError::Unverified`] when the head
+    /// does not verify (nothing is built on it).
     pub async fn commit_and_push<F, E>(&self, mut edit: F) -> Result<Pushed, GitError>
     where
         F: FnMut(&Path) -> Result<Option<CommitSpec>, E>,
@@ -745,6 +760,10 @@ impl Repo {
                     outcome = Err(error);
                     break;
                 }
+            }
+            if let Err(error) = self.refuse_unverified_head().await {
+                outcome = Err(error);
+                break;
             }
             match self.attempt(&checkout, attempt, &mut edit).await {
                 Ok(Some(revision)) => {
@@ -1086,6 +1105,9 @@ impl Repo {
 
     async fn make_tag(&self, commit: &str) -> Result<String, GitError> {
         let config = &self.inner.config;
+        if let (Some(signing), false) = (&config.signing, config.readonly) {
+            return self.make_signed_tag(signing, commit).await;
+        }
         let seconds = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -1102,6 +1124,182 @@ impl Repo {
             .run_with_input(&self.inner.mirror, ["mktag"], Some(text.as_bytes()))
             .await?;
         Ok(printed.stdout.trim().to_string())
+    }
+
+    /// A signed annotated tag made by `git tag`, which signs the way
+    /// `verify-tag` checks; it also moves the local tag ref.
+    async fn make_signed_tag(
+        &self,
+        signing: &SigningKey,
+        commit: &str,
+    ) -> Result<String, GitError> {
+        let config = &self.inner.config;
+        let mut args = identity_args(&config.committer);
+        args.extend(signing_args(Some(signing)));
+        args.extend(["tag", "-f", "-m", "Sync marker: applied to the cluster"].map(OsString::from));
+        match signing {
+            SigningKey::Gpg(id) => args.push(format!("--local-user={id}").into()),
+            SigningKey::Ssh(_) => args.push("--sign".into()),
+        }
+        args.extend([config.sync_tag.as_str(), commit].map(OsString::from));
+        self.inner.git.ok(&self.inner.mirror, &args).await?;
+        let printed = self
+            .inner
+            .git
+            .ok(
+                &self.inner.mirror,
+                ["rev-parse", "--verify", &self.marker_ref()],
+            )
+            .await?;
+        Ok(printed.stdout.trim().to_string())
+    }
+
+    /// Verifies the branch as the mirror has it, from the sync marker to
+    /// the head (`--git-verify-signatures`, in the sense of the original
+    /// Flux): the marker's tag must verify, and so must every commit after
+    /// it up to the one applied. The answer is the newest commit that
+    /// itself and all commits before it (back to the marker) verify, and
+    /// the first that does not. Commits once verified are remembered, so a
+    /// refresh with an unchanged head runs no verification.
+    ///
+    /// In read-only mode the marker is a local ref of our own and is not
+    /// checked. Without verification configured every head verifies.
+    pub async fn check_signatures(&self) -> Result<SignatureCheck, GitError> {
+        let head = self.head().await?;
+        let Some(trust) = &self.inner.config.verify else {
+            return Ok(SignatureCheck {
+                verified: Some(head.clone()),
+                head,
+                refused: None,
+            });
+        };
+        let keyring = self.keyring(trust).await?;
+        let git = self.inner.git.with_env(keyring.git_env());
+        let marker = self.sync_marker().await?;
+        if let (Some(_), false) = (&marker, self.inner.config.readonly) {
+            let mut args = keyring.git_args();
+            args.extend(["verify-tag".into(), self.marker_ref().into()]);
+            if let Err(error) = git.run(&self.inner.mirror, &args).await {
+                return Ok(SignatureCheck {
+                    head,
+                    verified: None,
+                    refused: Some(Unverified {
+                        what: format!("the sync tag {}", self.inner.config.sync_tag),
+                        reason: tag_refusal(error)?,
+                    }),
+                });
+            }
+        }
+        let range = match &marker {
+            Some(marker) => format!("{marker}..{head}"),
+            None => head.clone(),
+        };
+        // Oldest first, parents before children: everything before the
+        // first refusal has all its ancestors (after the marker) verified.
+        let listed = self
+            .inner
+            .git
+            .ok(
+                &self.inner.mirror,
+                ["rev-list", "--reverse", "--topo-order", &range],
+            )
+            .await?;
+        let ids: Vec<&str> = listed.stdout.lines().collect();
+        let known = {
+            let verified = self
+                .inner
+                .verified
+                .lock()
+                .expect("lock is never held across a panic");
+            ids.iter().take_while(|id| verified.contains(id)).count()
+        };
+        let mut verified = match known {
+            0 => marker,
+            known => Some(ids[known - 1].to_string()),
+        };
+        if known == ids.len() {
+            return Ok(SignatureCheck {
+                head,
+                verified,
+                refused: None,
+            });
+        }
+        let remaining = match (&verified, known) {
+            (Some(base), 1..) => format!("{base}..{head}"),
+            _ => range,
+        };
+        let mut args = keyring.git_args();
+        args.extend(
+            [
+                "log",
+                "-z",
+                "--reverse",
+                "--topo-order",
+                SIGNATURE_FORMAT,
+                &remaining,
+            ]
+            .map(OsString::from),
+        );
+        let printed = git.ok(&self.inner.mirror, &args).await?;
+        for signed in read_signatures(&printed.stdout) {
+            if let Some(reason) = signed.refusal() {
+                tracing::warn!(commit = %signed.id, %reason, "commit not verified");
+                return Ok(SignatureCheck {
+                    head,
+                    verified,
+                    refused: Some(Unverified {
+                        what: format!("commit {}", signed.id),
+                        reason,
+                    }),
+                });
+            }
+            self.inner
+                .verified
+                .lock()
+                .expect("lock is never held across a panic")
+                .insert(signed.id.clone());
+            verified = Some(signed.id);
+        }
+        Ok(SignatureCheck {
+            head,
+            verified,
+            refused: None,
+        })
+    }
+
+    /// The keyring, made on first use; a failure is returned and tried
+    /// again next time (a key file mounted late).
+    async fn keyring(&self, trust: &SignatureTrust) -> Result<Keyring, GitError> {
+        let mut slot = self.inner.keyring.lock().await;
+        if let Some(keyring) = slot.as_ref() {
+            return Ok(keyring.clone());
+        }
+        let config = &self.inner.config;
+        let keyring = Keyring::make(
+            &config.data_dir,
+            trust,
+            config.signing.as_ref(),
+            &config.committer.email,
+            &config.env,
+        )
+        .await?;
+        *slot = Some(keyring.clone());
+        Ok(keyring)
+    }
+
+    /// With verification on, refuses to build on a head that does not verify.
+    async fn refuse_unverified_head(&self) -> Result<(), GitError> {
+        if self.inner.config.verify.is_none() {
+            return Ok(());
+        }
+        let check = self.check_signatures().await?;
+        match check.refused {
+            None => Ok(()),
+            Some(unverified) => Err(GitError::Unverified {
+                branch: self.inner.config.branch.clone(),
+                unverified,
+            }),
+        }
     }
 
     /// The commit the sync marker points at, if there is one.

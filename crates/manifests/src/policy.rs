@@ -41,6 +41,10 @@ pub struct Policies {
     /// Tag filter per container name.
     #[serde(serialize_with = "tags_as_strings")]
     pub tags: BTreeMap<String, Policy>,
+    /// Cosign keys per container name (`fluxcd.io/verify.<container>`):
+    /// an inline PEM public key, or names of `--registry-verify-key` keys.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub verify: BTreeMap<String, String>,
     /// `fluxcd.io/rollback-on-failure`: an automated release whose rollout
     /// fails is reverted.
     pub rollback_on_failure: bool,
@@ -238,6 +242,12 @@ pub fn from_annotations<'k>(
     let mut policies = Policies::default();
     let mut invalid = Vec::new();
     for (key, value) in annotations {
+        if let Some(container) = verify_container(key) {
+            policies
+                .verify
+                .insert(container.to_string(), value.to_string());
+            continue;
+        }
         let Some(policy) = PolicyKey::from_annotation(key) else {
             continue;
         };
@@ -287,6 +297,13 @@ pub fn from_annotations<'k>(
         }
     }
     (policies, invalid)
+}
+
+/// The container a `fluxcd.io/verify.<container>` annotation is about.
+fn verify_container(key: &str) -> Option<&str> {
+    key.strip_prefix(PREFIX)?
+        .strip_prefix("verify.")
+        .filter(|container| !container.is_empty())
 }
 
 fn read_ignore(key: &str, value: &str) -> Result<Option<Ignore>, InvalidAnnotation> {
@@ -381,6 +398,19 @@ impl PolicyUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_annotations_name_the_keys_of_a_container() {
+        let (policies, invalid) = from_annotations([
+            ("fluxcd.io/verify.front-end", "release"),
+            ("fluxcd.io/verify.", "ignored: no container"),
+            ("fluxcd.io/tag.front-end", "semver:~0.3"),
+        ]);
+        assert!(invalid.is_empty());
+        assert_eq!(policies.verify.len(), 1);
+        assert_eq!(policies.verify["front-end"], "release");
+        assert_eq!(policies.tags["front-end"].to_string(), "semver:~0.3");
+    }
 
     #[test]
     fn current_and_legacy_prefixes_are_both_read() {

@@ -198,8 +198,10 @@ pub fn per_container_targets(
     })
 }
 
-/// [`per_container_targets`], with the workload and container each image
-/// is of (automation restrains some containers more than their policy).
+/// [`per_container_targets`] with `newest` told the workload and the
+/// container, for answers that depend on more than the image and the tag
+/// policy (automation's restraints; the cosign keys a container's images
+/// must be signed by).
 pub fn per_container_targets_of(
     checkout: &Checkout,
     spec: &ReleaseSpec,

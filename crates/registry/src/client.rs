@@ -160,6 +160,15 @@ impl RegistryError {
     }
 }
 
+/// What [`Client::get_by_digest`] fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// A manifest, from `/manifests/`.
+    Manifest,
+    /// A blob, from `/blobs/`.
+    Blob,
+}
+
 /// A manifest as fetched: its digest and what it says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedManifest {
@@ -509,6 +518,39 @@ impl Client {
             }
         }
         manifest::parse_config(&body).map_err(|source| RegistryError::Parse { what, source })
+    }
+
+    /// `GET` a document by digest as it is stored: a manifest (with
+    /// `accept`) or a blob. The content is checked against the digest.
+    pub async fn get_by_digest(
+        &self,
+        name: &Name,
+        digest: &str,
+        kind: DocumentKind,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let host = name.api_host();
+        let (path, accept, noun) = match kind {
+            DocumentKind::Manifest => ("manifests", Some(ACCEPT_MANIFESTS), "manifest"),
+            DocumentKind::Blob => ("blobs", None, "blob"),
+        };
+        let url = format!("{}/v2/{}/{path}/{digest}", self.base_url(host), name.path());
+        let what = format!("{noun} {}@{digest}", name.path());
+        let response = self
+            .send(host, Some(name.path()), Method::GET, &url, accept)
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(status_error(host, response.status(), what, response).await);
+        }
+        let body = self.body(host, &what, response).await?;
+        let actual = manifest::sha256_digest(&body);
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(body)
     }
 
     async fn body(

@@ -7,7 +7,8 @@
 //! ([`manifest`]), per-host rate limits ([`limit`]), the embedded cache
 //! ([`Cache`]), the polling [`Scanner`] with its new-tag events, whether a
 //! host answers and when to poll it next ([`HostHealth`]), and the
-//! planning of `release --update-all-images` ([`plan_update_all`]). It does
+//! planning of `release --update-all-images` ([`plan_update_all`]), and
+//! cosign signature verification ([`cosign`]). It does
 //! not read or edit manifests, nor talk to clusters.
 //!
 //! ```no_run
@@ -30,6 +31,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod cosign;
 pub mod health;
 pub mod limit;
 pub mod manifest;
@@ -41,12 +43,15 @@ pub mod tls;
 
 pub use auth::{Credential, CredentialError, Credentials};
 pub use cache::Cache;
-pub use client::{Client, ClientConfig, RegistryError};
+pub use client::{Client, ClientConfig, DocumentKind, RegistryError};
+pub use cosign::{KeyError, Signatures, Verdict, VerifyKey};
 pub use health::{HealthChange, HostHealth};
 pub use limit::HostLimits;
 pub use manifest::Platform;
 pub use metrics::{CacheCounters, RequestCounters};
-pub use plan::{ContainerImage, PlannedUpdate, newest_admitted, plan_update_all};
+pub use plan::{
+    ContainerImage, PlannedUpdate, newest_admitted, newest_admitted_where, plan_update_all,
+};
 pub use restraint::{Explanation, PassedOver, Restraint, explain, is_older, newest_allowed};
 pub use scan::{NewTag, PollResult, RepositoryInfo, ScanConfig, Scanner, TagInfo};
 pub use tls::{DOCKER_CERTS_DIR, HostCaFile, TlsConfig, TlsError};

@@ -74,6 +74,18 @@ pub fn newest_admitted(
     policy: &Policy,
     repositories: &HashMap<Name, RepositoryInfo>,
 ) -> Result<Option<ImageRef>, String> {
+    newest_admitted_where(image, policy, repositories, |_| true)
+}
+
+/// [`newest_admitted`] among the tags `eligible` lets through (with
+/// signature verification: the signed ones). The tag running now is
+/// compared with as it is, eligible or not.
+pub fn newest_admitted_where(
+    image: &ImageRef,
+    policy: &Policy,
+    repositories: &HashMap<Name, RepositoryInfo>,
+    eligible: impl Fn(&str) -> bool,
+) -> Result<Option<ImageRef>, String> {
     let info = repositories
         .get(image.name())
         .ok_or_else(|| format!("{}: not scanned", image.name().familiar()))?;
@@ -86,7 +98,7 @@ pub fn newest_admitted(
     let candidates = info
         .candidates()
         .into_iter()
-        .filter(|c| policy.can_automate(c));
+        .filter(|c| policy.can_automate(c) && eligible(&c.tag));
     let Some(newest) = policy.judge(candidates).admitted.into_iter().next() else {
         return Ok(None);
     };

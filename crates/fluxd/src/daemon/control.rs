@@ -23,10 +23,11 @@ impl Control for Controls {
             if let Some(side) = daemon.cluster.as_ref().filter(|_| !moved) {
                 side.wake.notify_one();
             }
-            let revision = daemon.repo.head().await.map_err(|e| e.to_string())?;
+            let (revision, unverified) = daemon.verified_head().await?;
             Ok(SyncRequested {
                 branch: daemon.config.git_branch.clone(),
                 revision,
+                unverified,
             })
         })
     }

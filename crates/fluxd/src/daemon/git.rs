@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use flux_api::ReadState;
+use flux_api::{ReadState, Unverified};
 use flux_git::RepoState;
 use flux_image::Name;
 use flux_manifests::Checkout;
@@ -65,12 +65,61 @@ impl Inner {
         self.view.send_modify(|view| view.read = Err(why));
     }
 
-    /// Reads the manifests at the mirror's head when it is not the one last
-    /// read, and replaces the view and the images in use (and, with a
-    /// cluster, what the sync applies); true when it read a new head.
+    /// The revision to read and apply: the mirror's head or, with
+    /// `--git-verify-signatures`, the newest verified commit up to it; and
+    /// why the head is not it.
+    pub(super) async fn verified_head(&self) -> Result<(String, Option<Unverified>), String> {
+        let check = self
+            .repo
+            .check_signatures()
+            .await
+            .map_err(|e| e.to_string())?;
+        let unverified = check.refused.map(|refused| Unverified {
+            head: check.head.clone(),
+            what: refused.what,
+            reason: refused.reason,
+        });
+        self.note_unverified(unverified.as_ref());
+        match (check.verified, unverified) {
+            (Some(revision), unverified) => Ok((revision, unverified)),
+            (None, Some(unverified)) => Err(format!(
+                "nothing on {} is applied: {} is not verified: {}",
+                self.config.git_branch, unverified.what, unverified.reason
+            )),
+            (None, None) => Err("no revision to read".into()),
+        }
+    }
+
+    /// Logs a change of why the head is not applied, and shows it in the
+    /// view's read state.
+    fn note_unverified(&self, unverified: Option<&Unverified>) {
+        let before = match &self.view.borrow().read {
+            Ok(read) => read.unverified.clone(),
+            Err(_) => None,
+        };
+        if before.as_ref() == unverified {
+            return;
+        }
+        match unverified {
+            Some(u) => {
+                tracing::warn!(head = %u.head, what = %u.what, reason = %u.reason, "not applying the branch head: a commit is not verified")
+            }
+            None => tracing::info!("the branch head verifies again"),
+        }
+        self.view.send_modify(|view| {
+            if let Ok(read) = &mut view.read {
+                read.unverified = unverified.cloned();
+            }
+        });
+    }
+
+    /// Reads the manifests at the mirror's head (the newest verified commit,
+    /// with `--git-verify-signatures`) when it is not the one last read,
+    /// and replaces the view and the images in use (and, with a cluster,
+    /// what the sync applies); true when it read a new head.
     pub(super) async fn reload(&self) -> Result<bool, String> {
         let mut loaded = self.loaded.lock().await;
-        let head = self.repo.head().await.map_err(|e| e.to_string())?;
+        let (head, unverified) = self.verified_head().await?;
         if loaded.as_ref().is_some_and(|l| l.head == head) {
             return Ok(false);
         }
@@ -116,10 +165,17 @@ impl Inner {
         workloads.extend(carried.iter().map(|c| c.workload.clone()));
         let mut view = View {
             workloads,
-            images: crate::view::images(&checkout, |name| self.cached(name)),
+            images: crate::view::images(
+                &checkout,
+                |name| self.cached(name),
+                |policies, container, info, tag| {
+                    self.signature_shown(policies, container, info, tag)
+                },
+            ),
             read: Ok(ReadState {
                 revision: head.clone(),
                 errors,
+                unverified,
             }),
         };
         if let Some(side) = &self.cluster {
@@ -139,9 +195,14 @@ impl Inner {
                 unbuilt: Arc::new(unbuilt(&checkout, &root)),
             });
         }
+        let checkout = Arc::new(checkout);
+        *self
+            .checkout_read
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(checkout.clone());
         *loaded = Some(Loaded {
             head,
-            checkout: Arc::new(checkout),
+            checkout,
             root,
             carried,
             moves: Arc::new(moves),

@@ -164,9 +164,32 @@ impl Inner {
         // asks nothing more than its policy already does, and when the
         // registry cannot yet tell which was newer, the person is right.
         restraint.held_below = moved_running(workload, moves, container).map(|m| m.from.clone());
-        // `restraint.unsigned` is where signature verification puts the
-        // tags whose images carry no valid signature, when it is asked for.
+        restraint.unsigned = self.unsigned_tags(workload, container);
         restraint
+    }
+
+    /// The tags of a container's repository that its cosign keys do not
+    /// (yet) verify; none when its images need no signature.
+    fn unsigned_tags(
+        &self,
+        workload: &flux_manifests::Workload,
+        container: &str,
+    ) -> std::collections::BTreeSet<String> {
+        let Some(image) = workload.container(container).map(|c| &c.image) else {
+            return Default::default();
+        };
+        let Ok(Some(keys)) = self.container_keys(&workload.policies, container) else {
+            return Default::default();
+        };
+        let Some(info) = self.cached(image.name()) else {
+            return Default::default();
+        };
+        let eligible = self.eligible(Some(&keys), Some(&info));
+        info.tags
+            .iter()
+            .map(|t| t.tag.clone())
+            .filter(|tag| !eligible(tag))
+            .collect()
     }
 
     /// The person's rollback `container` of `workload` runs, if any: a move

@@ -316,11 +316,14 @@ impl HostPolls {
             let name = poll.name.clone();
             let after_change = poll.looks.is_some();
             let started = self.running.spawn(async move {
-                if after_change {
+                let result = if after_change {
                     daemon.scanner.poll_repository_after_change(&name).await
                 } else {
                     daemon.scanner.poll_repository(&name).await
-                }
+                };
+                // Before automation hears of new tags, so it sees their verdicts.
+                daemon.verify_signatures(&result.info).await;
+                result
             });
             self.polling.insert(poll.name.clone());
             self.polls.insert(started.id(), poll);
@@ -556,7 +559,11 @@ impl Inner {
         let Some(loaded) = loaded.as_ref() else {
             return;
         };
-        let images = crate::view::images(&loaded.checkout, |name| self.cached(name));
+        let images = crate::view::images(
+            &loaded.checkout,
+            |name| self.cached(name),
+            |policies, container, info, tag| self.signature_shown(policies, container, info, tag),
+        );
         // Whether a person's move was a rollback can depend on the tags'
         // creation times, which the cache may have only now.
         let holds = self.holds(&loaded.checkout, &loaded.moves);

@@ -5,7 +5,7 @@ use flux_git::CommitMessage;
 use flux_image::ImageRef;
 use flux_manifests::Checkout;
 use flux_manifests::release::{self, ReleaseSpec, Targets, Update};
-use flux_registry::newest_admitted;
+use flux_registry::newest_admitted_where;
 
 use super::Inner;
 use super::job::{parse_id, wire_result};
@@ -16,6 +16,10 @@ impl Inner {
         let base = release_spec(&wire)?;
         let chosen = crate::selection::chosen(&wire)?;
         let message = release_message(&wire);
+        if let (Update::Image(image), false) = (&base.update, wire.force) {
+            let containers = self.running_repository(image, &base).await;
+            self.refuse_unsigned(image, &containers).await?;
+        }
         let job = JobSpec::Release(wire.clone());
         self.edit_and_push(&job, wire.user.as_deref(), |checkout, transaction| {
             let mut spec = base.clone();
@@ -42,9 +46,40 @@ impl Inner {
         spec: &ReleaseSpec,
     ) -> release::ContainerTargets {
         let repositories = self.cached_all(release::repositories(checkout, spec));
-        release::per_container_targets(checkout, spec, |image, policy| {
-            newest_admitted(image, policy, &repositories)
+        release::per_container_targets_of(checkout, spec, |workload, container, policy| {
+            let keys = self.container_keys(&workload.policies, &container.name)?;
+            let info = repositories.get(container.image.name());
+            let eligible = self.eligible(keys.as_deref(), info);
+            newest_admitted_where(&container.image, policy, &repositories, eligible)
         })
+    }
+
+    /// The containers of the targeted workloads (as last read) that run
+    /// `image`'s repository, with their workloads' policies.
+    async fn running_repository(
+        &self,
+        image: &ImageRef,
+        spec: &ReleaseSpec,
+    ) -> Vec<(flux_manifests::Policies, String)> {
+        let loaded = self.loaded.lock().await;
+        let Some(loaded) = loaded.as_ref() else {
+            return Vec::new();
+        };
+        loaded
+            .checkout
+            .workloads
+            .iter()
+            .filter(|w| match &spec.targets {
+                Targets::All => true,
+                Targets::Only(ids) => ids.contains(&w.id),
+            })
+            .flat_map(|w| {
+                w.containers
+                    .iter()
+                    .filter(|c| c.image.name() == image.name())
+                    .map(|c| (w.policies.clone(), c.name.clone()))
+            })
+            .collect()
     }
 
     pub(super) async fn plan(&self, spec: JobSpec) -> Result<Vec<WorkloadResult>, String> {
