@@ -12,17 +12,22 @@
 //! hangs holds up nothing but its own repositories.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flux_image::Name;
-use flux_registry::{HealthChange, HostHealth, PollResult};
+use flux_image::{Glob, Name};
+use flux_registry::{
+    Cache, Client, ClientConfig, Credentials, HealthChange, HostHealth, HostLimits, PollResult,
+    RepositoryInfo, ScanConfig, Scanner, TlsConfig,
+};
 use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{Id, JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::Inner;
+use crate::config::Config;
 use crate::metrics::RegistryLabels;
 
 /// When a change names a repository and its tags show nothing new, it is
@@ -476,5 +481,97 @@ impl Inner {
         let (hits, _) = self.scanner.cache().counters().get();
         let counter = &self.metrics.cache_hits;
         counter.inc_by(hits.saturating_sub(counter.get()));
+    }
+}
+
+pub(super) fn scanner(config: &Config) -> Scanner {
+    let client = ClientConfig {
+        limits: HostLimits {
+            rps: if config.registry_rps > 0.0 {
+                config.registry_rps
+            } else {
+                f64::INFINITY
+            },
+            burst: config.registry_burst.max(1),
+            ..HostLimits::default()
+        },
+        insecure_hosts: config.registry_insecure_hosts.clone(),
+        tls: TlsConfig {
+            certs_dir: Some(config.registry_certs_dir.clone()),
+            ca_files: config.registry_ca_files.clone(),
+        },
+        ..ClientConfig::default()
+    };
+    let credentials = docker_credentials();
+    let cache = Cache::open(&config.data_dir.join("registry.redb"));
+    let scan = ScanConfig {
+        include: config
+            .registry_include_images
+            .iter()
+            .map(|g| Glob::new(g))
+            .collect(),
+        exclude: config
+            .registry_exclude_images
+            .iter()
+            .map(|g| Glob::new(g))
+            .collect(),
+        poll_interval: config.registry_poll_interval,
+        platforms: config.registry_platforms.clone(),
+        use_labels: config
+            .registry_use_labels
+            .iter()
+            .map(|g| Glob::new(g))
+            .collect(),
+        ..ScanConfig::default()
+    };
+    Scanner::new(
+        Arc::new(Client::new(client, credentials)),
+        Arc::new(cache),
+        scan,
+    )
+}
+
+/// Credentials from the docker config (`$DOCKER_CONFIG/config.json` or
+/// `~/.docker/config.json`) when there is one; anonymous otherwise.
+fn docker_credentials() -> Credentials {
+    let path = std::env::var_os("DOCKER_CONFIG")
+        .map(|dir| PathBuf::from(dir).join("config.json"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")));
+    let Some(path) = path.filter(|p| p.exists()) else {
+        return Credentials::none();
+    };
+    match Credentials::from_docker_config_file(&path) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "registry credentials not read");
+            Credentials::none()
+        }
+    }
+}
+
+impl Inner {
+    /// Recomputes the view's images from the cache.
+    async fn refresh_images(&self) {
+        let loaded = self.loaded.lock().await;
+        let Some(loaded) = loaded.as_ref() else {
+            return;
+        };
+        let images = crate::view::images(&loaded.checkout, |name| self.cached(name));
+        self.view.send_modify(|view| view.images = images);
+    }
+
+    /// What the cache knows of a repository; `None` until it was polled.
+    pub(super) fn cached(&self, name: &Name) -> Option<RepositoryInfo> {
+        self.scanner
+            .cache()
+            .repository(&name.canonical())
+            .map(|_| self.scanner.info(name))
+    }
+
+    pub(super) fn cached_all(&self, names: BTreeSet<Name>) -> HashMap<Name, RepositoryInfo> {
+        names
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), self.cached(&name)?)))
+            .collect()
     }
 }
