@@ -79,9 +79,13 @@ fn main() {
         })
     });
     let busy = started.elapsed();
-    let requests = server.total_requests();
+    let mut by_verb: BTreeMap<String, u64> = BTreeMap::new();
+    for ((verb, _), count) in server.request_counts() {
+        *by_verb.entry(verb).or_default() += count;
+    }
+    let requests: u64 = by_verb.values().sum();
     println!(
-        "synced and rolled out after {busy:.1?} ({interval}): {requests} requests, {:.1} per minute",
+        "synced and rolled out after {busy:.1?} ({interval}): {requests} requests, {:.1} per minute ({by_verb:?})",
         requests as f64 / (busy.as_secs_f64() / 60.0)
     );
     // Rollouts that just finished may still be looked at once.

@@ -25,6 +25,11 @@ use crate::metrics::{Metrics, StepLabels, SyncLabels};
 /// sync touches many workloads at once.
 const ROLLOUT_SETTLE: Duration = Duration::from_millis(100);
 
+/// How often the rollouts are read by listing the workloads, whatever the
+/// watches say: the safety net should a watch have missed a change (the
+/// watcher itself lists again whenever its watch fails or expires).
+const ROLLOUT_RESYNC: Duration = Duration::from_secs(15 * 60);
+
 /// The manifest files to apply, `(name, text)` each, and the revision
 /// they were read at.
 pub(super) struct Desired {
@@ -122,8 +127,8 @@ pub(super) async fn sync_loop(daemon: Arc<Inner>, jobs: Jobs, mut shutdown: watc
 
 /// Follows the workloads' rollouts with watches: looks again whenever the
 /// watches see a change and when a sync asks, reading the watches' cache.
-/// Every sync interval it lists the workloads instead, the safety net
-/// should a watch have missed something.
+/// At the start and every [`ROLLOUT_RESYNC`] it lists the workloads
+/// instead.
 pub(super) async fn rollout_loop(
     daemon: Arc<Inner>,
     jobs: Jobs,
@@ -134,7 +139,7 @@ pub(super) async fn rollout_loop(
     };
     let workloads = side.cluster.watch_workloads();
     let mut changes = workloads.changes();
-    let mut resync = tokio::time::interval(daemon.config.sync_interval);
+    let mut resync = tokio::time::interval(ROLLOUT_RESYNC);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (listed, changed) = tokio::select! {

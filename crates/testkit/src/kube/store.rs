@@ -180,7 +180,7 @@ type Key = (String, String, String, String);
 
 /// How many changes the store remembers for watches; a watch from an older
 /// resourceVersion is told it expired (410), as after an etcd compaction.
-const HISTORY: usize = 4096;
+const HISTORY: usize = 10_000;
 
 /// What a watch event says happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
