@@ -6,8 +6,8 @@
 //! ([`Cluster::sync`]), the marks it leaves (`fluxcd.io/sync-gc-mark` label,
 //! `fluxcd.io/sync-checksum` annotation), garbage collection of what a sync set
 //! applied and no longer has, and reading live workloads with their images and
-//! rollout status ([`Cluster::workloads`]), and leader election on a Lease
-//! ([`LeaseLock`]).
+//! rollout status ([`Cluster::workloads`]), or following them with watches
+//! ([`Cluster::watch_workloads`]), and leader election on a Lease ([`LeaseLock`]).
 //!
 //! It does not read checkouts or edit manifests (that is `flux-manifests`; its input
 //! here is the small [`Manifest`] type), and it does not pick the Kubernetes version
@@ -38,6 +38,7 @@ pub mod lease;
 pub mod order;
 mod resource;
 mod sync;
+mod watch;
 mod workload;
 
 use kube::api::{Api, DynamicObject};
@@ -51,6 +52,7 @@ pub use resource::{
     LEGACY_IGNORE_ANNOTATION, Manifest, ManifestError, ManifestSet, ResourceId,
 };
 pub use sync::{GarbageCollection, KeepReason, Kept, SyncError, SyncOptions, SyncReport};
+pub use watch::WorkloadWatch;
 pub use workload::{Container, Rollout, RolloutStatus, Workload};
 
 use catalog::ServedType;

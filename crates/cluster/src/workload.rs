@@ -275,7 +275,7 @@ fn counted(desired: i32, updated: i32, ready: i32, done: bool) -> Rollout {
     }
 }
 
-fn from_deployment(d: &Deployment) -> Workload {
+pub(crate) fn from_deployment(d: &Deployment) -> Workload {
     let spec = d.spec.as_ref();
     let status = d.status.clone().unwrap_or_default();
     let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
@@ -312,7 +312,7 @@ fn from_deployment(d: &Deployment) -> Workload {
     )
 }
 
-fn from_daemonset(d: &DaemonSet) -> Workload {
+pub(crate) fn from_daemonset(d: &DaemonSet) -> Workload {
     let status = d.status.clone().unwrap_or_default();
     let desired = status.desired_number_scheduled;
     let updated = status.updated_number_scheduled.unwrap_or(0);
@@ -334,7 +334,7 @@ fn from_daemonset(d: &DaemonSet) -> Workload {
     )
 }
 
-fn from_statefulset(s: &StatefulSet) -> Workload {
+pub(crate) fn from_statefulset(s: &StatefulSet) -> Workload {
     let spec = s.spec.as_ref();
     let status = s.status.clone().unwrap_or_default();
     let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
@@ -361,7 +361,7 @@ fn from_statefulset(s: &StatefulSet) -> Workload {
     )
 }
 
-fn from_job(j: &Job) -> Workload {
+pub(crate) fn from_job(j: &Job) -> Workload {
     let spec = j.spec.as_ref();
     let status = j.status.clone().unwrap_or_default();
     let desired = spec.and_then(|s| s.completions).unwrap_or(1);
@@ -391,7 +391,7 @@ fn from_job(j: &Job) -> Workload {
     )
 }
 
-fn from_cronjob(c: &CronJob) -> Workload {
+pub(crate) fn from_cronjob(c: &CronJob) -> Workload {
     let pod = c
         .spec
         .as_ref()

@@ -299,8 +299,8 @@ fn service_account(ns: &str) -> String {
 /// What sync, garbage collection and the rollout view do, cluster-wide or
 /// in one namespace, and the Events it records on the objects it touches
 /// (created, then patched when one repeats: the first rule covers them).
-/// fluxd makes no other calls to the API server: it neither watches nor
-/// scales and reads no pods.
+/// fluxd makes no other calls to the API server: it watches only the
+/// workloads, neither scales nor reads pods.
 fn sync_role(kind: &str, namespace: Option<&str>) -> String {
     let mut out = format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: {kind}\n");
     metadata(&mut out, NAME, namespace);
@@ -315,10 +315,10 @@ fn sync_role(kind: &str, namespace: Option<&str>) -> String {
          # Garbage collection lists every kind for objects carrying the sync set's\n\
          # mark (metadata only) and deletes those that left the repo.\n\
          - apiGroups: [\"*\"]\n  resources: [\"*\"]\n  verbs: [\"list\", \"delete\"]\n\
-         # The rollout view lists the workloads and their service accounts (for the\n\
-         # image pull secrets the registry scan uses).\n\
-         - apiGroups: [\"apps\"]\n  resources: [\"deployments\", \"daemonsets\", \"statefulsets\"]\n  verbs: [\"list\"]\n\
-         - apiGroups: [\"batch\"]\n  resources: [\"jobs\", \"cronjobs\"]\n  verbs: [\"list\"]\n\
+         # The rollout view lists and watches the workloads, and lists their service\n\
+         # accounts (for the image pull secrets the registry scan uses).\n\
+         - apiGroups: [\"apps\"]\n  resources: [\"deployments\", \"daemonsets\", \"statefulsets\"]\n  verbs: [\"list\", \"watch\"]\n\
+         - apiGroups: [\"batch\"]\n  resources: [\"jobs\", \"cronjobs\"]\n  verbs: [\"list\", \"watch\"]\n\
          - apiGroups: [\"\"]\n  resources: [\"serviceaccounts\"]\n  verbs: [\"list\"]\n",
     );
     out

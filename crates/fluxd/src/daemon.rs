@@ -146,6 +146,9 @@ struct Inner {
     key_secret: Option<KeySecret>,
     /// Asks automation to look; carries when a new tag was first seen.
     automation: mpsc::UnboundedSender<Option<Timestamp>>,
+    /// How many looks at repositories a change named are queued or under
+    /// way: automation waits for what they may find before it decides.
+    looking: watch::Sender<usize>,
     /// The cluster and its sync, unless `--cluster=none`.
     cluster: Option<cluster::ClusterSide>,
     /// Kustomize builds kept from one read of the manifests to the next.
@@ -290,6 +293,7 @@ impl Daemon {
             deploy_key: std::sync::RwLock::new(deploy_key),
             key_secret,
             automation,
+            looking: watch::Sender::new(0),
             cluster,
             builds: Arc::new(BuildCache::default()),
             notices,

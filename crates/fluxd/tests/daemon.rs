@@ -518,7 +518,7 @@ async fn a_new_tag_is_released_to_an_automated_workload_in_one_commit() {
     settle().await;
     assert_eq!(commit_count(&repo), start + 1, "one commit, no repeats");
 
-    // A burst of tags inside the batch window: one commit, to the newest.
+    // Three tags at once, a notification each: one commit, to the newest.
     for (tag, created) in [
         ("0.6.0", "2017-07-01T10:00:00Z"),
         ("0.6.1", "2017-07-02T10:00:00Z"),
@@ -527,6 +527,8 @@ async fn a_new_tag_is_released_to_an_automated_workload_in_one_commit() {
         registry
             .push_image("sock-shop/front-end", tag, &ImageSpec::created(created))
             .await;
+    }
+    for _ in 0..3 {
         client.notify(&change).await.unwrap();
     }
     wait_for_commits(&repo, start + 2).await;

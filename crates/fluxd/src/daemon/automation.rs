@@ -19,8 +19,9 @@ use super::job::wire_result;
 use crate::jobs::{Jobs, Outcome};
 
 /// Runs automation when asked (a new tag, a new head) and every
-/// `--automation-interval`, after gathering the requests of one batch
-/// window, so a burst of new tags makes one job, one commit, one push.
+/// `--automation-interval`: at once for a lone new tag, after gathering
+/// the requests of a batch otherwise, so a burst of new tags makes one
+/// job, one commit, one push.
 pub(super) async fn automation_loop(
     daemon: Arc<Inner>,
     jobs: Jobs,
@@ -28,6 +29,7 @@ pub(super) async fn automation_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last: Option<Submitted> = None;
+    let mut looking = daemon.looking.subscribe();
     loop {
         let mut first_seen = tokio::select! {
             () = tokio::time::sleep(daemon.config.automation_interval) => None,
@@ -38,7 +40,15 @@ pub(super) async fn automation_loop(
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let window = daemon.config.automation_batch_window;
-        match gather(&mut requests, first_seen, window, &mut shutdown).await {
+        match gather(
+            &mut requests,
+            first_seen,
+            window,
+            &mut looking,
+            &mut shutdown,
+        )
+        .await
+        {
             Some(seen) => first_seen = seen,
             None => return,
         }
@@ -68,27 +78,43 @@ pub(super) async fn automation_loop(
     }
 }
 
-/// Gathers automation's triggers into one batch: until they stop coming for
-/// a quarter of the batch window, and at most the whole window after the
-/// first. A lone new tag is acted on a quarter-window later; a burst makes
-/// one job. Answers with the earliest first-seen time, or `None` when
-/// fluxd stops.
+/// Gathers automation's triggers into one batch. A lone trigger, with no
+/// look at a repository a change named still queued or under way, is
+/// acted on at once. Otherwise the batch waits for those looks, and, once
+/// a second trigger came, until triggers stop coming for a quarter of the
+/// batch window; never more than the whole window after the first. Answers
+/// with the earliest first-seen time, or `None` when fluxd stops.
 async fn gather(
     requests: &mut mpsc::UnboundedReceiver<Option<Timestamp>>,
     mut first_seen: Option<Timestamp>,
     window: Duration,
+    looking: &mut watch::Receiver<usize>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Option<Timestamp>> {
     let quiet = window / 4;
     let last_chance = tokio::time::Instant::now() + window;
-    let mut settles = (tokio::time::Instant::now() + quiet).min(last_chance);
+    // Set once a second trigger came: from then on, a quiet spell ends the batch.
+    let mut settles: Option<tokio::time::Instant> = None;
     loop {
+        while let Ok(request) = requests.try_recv() {
+            first_seen = earliest(first_seen, request);
+            settles = Some((tokio::time::Instant::now() + quiet).min(last_chance));
+        }
+        let busy = *looking.borrow_and_update() > 0;
+        if !busy && settles.is_none() {
+            return Some(first_seen);
+        }
+        let wake = match settles {
+            Some(settles) if !busy => settles,
+            _ => last_chance,
+        };
         tokio::select! {
-            () = tokio::time::sleep_until(settles) => return Some(first_seen),
+            () = tokio::time::sleep_until(wake) => return Some(first_seen),
             request = requests.recv() => {
                 first_seen = earliest(first_seen, request?);
-                settles = (tokio::time::Instant::now() + quiet).min(last_chance);
+                settles = Some((tokio::time::Instant::now() + quiet).min(last_chance));
             }
+            changed = looking.changed() => changed.ok()?,
             _ = shutdown.wait_for(|stop| *stop) => return None,
         }
     }
@@ -255,10 +281,13 @@ fn leave_changed_since(read: &Checkout, editing: &Checkout, spec: &mut ReleaseSp
 mod tests {
     use super::*;
 
-    /// Sends a trigger after each pause, then waits for the batch.
-    async fn batch_after(pauses: &[u64]) -> (Duration, Option<Timestamp>) {
+    /// Sends a trigger after each pause, with a change's look at a
+    /// repository under way for the first `busy` milliseconds, then waits
+    /// for the batch.
+    async fn batch_after(pauses: &[u64], busy: Option<u64>) -> (Duration, Option<Timestamp>) {
         let (triggers, mut requests) = mpsc::unbounded_channel();
         let (_stop, mut shutdown) = watch::channel(false);
+        let (looks, mut looking) = watch::channel(usize::from(busy.is_some()));
         let started = tokio::time::Instant::now();
         let sender = tokio::spawn({
             let pauses = pauses.to_vec();
@@ -272,24 +301,38 @@ mod tests {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
         });
+        let looker = tokio::spawn(async move {
+            if let Some(busy) = busy {
+                tokio::time::sleep(Duration::from_millis(busy)).await;
+                looks.send_replace(0);
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
         let window = Duration::from_secs(1);
-        let gathered = gather(&mut requests, None, window, &mut shutdown).await;
+        let gathered = gather(&mut requests, None, window, &mut looking, &mut shutdown).await;
         sender.abort();
+        looker.abort();
         (started.elapsed(), gathered.expect("fluxd did not stop"))
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_lone_trigger_is_acted_on_a_quarter_window_later() {
-        let (took, _) = batch_after(&[]).await;
-        assert_eq!(took, Duration::from_millis(250));
+    async fn a_lone_trigger_with_nothing_else_under_way_is_acted_on_at_once() {
+        let (took, _) = batch_after(&[], None).await;
+        assert_eq!(took, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_trigger_waits_for_the_looks_changes_asked_for() {
+        let (took, _) = batch_after(&[], Some(40)).await;
+        assert_eq!(took, Duration::from_millis(40));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_triggers_is_one_batch_with_the_earliest_first_seen() {
-        let (took, seen) = batch_after(&[100, 100, 100]).await;
+        let (took, seen) = batch_after(&[10, 100, 100], Some(20)).await;
         assert_eq!(
             took,
-            Duration::from_millis(550),
+            Duration::from_millis(460),
             "a quarter-window after the last"
         );
         assert_eq!(seen, Some(Timestamp::from_second(1_000).unwrap()));
@@ -297,7 +340,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn triggers_that_keep_coming_are_cut_at_the_whole_window() {
-        let (took, _) = batch_after(&[200; 20]).await;
+        let (took, _) = batch_after(&[200; 20], Some(5_000)).await;
+        assert_eq!(took, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn looks_that_never_end_are_cut_at_the_whole_window() {
+        let (took, _) = batch_after(&[], Some(5_000)).await;
         assert_eq!(took, Duration::from_secs(1));
     }
 }

@@ -20,14 +20,15 @@ use super::Inner;
 use crate::jobs::{Jobs, StepObserver};
 use crate::metrics::{Metrics, StepLabels, SyncLabels};
 
-/// How often rollouts are looked at while one is under way.
-const ROLLOUT_POLL: Duration = Duration::from_secs(1);
+/// How long changes the watches see are gathered before the rollouts are
+/// looked at again: a controller writes several statuses in a row, and a
+/// sync touches many workloads at once.
+const ROLLOUT_SETTLE: Duration = Duration::from_millis(100);
 
-/// How long rollouts are followed closely after a sync wrote something (or
-/// after a job was applied) before only the sync interval's looks remain:
-/// a workload that never becomes ready must not keep fluxd listing every
-/// second.
-const ROLLOUT_PATIENCE: Duration = Duration::from_secs(600);
+/// How often the rollouts are read by listing the workloads, whatever the
+/// watches say: the safety net should a watch have missed a change (the
+/// watcher itself lists again whenever its watch fails or expires).
+const ROLLOUT_RESYNC: Duration = Duration::from_secs(15 * 60);
 
 /// The manifest files to apply, `(name, text)` each, and the revision
 /// they were read at.
@@ -47,8 +48,6 @@ struct Live {
     sync_errors: HashMap<String, String>,
     /// The last sync's failures (source, message), so that repeats are told once.
     notified_failures: BTreeSet<(String, String)>,
-    /// When a sync last wrote something.
-    changed: Option<Instant>,
 }
 
 /// The cluster, how it is synced, and what it said last.
@@ -134,8 +133,10 @@ pub(super) async fn sync_loop(daemon: Arc<Inner>, jobs: Jobs, mut shutdown: watc
     }
 }
 
-/// Looks at the workloads' rollouts every second while one is under way,
-/// and every sync interval otherwise.
+/// Follows the workloads' rollouts with watches: looks again whenever the
+/// watches see a change and when a sync asks, reading the watches' cache.
+/// At the start and every [`ROLLOUT_RESYNC`] it lists the workloads
+/// instead.
 pub(super) async fn rollout_loop(
     daemon: Arc<Inner>,
     jobs: Jobs,
@@ -144,17 +145,35 @@ pub(super) async fn rollout_loop(
     let Some(side) = daemon.cluster.as_ref() else {
         return;
     };
+    let workloads = side.cluster.watch_workloads();
+    let mut changes = workloads.changes();
+    let mut resync = tokio::time::interval(ROLLOUT_RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let under_way = daemon.follow_rollouts(side, &jobs).await;
-        let wait = if under_way {
-            ROLLOUT_POLL
-        } else {
-            daemon.config.sync_interval
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = side.look.notified() => {}
+        let (listed, changed) = tokio::select! {
+            _ = resync.tick() => (true, false),
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                (false, true)
+            }
+            () = side.look.notified() => (false, false),
             _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        if changed {
+            tokio::time::sleep(ROLLOUT_SETTLE).await;
+            changes.borrow_and_update();
+        }
+        // Until every watch has listed, only a list knows.
+        let cached = workloads.workloads().filter(|_| !listed);
+        let read = match cached {
+            Some(cached) => Ok(cached),
+            None => side.cluster.workloads().await,
+        };
+        match read {
+            Ok(read) => daemon.follow_rollouts(side, &jobs, &read).await,
+            Err(error) => tracing::warn!(%error, "reading the workloads' rollouts failed"),
         }
     }
 }
@@ -214,9 +233,6 @@ impl Inner {
                 &report,
                 &mut live.notified_failures,
             ));
-            if !report.applied.is_empty() || !report.deleted.is_empty() {
-                live.changed = Some(Instant::now());
-            }
         }
         self.view
             .send_modify(|view| side.decorate(&mut view.workloads));
@@ -268,16 +284,14 @@ impl Inner {
         }
     }
 
-    /// Reads the workloads' rollouts, shows them, and marks the jobs whose
-    /// workloads are all ready; true while something is still rolling out.
-    async fn follow_rollouts(&self, side: &ClusterSide, jobs: &Jobs) -> bool {
-        let workloads = match side.cluster.workloads().await {
-            Ok(workloads) => workloads,
-            Err(error) => {
-                tracing::warn!(%error, "reading the workloads' rollouts failed");
-                return false;
-            }
-        };
+    /// Shows the workloads' rollouts and marks the jobs whose workloads
+    /// are all ready.
+    async fn follow_rollouts(
+        &self,
+        side: &ClusterSide,
+        jobs: &Jobs,
+        workloads: &[flux_cluster::Workload],
+    ) {
         let rollouts: HashMap<String, flux_api::Rollout> = workloads
             .iter()
             .map(|w| (w.id.to_string(), wire_rollout(&w.rollout)))
@@ -290,19 +304,9 @@ impl Inner {
                 (w.id.to_string(), images.collect())
             })
             .collect();
-        let recently_changed = side
-            .live()
-            .changed
-            .is_some_and(|at| at.elapsed() < ROLLOUT_PATIENCE);
-        let mut under_way = recently_changed
-            && rollouts
-                .values()
-                .any(|r| matches!(r.status, RolloutStatus::Started | RolloutStatus::Updating));
         for job in jobs.awaiting_ready() {
             if all_ready(&job, &rollouts, &images) {
                 jobs.mark_ready(&job.id);
-            } else if recently_applied(&job) {
-                under_way = true;
             }
         }
         self.revert_failed_rollouts(jobs, &rollouts, &images).await;
@@ -318,7 +322,6 @@ impl Inner {
         }
         self.view
             .send_modify(|view| side.decorate(&mut view.workloads));
-        under_way
     }
 }
 
@@ -430,12 +433,6 @@ impl Outcomes {
             self.unread.join("; ")
         )
     }
-}
-
-fn recently_applied(job: &flux_api::Job) -> bool {
-    job.timeline.applied.is_some_and(|applied| {
-        Timestamp::now().duration_since(applied).as_secs_f64() < ROLLOUT_PATIENCE.as_secs_f64()
-    })
 }
 
 fn log_report(revision: &str, report: &SyncReport) {

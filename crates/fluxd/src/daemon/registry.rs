@@ -211,6 +211,19 @@ struct HostPolls {
     round: Option<Round>,
     /// When the next scheduled poll starts; `None` while one is under way.
     next_round: Option<Instant>,
+    /// This host's share of [`Inner::looking`].
+    published: usize,
+    /// Repositories polled with an answer at least once.
+    scanned: HashSet<Name>,
+}
+
+impl Drop for HostPolls {
+    fn drop(&mut self) {
+        let published = self.published;
+        self.daemon
+            .looking
+            .send_modify(|looking| *looking = looking.saturating_sub(published));
+    }
 }
 
 impl HostPolls {
@@ -236,6 +249,8 @@ impl HostPolls {
             again: HashMap::new(),
             round: None,
             next_round: Some(Instant::now()),
+            published: 0,
+            scanned: HashSet::new(),
         }
     }
 
@@ -273,7 +288,25 @@ impl HostPolls {
                     None => return,
                 },
             }
+            self.publish();
         }
+    }
+
+    /// Tells automation how many looks at repositories a change named are
+    /// queued or under way here (rechecks waiting for their pause are not:
+    /// they are for a tag the change may have announced too early).
+    fn publish(&mut self) {
+        let queued = self.queue.iter().filter(|p| p.looks.is_some()).count();
+        let running = self.polls.values().filter(|p| p.looks.is_some()).count();
+        let owed = queued + running + self.again.len();
+        if owed == self.published {
+            return;
+        }
+        let published = self.published;
+        self.daemon
+            .looking
+            .send_modify(|looking| *looking = (*looking + owed).saturating_sub(published));
+        self.published = owed;
     }
 
     /// Queues every repository not already waiting or being polled.
@@ -381,10 +414,15 @@ impl HostPolls {
             return;
         };
         self.polling.remove(&poll.name);
+        if !self.again.contains_key(&poll.name) {
+            // Before the trigger, so automation does not wait for this look.
+            self.publish();
+        }
         // A poll that failed inside says nothing of the host.
         let no_answer = result.as_ref().and_then(|r| r.no_answer.clone());
         if let Some(result) = &result {
-            self.act_on(&poll, result);
+            let baseline = result.no_answer.is_none() && self.scanned.insert(poll.name.clone());
+            self.act_on(&poll, result, baseline);
         }
         if poll.in_round {
             self.count_in_round(no_answer);
@@ -401,14 +439,18 @@ impl HostPolls {
         }
     }
 
-    /// New tags trigger automation now; a change's repository with nothing
-    /// new is looked at again shortly; the view's images are recomputed.
-    fn act_on(&self, poll: &Poll, result: &PollResult) {
+    /// New tags trigger automation now, and so does a repository's first
+    /// answer (its tags are the baseline, none of them new, but they may be
+    /// newer than git's); a change's repository with nothing new is looked
+    /// at again shortly; the view's images are recomputed.
+    fn act_on(&self, poll: &Poll, result: &PollResult, baseline: bool) {
         for tag in &result.new_tags {
             tracing::info!(repository = %tag.name.familiar(), tag = %tag.tag, "new tag");
         }
         if !result.new_tags.is_empty() {
             let _ = self.daemon.automation.send(Some(Timestamp::now()));
+        } else if baseline {
+            let _ = self.daemon.automation.send(None);
         } else if let Some(looks) = poll.looks
             && let Some(pause) = RECHECKS.get(looks)
         {

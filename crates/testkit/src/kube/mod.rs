@@ -4,14 +4,16 @@
 //! group-version resource lists; a created CRD adds its resource), GET, LIST (label and
 //! field selectors, `limit`/`continue`), POST, PUT, DELETE, server-side apply
 //! (`application/apply-patch+yaml`, field managers, conflicts, `force`), merge patches,
-//! `dryRun=All`, resourceVersion and generation, server-side tables of the workloads
-//! (`kubectl get deploy` columns), `pods/{name}/portforward` over a WebSocket (bridged to
-//! local addresses a test registers), and `Status` errors with the real codes and reasons.
-//! core/v1 and events.k8s.io/v1 `events` share one store, converted as the real server does.
-//! `kubectl` is its judge: the tests run it against the double.
+//! `dryRun=All`, resourceVersion and generation, watches (`?watch=true`: event
+//! streams, bookmarks, `410 Expired`, `sendInitialEvents`), server-side tables of the
+//! workloads (`kubectl get deploy` columns), `pods/{name}/portforward` over a WebSocket
+//! (bridged to local addresses a test registers), and `Status` errors with the real codes
+//! and reasons. core/v1 and events.k8s.io/v1 `events` share one store, converted as the
+//! real server does. `kubectl` is its judge: the tests run it against the double.
 //!
 //! Test hooks set a workload's status as a controller would, count write requests per
-//! object (`<namespace>:<Kind>/<name>`) and list every request in RBAC's terms
+//! object (`<namespace>:<Kind>/<name>`), count every request by verb and path
+//! ([`ApiServer::request_counts`]) and list every request in RBAC's terms
 //! ([`ApiServer::requests`]); a [`Controller`] beside it rolls workloads out.
 //!
 //! ```
@@ -32,7 +34,9 @@ mod serving;
 mod store;
 mod table;
 mod types;
+mod watch;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -49,6 +53,7 @@ pub use controller::{Controller, STEP};
 pub use serving::Serving;
 use store::{ApiError, ListOptions, Store, Target, WriteOptions};
 use types::ResourceType;
+pub use watch::BOOKMARK_INTERVAL;
 
 /// Rollout states a test can put a workload in, as its controller would report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +80,8 @@ struct Shared {
     serving: Serving,
     /// The pod ports tests made reachable through `pods/portforward`.
     forwards: Mutex<port_forward::Forwards>,
+    /// How many requests each `(verb, path)` got, discovery included.
+    counts: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 /// A request to a resource as the real API server's authorizer sees it: the
@@ -100,6 +107,19 @@ impl Shared {
         self.store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn counts(&self) -> MutexGuard<'_, BTreeMap<(String, String), u64>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn count(&self, verb: &str, path: &str) {
+        *self
+            .counts()
+            .entry((verb.to_string(), path.to_string()))
+            .or_default() += 1;
     }
 
     fn unavailable(&self) -> Vec<(String, String)> {
@@ -148,6 +168,7 @@ impl ApiServer {
             changed: tokio::sync::Notify::new(),
             requests: Mutex::new(Vec::new()),
             forwards: Mutex::new(port_forward::Forwards::new()),
+            counts: Mutex::new(BTreeMap::new()),
             address,
             serving: serving.clone(),
         });
@@ -237,6 +258,31 @@ impl ApiServer {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// How many requests each `(verb, path)` got since the start or the last
+    /// reset: resource requests under their RBAC verb (`list`, `watch`, `get`,
+    /// `patch`…), discovery and OpenAPI reads as `get`. A watch counts once,
+    /// when it is opened.
+    pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.shared.counts().clone()
+    }
+
+    /// Every request since the start or the last reset, discovery included.
+    pub fn total_requests(&self) -> u64 {
+        self.shared.counts().values().sum()
+    }
+
+    /// Forgets the request counts.
+    pub fn reset_request_counts(&self) {
+        self.shared.counts().clear();
+    }
+
+    /// Forgets every change so far, as a compaction of the real server's
+    /// storage does: a watch from an older resourceVersion is told
+    /// `410 Expired`.
+    pub fn compact(&self) {
+        self.shared.store().compact();
     }
 
     /// Write requests made to any object since the start or the last reset.
@@ -514,6 +560,9 @@ async fn handle(
         Err(error) => return fail(&error),
     };
     let read_only = method == Method::GET;
+    if !matches!(route, Route::Objects(..)) {
+        shared.count(if read_only { "get" } else { method.as_str() }, uri.path());
+    }
     match route {
         Route::Version if read_only => respond(200, &version()),
         Route::CoreVersions if read_only => {
@@ -560,6 +609,24 @@ async fn handle(
         Route::Objects(target, subresource) => {
             let query = query_pairs(&uri);
             let request = authorized_request(&method, &target, subresource.as_deref(), &query);
+            shared.count(&request.verb, uri.path());
+            if read_only && subresource.is_none() && watch::wanted(&query) {
+                let metadata_only = headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|accept| accept.contains("as=PartialObjectMetadata"));
+                let answer = watch::serve(shared.clone(), &store, &target, &query, metadata_only);
+                drop(store);
+                shared
+                    .requests
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(request);
+                return match answer {
+                    Ok(response) => response,
+                    Err(error) => fail(&error),
+                };
+            }
             let answer = objects(
                 &mut store,
                 &method,
@@ -603,9 +670,7 @@ fn authorized_request(
 ) -> AuthorizedRequest {
     let named = target.name.is_some();
     let verb = match *method {
-        Method::GET if query_value(query, "watch").is_some_and(|w| w == "true" || w == "1") => {
-            "watch"
-        }
+        Method::GET if watch::wanted(query) => "watch",
         Method::GET if named => "get",
         Method::GET => "list",
         Method::POST => "create",
@@ -711,7 +776,7 @@ fn objects(
     }
     let name = target.name.clone();
     if *method == Method::GET {
-        if query_value(query, "watch").is_some_and(|w| w == "true" || w == "1") {
+        if watch::wanted(query) {
             return Err(ApiError::method_not_allowed());
         }
         let accept = headers

@@ -2,7 +2,7 @@
 //! apply, merge patch, delete, list; with resourceVersion, generation, managedFields
 //! and `Status` errors shaped as the real server's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde_json::{Map, Value, json};
 
@@ -188,13 +188,79 @@ struct Stored {
 /// (group, plural, namespace or "", name): versions of one type share objects.
 type Key = (String, String, String, String);
 
-/// Every object, the global revision counter and the write counts.
-#[derive(Debug, Default)]
+/// How many changes the store remembers for watches; a watch from an older
+/// resourceVersion is told it expired (410), as after an etcd compaction.
+const HISTORY: usize = 10_000;
+
+/// What a watch event says happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change to one object, remembered for watches.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub revision: u64,
+    group: String,
+    plural: String,
+    pub change: Change,
+    /// The object after the change (its last state for a deletion).
+    pub object: Value,
+    /// The object before the change, to tell when it enters or leaves a selection.
+    pub previous: Option<Value>,
+}
+
+/// Which objects of one type a list or watch asks for.
+pub(crate) struct Selection {
+    group: String,
+    plural: String,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: Vec<(String, String, bool)>,
+}
+
+impl Selection {
+    /// Whether `object` (of the selection's type) is selected.
+    pub fn matches(&self, object: &Value) -> bool {
+        let metadata = &object["metadata"];
+        let namespace = metadata["namespace"].as_str().unwrap_or_default();
+        let name = metadata["name"].as_str().unwrap_or_default();
+        self.namespace.as_ref().is_none_or(|ns| ns == namespace)
+            && self.labels.matches(object)
+            && fields_match(&self.fields, namespace, name, object)
+    }
+}
+
+/// Every object, the global revision counter, the recent changes and the write counts.
+#[derive(Debug)]
 pub(crate) struct Store {
     objects: BTreeMap<Key, Stored>,
     revision: u64,
     uids: u64,
     writes: BTreeMap<String, u64>,
+    /// The latest changes, oldest first, for watches.
+    events: VecDeque<Event>,
+    /// Changes up to this revision are forgotten.
+    compacted: u64,
+    /// The revision, sent after each change to wake the watches.
+    revisions: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            objects: BTreeMap::new(),
+            revision: 0,
+            uids: 0,
+            writes: BTreeMap::new(),
+            events: VecDeque::new(),
+            compacted: 0,
+            revisions: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 fn now() -> String {
@@ -276,6 +342,84 @@ impl Store {
 
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// Wakes on every change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revisions.subscribe()
+    }
+
+    /// Remembers a change made at the current revision and wakes the watches.
+    fn record(&mut self, key: &Key, change: Change, object: Value, previous: Option<Value>) {
+        self.events.push_back(Event {
+            revision: self.revision,
+            group: key.0.clone(),
+            plural: key.1.clone(),
+            change,
+            object,
+            previous,
+        });
+        while self.events.len() > HISTORY {
+            if let Some(forgotten) = self.events.pop_front() {
+                self.compacted = forgotten.revision;
+            }
+        }
+        self.revisions.send_replace(self.revision);
+    }
+
+    /// Forgets every change so far, as a compaction does: watches from an
+    /// earlier resourceVersion expire.
+    pub fn compact(&mut self) {
+        self.events.clear();
+        self.compacted = self.revision;
+    }
+
+    /// The objects a list or watch of `target` with these selectors selects.
+    pub fn selection(
+        &self,
+        target: &Target,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> Result<Selection, ApiError> {
+        Ok(Selection {
+            group: target.rt.group.clone(),
+            plural: target.rt.plural.clone(),
+            namespace: target.namespace.clone(),
+            labels: LabelSelector::parse(label_selector.unwrap_or_default())
+                .map_err(ApiError::bad_request)?,
+            fields: parse_field_selector(&target.rt.kind, field_selector.unwrap_or_default())?,
+        })
+    }
+
+    /// The changes to objects of the selection's type after `revision`, oldest
+    /// first; `None` when some of them are forgotten.
+    pub fn changes_since(&self, selection: &Selection, revision: u64) -> Option<Vec<Event>> {
+        if revision < self.compacted {
+            return None;
+        }
+        let start = self.events.partition_point(|e| e.revision <= revision);
+        let changes = self
+            .events
+            .range(start..)
+            .filter(|e| e.group == selection.group && e.plural == selection.plural);
+        Some(changes.cloned().collect())
+    }
+
+    /// The current objects of the selection, rendered as a list renders them.
+    pub fn selected(&self, target: &Target, selection: &Selection) -> Vec<Value> {
+        let rt = &target.rt;
+        let first = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            String::new(),
+            String::new(),
+        );
+        self.objects
+            .range(first..)
+            .take_while(|((g, p, _, _), _)| *g == rt.group && *p == rt.plural)
+            .map(|(_, stored)| Self::render(stored))
+            .filter(|object| selection.matches(object))
+            .collect()
     }
 
     fn namespace_key(target: &Target) -> String {
@@ -705,9 +849,11 @@ impl Store {
             .get(&key)
             .ok_or_else(|| ApiError::not_found(&target.rt, &name))?;
         let uid = live.object["metadata"]["uid"].clone();
-        if !options.dry_run {
-            self.objects.remove(&key);
+        if !options.dry_run
+            && let Some(removed) = self.objects.remove(&key)
+        {
             self.revision += 1;
+            self.record_deletion(&key, &removed);
             self.cascade(&target.rt.kind, &name);
         }
         Ok((
@@ -722,18 +868,37 @@ impl Store {
         ))
     }
 
+    /// Remembers the deletion of `removed`, made at the current revision.
+    fn record_deletion(&mut self, key: &Key, removed: &Stored) {
+        let mut last = Self::render(removed);
+        last["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+        self.record(key, Change::Deleted, last, None);
+    }
+
     /// Deleting a namespace deletes what it holds; deleting a CRD deletes its objects.
     fn cascade(&mut self, kind: &str, name: &str) {
-        match kind {
+        let doomed: Vec<Key> = match kind {
             "Namespace" => self
                 .objects
-                .retain(|(_, _, namespace, _), _| namespace != name),
+                .keys()
+                .filter(|(_, _, namespace, _)| namespace == name)
+                .cloned()
+                .collect(),
             "CustomResourceDefinition" => {
                 let (plural, group) = name.split_once('.').unwrap_or((name, ""));
                 self.objects
-                    .retain(|(g, p, _, _), _| !(g == group && p == plural));
+                    .keys()
+                    .filter(|(g, p, _, _)| g == group && p == plural)
+                    .cloned()
+                    .collect()
             }
-            _ => {}
+            _ => Vec::new(),
+        };
+        for key in doomed {
+            if let Some(removed) = self.objects.remove(&key) {
+                self.revision += 1;
+                self.record_deletion(&key, &removed);
+            }
         }
     }
 
@@ -751,8 +916,11 @@ impl Store {
         let Some(stored) = self.objects.get_mut(&key) else {
             return false;
         };
+        let previous = Self::render(stored);
         stored.object["status"] = status;
         stored.object["metadata"]["resourceVersion"] = json!(revision);
+        let object = Self::render(stored);
+        self.record(&key, Change::Modified, object, Some(previous));
         true
     }
 
@@ -854,6 +1022,11 @@ impl Store {
         self.revision += 1;
         stored.object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
         let rendered = Self::render(&stored);
+        let (change, previous) = match &live {
+            Some(live) => (Change::Modified, Some(Self::render(live))),
+            None => (Change::Added, None),
+        };
+        self.record(&key, change, rendered.clone(), previous);
         self.objects.insert(key, stored);
         Ok(rendered)
     }
