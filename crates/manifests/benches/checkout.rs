@@ -1,17 +1,23 @@
 //! Load+index of a large checkout next to `cat` of the same files (and the
 //! YAML parser's bare event stream, the floor under load+index), and
-//! in-place image edits next to `sed -i`. Prints figures; asserts nothing
-//! about time.
+//! in-place image edits next to a ruamel.yaml round trip (when `python3`
+//! imports it) and `sed -i`. Prints figures; asserts nothing about time.
 //!
 //! `cargo bench -p flux-manifests --bench checkout` (defaults: 10,000
-//! workloads in 2,000 files, 1,000 edits; override with
-//! `FLUX_BENCH_WORKLOADS`, `FLUX_BENCH_FILES`, `FLUX_BENCH_EDITS`).
+//! workloads in 2,000 files; 1,000 edits, one in each workload of another
+//! 100 files; override with `FLUX_BENCH_WORKLOADS`, `FLUX_BENCH_FILES`,
+//! `FLUX_BENCH_EDITS`, `FLUX_BENCH_EDIT_FILES`).
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flux_manifests::{Checkout, LoadOptions, Transaction};
+use flux_image::ImageRef;
+use flux_manifests::release::{
+    self, ContainerTarget, ContainerTargets, ReleaseSpec, Status, Targets, Update,
+};
+use flux_manifests::{Checkout, ImageSource, LoadOptions, NodePath, ResourceId, Step, Transaction};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -99,61 +105,246 @@ fn main() {
         loaded
     );
 
-    // Edits: one container in each of `edits` workloads spread over the files.
-    let checkout = Checkout::load(&[dir.path()], LoadOptions::default());
-    let step = (checkout.workloads.len() / edits.max(1)).max(1);
-    let targets: Vec<_> = checkout
+    edit_bench(edits, setting("FLUX_BENCH_EDIT_FILES", 100));
+}
+
+/// One container's edit, and what the peers need to make it.
+struct Target {
+    id: ResourceId,
+    container: String,
+    image: ImageRef,
+    /// The image as the file spells it now.
+    spelling: String,
+    file: PathBuf,
+    doc: usize,
+    path: NodePath,
+}
+
+/// The first container of every workload of `checkout`, moved to a new tag.
+fn targets(checkout: &Checkout) -> Vec<Target> {
+    checkout
         .workloads
         .iter()
-        .step_by(step)
-        .take(edits)
-        .map(|w| {
-            let container = &w.containers[0];
+        .filter_map(|w| {
+            let container = w.containers.first()?;
+            let ImageSource::Whole(path) = &container.source else {
+                return None;
+            };
             let tag = format!("{}-next", container.image.tag().unwrap_or("latest"));
-            (
-                w.id.clone(),
-                container.name.clone(),
-                container.image.with_tag(&tag).expect("valid tag"),
-                container.spelling.clone(),
-                w.location.file.clone(),
-            )
+            Some(Target {
+                id: w.id.clone(),
+                container: container.name.clone(),
+                image: container.image.with_tag(&tag).expect("valid tag"),
+                spelling: container.spelling.clone(),
+                file: w.location.file.clone(),
+                doc: w.location.doc,
+                path: path.clone(),
+            })
         })
-        .collect();
-    let start = Instant::now();
-    let mut transaction = Transaction::new(&checkout);
-    for (id, container, image, _, _) in &targets {
-        transaction
-            .set_image(id, container, image)
-            .expect("edit applies");
+        .collect()
+}
+
+/// Edits one container of each of `edits` workloads in `files` files: as
+/// fluxd's jobs and `fluxctl release` make them (planned by the release
+/// rules, made and verified in one transaction, written), next to the same
+/// edits made by a ruamel.yaml round trip of each file (the original Flux's
+/// way), and by one `sed -i` each.
+fn edit_bench(edits: usize, files: usize) {
+    let ours_dir = tempfile::tempdir().expect("a temporary folder");
+    let peer_dir = tempfile::tempdir().expect("a temporary folder");
+    flux_testkit::generate::write(ours_dir.path(), edits, files, 2).expect("files written");
+    flux_testkit::generate::write(peer_dir.path(), edits, files, 2).expect("files written");
+    let before = texts(ours_dir.path());
+
+    let checkout = Checkout::load(&[ours_dir.path()], LoadOptions::default());
+    assert!(checkout.errors.is_empty(), "{:?}", checkout.errors.first());
+    let targets = targets(&checkout);
+    let mut per_container = ContainerTargets::new();
+    for t in &targets {
+        per_container
+            .entry(t.id.clone())
+            .or_default()
+            .insert(t.container.clone(), ContainerTarget::Image(t.image.clone()));
     }
-    let written = transaction.write().expect("files written");
-    let ours = start.elapsed();
+    let spec = ReleaseSpec {
+        targets: Targets::All,
+        excludes: Vec::new(),
+        update: Update::PerContainer(per_container),
+        containers: Vec::new(),
+        force: true,
+    };
+    // Best of five, each on the files as generated.
+    let mut ours = Duration::MAX;
+    let mut written = Vec::new();
+    for _ in 0..5 {
+        flux_testkit::generate::write(ours_dir.path(), edits, files, 2).expect("files written");
+        let checkout = Checkout::load(&[ours_dir.path()], LoadOptions::default());
+        let start = Instant::now();
+        let mut transaction = Transaction::new(&checkout);
+        let results = release::execute(&mut transaction, &spec);
+        written = transaction.write().expect("files written");
+        ours = ours.min(start.elapsed());
+        let made = results
+            .iter()
+            .filter(|r| r.status == Status::Success)
+            .count();
+        assert_eq!(made, targets.len(), "every edit is made");
+    }
+    let ours_lines = collateral(&before, &texts(ours_dir.path()));
     println!(
-        "{} in-place image edits: {:8.1} ms  ({:.0} µs per edit, {} files written, each edit verified)",
+        "{} image edits in {} files: {:8.1} ms  ({:.0} µs per edit, {} files written, verified; {} lines changed)",
         targets.len(),
+        written.len(),
         ms(ours),
         ours.as_secs_f64() * 1e6 / targets.len() as f64,
-        written.len()
+        written.len(),
+        ours_lines
     );
+
+    if std::env::var_os("FLUX_BENCH_NO_PEERS").is_some() {
+        return;
+    }
+    ruamel_round_trip(peer_dir.path(), &targets, &before, ours);
 
     // What a CI step would otherwise run: one `sed -i` per edit, unverified
     // (here putting the old tags back).
     let start = Instant::now();
-    for (_, _, image, spelling, file) in &targets {
-        let edited = flux_manifests::respell(spelling, image);
-        let script = format!("s|{edited}|{spelling}|");
+    for t in &targets {
+        let edited = flux_manifests::respell(&t.spelling, &t.image);
+        let script = format!("s|{edited}|{}|", t.spelling);
         let status = Command::new("sed")
             .arg("-i")
             .arg(script)
-            .arg(file)
+            .arg(&t.file)
             .status()
             .expect("sed runs");
         assert!(status.success());
     }
     let sed = start.elapsed();
     println!(
-        "same edits with sed -i:  {:8.1} ms  ({:.1}x ours)",
+        "same edits, one sed -i each:      {:8.1} ms  (ours {:.3}x)",
         ms(sed),
-        sed.as_secs_f64() / ours.as_secs_f64()
+        ours.as_secs_f64() / sed.as_secs_f64()
     );
+}
+
+/// The same edits by ruamel.yaml's round trip of each file, when `python3`
+/// can import it; skipped with a message otherwise.
+fn ruamel_round_trip(
+    dir: &Path,
+    ours: &[Target],
+    before: &BTreeMap<PathBuf, String>,
+    took: Duration,
+) {
+    let imports = Command::new("python3")
+        .args(["-c", "import ruamel.yaml"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !imports {
+        println!(
+            "ruamel.yaml round trip: skipped, python3 cannot import ruamel.yaml (pip install ruamel.yaml)"
+        );
+        return;
+    }
+    let checkout = Checkout::load(&[dir], LoadOptions::default());
+    let targets = targets(&checkout);
+    assert_eq!(targets.len(), ours.len(), "the same corpus");
+    let mut by_file: BTreeMap<&Path, Vec<serde_json::Value>> = BTreeMap::new();
+    for t in &targets {
+        let steps: Vec<serde_json::Value> = t
+            .path
+            .0
+            .iter()
+            .map(|step| match step {
+                Step::Key(key) => serde_json::Value::from(key.as_str()),
+                Step::Index(index) => serde_json::Value::from(*index),
+            })
+            .collect();
+        by_file.entry(&t.file).or_default().push(serde_json::json!({
+            "doc": t.doc,
+            "path": steps,
+            "value": flux_manifests::respell(&t.spelling, &t.image),
+        }));
+    }
+    let plan: Vec<serde_json::Value> = by_file
+        .into_iter()
+        .map(|(file, edits)| serde_json::json!({"file": file, "edits": edits}))
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ruamel_round_trip.py");
+    let start = Instant::now();
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    {
+        let mut stdin = child.stdin.take().expect("a pipe");
+        serde_json::to_writer(&mut stdin, &plan).expect("the plan is written");
+    }
+    let output = child.wait_with_output().expect("python3 finishes");
+    let whole = start.elapsed();
+    assert!(output.status.success(), "the round trip runs");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the script reports JSON");
+    let inside = Duration::from_secs_f64(report["seconds"].as_f64().expect("seconds"));
+    let failed = report["failed"].as_array().map_or(0, Vec::len);
+    if let Some(first) = report["failed"].get(0) {
+        println!("ruamel.yaml could not round-trip {failed} files, the first: {first}");
+    }
+    // The peer's files have their own paths; compare them by name.
+    let renamed: BTreeMap<PathBuf, String> = texts(dir)
+        .into_iter()
+        .map(|(path, text)| (path.file_name().map(PathBuf::from).unwrap_or(path), text))
+        .collect();
+    let named: BTreeMap<PathBuf, String> = before
+        .iter()
+        .map(|(path, text)| {
+            let name = path.file_name().map(PathBuf::from).unwrap_or(path.clone());
+            (name, text.clone())
+        })
+        .collect();
+    println!(
+        "same edits, ruamel.yaml round trip: {:8.1} ms  (ours {:.3}x; {:.1} ms without python's start; {} lines changed)",
+        ms(whole),
+        took.as_secs_f64() / whole.as_secs_f64(),
+        ms(inside),
+        collateral(&named, &renamed)
+    );
+}
+
+/// Every file's text under `dir`.
+fn texts(dir: &Path) -> BTreeMap<PathBuf, String> {
+    std::fs::read_dir(dir)
+        .expect("the folder reads")
+        .map(|entry| {
+            let path = entry.expect("an entry").path();
+            let text = std::fs::read_to_string(&path).expect("the file reads");
+            (path, text)
+        })
+        .collect()
+}
+
+/// How many lines of the files after are not lines of the same file before
+/// (each line of before matching at most one after).
+fn collateral(before: &BTreeMap<PathBuf, String>, after: &BTreeMap<PathBuf, String>) -> usize {
+    after
+        .iter()
+        .map(|(path, text)| {
+            let mut old: HashMap<&str, usize> = HashMap::new();
+            for line in before.get(path).map_or("", String::as_str).lines() {
+                *old.entry(line).or_default() += 1;
+            }
+            text.lines()
+                .filter(|line| match old.get_mut(line) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        false
+                    }
+                    _ => true,
+                })
+                .count()
+        })
+        .sum()
 }

@@ -376,7 +376,7 @@ impl Checkout {
         if target.image == *image {
             return Ok(text.to_string());
         }
-        let changes = image_changes(&current, target, image)?;
+        let changes = image_changes(&current.stream, &current.workload, target, image)?;
         self.edit(text, &current, &changes, |after| {
             let now = after
                 .workloads
@@ -415,6 +415,151 @@ impl Checkout {
         }
         self.edit(text, &current, &changes, |_| Ok(()))
     }
+}
+
+impl Checkout {
+    /// Sets the images of containers of many workloads of the file `path`
+    /// in `text`, its current text. Every edit is planned on one reading of
+    /// the text, all are made in one pass, and the result is read back and
+    /// checked once, as strictly as [`Checkout::set_image`] checks one:
+    /// every document holds exactly the intended values and nothing else
+    /// changed, the file holds the same resources and containers, and each
+    /// container reads as its new image.
+    ///
+    /// Returns the new text and, per workload, whether its text changed, or
+    /// the container whose edit is refused and why (that workload's edits
+    /// are left out, the others' are made). `Err` when the edits cannot be
+    /// checked together (the text does not parse, two edits meet, or the
+    /// result does not verify): the caller then makes them one at a time,
+    /// which says whose edit is wrong.
+    pub(crate) fn set_images_in_file(
+        &self,
+        path: &Path,
+        text: &str,
+        workloads: &[ImageEdits<'_>],
+    ) -> Result<(String, Vec<Result<bool, Refused>>), EditError> {
+        let stream = Stream::parse(text).map_err(EditError::Syntax)?;
+        let index = self.index_of(path, &stream);
+        let before: HashMap<&ResourceId, &Workload> =
+            index.workloads.iter().map(|w| (&w.id, w)).collect();
+        let mut outcomes = Vec::with_capacity(workloads.len());
+        let mut planned = Vec::new();
+        for edits in workloads {
+            let first = planned.len();
+            let outcome = plan_images(path, text, &stream, &before, edits, &mut planned);
+            if outcome.is_err() {
+                planned.truncate(first);
+            }
+            outcomes.push(outcome.map(|()| planned.len() > first));
+        }
+        if planned.is_empty() {
+            return Ok((text.to_string(), outcomes));
+        }
+        let replacements = planned
+            .iter()
+            .map(|p| (p.range.clone(), p.replacement.clone()))
+            .collect();
+        let edited = edit::splice(text, replacements)
+            .ok_or_else(|| EditError::Verify("two edits of the file meet".into()))?;
+        {
+            let after_stream = edit::reparse(&edited)?;
+            let changes: Vec<(usize, &[Change])> = planned
+                .iter()
+                .map(|p| (p.doc, std::slice::from_ref(&p.change)))
+                .collect();
+            edit::verify_each(&stream, &after_stream, &changes)?;
+            let after = self.index_of(path, &after_stream);
+            same_shape(&index, &after)?;
+            let now: HashMap<&ResourceId, &Workload> =
+                after.workloads.iter().map(|w| (&w.id, w)).collect();
+            for p in &planned {
+                let image = now
+                    .get(p.id)
+                    .and_then(|w| w.container(p.container))
+                    .map(|c| &c.image);
+                if image != Some(p.image) {
+                    return Err(EditError::Verify(format!(
+                        "container {} of {} does not read as {} after the edit",
+                        p.container, p.id, p.image
+                    )));
+                }
+            }
+        }
+        Ok((edited, outcomes))
+    }
+}
+
+/// The images to give containers of one workload: container name and image.
+#[derive(Debug, Clone)]
+pub struct ImageEdits<'a> {
+    /// The workload.
+    pub id: &'a ResourceId,
+    /// Each container's new image.
+    pub containers: Vec<(&'a str, &'a ImageRef)>,
+}
+
+/// Why a workload's edit was refused: the container, and the error.
+pub type Refused = (String, EditError);
+
+/// One change of a file planned on its unedited text, and what it is for.
+struct Planned<'e> {
+    id: &'e ResourceId,
+    container: &'e str,
+    image: &'e ImageRef,
+    doc: usize,
+    change: Change,
+    range: std::ops::Range<usize>,
+    replacement: String,
+}
+
+/// Plans the changes that give a workload's containers their images, with
+/// the checks [`Checkout::set_image`] makes before editing, onto `planned`.
+fn plan_images<'e>(
+    path: &Path,
+    text: &str,
+    stream: &Stream<'_>,
+    workloads: &HashMap<&ResourceId, &Workload>,
+    edits: &ImageEdits<'e>,
+    planned: &mut Vec<Planned<'e>>,
+) -> Result<(), Refused> {
+    let id = edits.id;
+    let Some(workload) = workloads.get(id) else {
+        let first = edits.containers.first().map_or("", |(c, _)| *c);
+        let missing = format!("no workload {id} in {}", path.display());
+        return Err((first.to_string(), EditError::Missing(missing)));
+    };
+    for &(container, image) in &edits.containers {
+        let refused = |e: EditError| (container.to_string(), e);
+        let target = workload.container(container).ok_or_else(|| {
+            refused(EditError::Missing(format!(
+                "workload {id} has no container {container}"
+            )))
+        })?;
+        if target.image.name() != image.name() {
+            return Err(refused(EditError::Missing(format!(
+                "container {container} of {id} runs {}, not {}",
+                target.image.name(),
+                image.name()
+            ))));
+        }
+        if target.image == *image {
+            continue;
+        }
+        let doc = workload.location.doc;
+        for change in image_changes(stream, workload, target, image).map_err(refused)? {
+            let (range, replacement) = edit::plan(text, stream, doc, &change).map_err(refused)?;
+            planned.push(Planned {
+                id,
+                container,
+                image,
+                doc,
+                change,
+                range,
+                replacement,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A workload as the current text of its file has it.
@@ -608,33 +753,26 @@ fn read_within(path: &Path, limit: u64, buffer: &mut Vec<u8>) -> Result<(), Load
 
 /// The same resources and the same containers, before and after an edit.
 fn same_shape(before: &FileIndex, after: &FileIndex) -> Result<(), EditError> {
-    let ids = |index: &FileIndex| {
-        index
-            .resources
-            .iter()
-            .map(|r| r.id.clone())
-            .collect::<Vec<_>>()
-    };
-    if ids(before) != ids(after) {
-        return Err(EditError::Verify(
-            "the resources in the file changed".into(),
-        ));
+    fn ids(index: &FileIndex) -> Vec<&ResourceId> {
+        index.resources.iter().map(|r| &r.id).collect()
     }
-    let containers = |index: &FileIndex| {
+    fn containers(index: &FileIndex) -> Vec<(&ResourceId, Vec<&str>)> {
         index
             .workloads
             .iter()
             .map(|w| {
                 (
-                    w.id.clone(),
-                    w.containers
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .collect::<Vec<_>>(),
+                    &w.id,
+                    w.containers.iter().map(|c| c.name.as_str()).collect(),
                 )
             })
-            .collect::<Vec<_>>()
-    };
+            .collect()
+    }
+    if ids(before) != ids(after) {
+        return Err(EditError::Verify(
+            "the resources in the file changed".into(),
+        ));
+    }
     if containers(before) != containers(after) {
         return Err(EditError::Verify(
             "the containers in the file changed".into(),
@@ -644,7 +782,8 @@ fn same_shape(before: &FileIndex, after: &FileIndex) -> Result<(), EditError> {
 }
 
 fn image_changes(
-    current: &Current<'_>,
+    stream: &Stream<'_>,
+    workload: &Workload,
     target: &Container,
     image: &ImageRef,
 ) -> Result<Vec<Change>, EditError> {
@@ -668,15 +807,15 @@ fn image_changes(
                 Ok(vec![Change::Set(tag_path.clone(), tag.to_string())])
             }
             None => {
-                let root = current.stream.docs[current.workload.location.doc];
-                let written = node_text(&current.stream, root, repository).unwrap_or_default();
+                let root = stream.docs[workload.location.doc];
+                let written = node_text(stream, root, repository).unwrap_or_default();
                 Ok(vec![Change::Set(
                     repository.clone(),
                     spelling::respell(&written, image),
                 )])
             }
         },
-        ImageSource::Kustomize(entry) => Ok(kustomize_changes(current, entry, image)),
+        ImageSource::Kustomize(entry) => Ok(kustomize_changes(stream, workload, entry, image)),
     }
 }
 
@@ -693,9 +832,13 @@ fn node_text(stream: &Stream<'_>, root: usize, path: &NodePath) -> Option<String
 
 /// Like `kustomize edit set image`: a tag goes in `newTag`, a digest in
 /// `digest`; whichever the new image lacks is removed.
-fn kustomize_changes(current: &Current<'_>, entry: &NodePath, image: &ImageRef) -> Vec<Change> {
-    let stream = &current.stream;
-    let root = stream.docs[current.workload.location.doc];
+fn kustomize_changes(
+    stream: &Stream<'_>,
+    workload: &Workload,
+    entry: &NodePath,
+    image: &ImageRef,
+) -> Vec<Change> {
+    let root = stream.docs[workload.location.doc];
     let has = |key: &str| node_text(stream, root, &entry.join([key])).is_some();
     let mut changes = Vec::new();
     for (key, value) in [("newTag", image.tag()), ("digest", image.digest())] {

@@ -2,6 +2,7 @@
 //! insert or remove one mapping entry, then re-parse and check that nothing
 //! but the intended value changed. A file is never re-serialised.
 
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use crate::scalar::{self, Resolved};
@@ -88,9 +89,25 @@ fn apply_one(
     doc: usize,
     change: &Change,
 ) -> Result<String, EditError> {
+    let (range, replacement) = plan(text, stream, doc, change)?;
+    let mut out = String::with_capacity(text.len() + replacement.len());
+    out.push_str(&text[..range.start]);
+    out.push_str(&replacement);
+    out.push_str(&text[range.end..]);
+    Ok(out)
+}
+
+/// The bytes of `text` that `change` to document `doc` replaces, and what
+/// replaces them.
+pub(crate) fn plan(
+    text: &str,
+    stream: &Stream<'_>,
+    doc: usize,
+    change: &Change,
+) -> Result<(Range<usize>, String), EditError> {
     let root = *stream.docs.get(doc).ok_or(EditError::NoDocument(doc))?;
     let editor = Splicer { text, stream };
-    let (range, replacement) = match change {
+    Ok(match change {
         Change::Set(path, value) => editor.set(root, path, value)?,
         Change::Insert(path, key, value) => {
             let map = editor.locate(root, path)?;
@@ -102,12 +119,30 @@ fn apply_one(
             editor.insert(map, path, key, &Inserted::Map(entries))?
         }
         Change::Remove(path, key) => editor.remove(root, path, key)?,
-    };
-    let mut out = String::with_capacity(text.len() + replacement.len());
-    out.push_str(&text[..range.start]);
-    out.push_str(&replacement);
-    out.push_str(&text[range.end..]);
-    Ok(out)
+    })
+}
+
+/// Makes every planned replacement of `text` in one pass. `None` when two
+/// of them overlap or meet: each was planned on the unedited text, and
+/// only apart do they give what making them one after another gives.
+pub(crate) fn splice(text: &str, mut planned: Vec<(Range<usize>, String)>) -> Option<String> {
+    planned.sort_by_key(|(range, _)| (range.start, range.end));
+    let apart = planned
+        .windows(2)
+        .all(|pair| pair[0].0.end < pair[1].0.start);
+    if !apart {
+        return None;
+    }
+    let grown: usize = planned.iter().map(|(_, r)| r.len()).sum();
+    let mut out = String::with_capacity(text.len() + grown);
+    let mut at = 0;
+    for (range, replacement) in &planned {
+        out.push_str(&text[at..range.start]);
+        out.push_str(replacement);
+        at = range.end;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 enum Inserted<'v> {
@@ -447,6 +482,23 @@ impl Value {
         Value::Scalar(key.to_string(), Resolved::String)
     }
 
+    fn at(&self, path: &NodePath) -> Option<&Value> {
+        let mut value = self;
+        for step in &path.0 {
+            value = match (step, value) {
+                (Step::Key(key), Value::Map(entries)) => {
+                    &entries
+                        .iter()
+                        .find(|(k, _)| matches!(k, Value::Scalar(t, _) if t == key))?
+                        .1
+                }
+                (Step::Index(index), Value::Seq(items)) => items.get(*index)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+
     fn at_mut(&mut self, path: &NodePath) -> Option<&mut Value> {
         let mut value = self;
         for step in &path.0 {
@@ -515,19 +567,42 @@ pub(crate) fn verify(
     doc: usize,
     changes: &[Change],
 ) -> Result<(), EditError> {
+    verify_each(old, new, &[(doc, changes)])
+}
+
+/// Checks that `new` holds the same documents as `old` with exactly the
+/// changes listed for each document applied to it, in order (a document
+/// may be listed more than once), and every other document as it was.
+pub(crate) fn verify_each(
+    old: &Stream<'_>,
+    new: &Stream<'_>,
+    changes: &[(usize, &[Change])],
+) -> Result<(), EditError> {
     if old.docs.len() != new.docs.len() {
         return Err(EditError::Verify("the number of documents changed".into()));
     }
+    let mut by_doc: BTreeMap<usize, Vec<&Change>> = BTreeMap::new();
+    for (doc, changes) in changes {
+        by_doc.entry(*doc).or_default().extend(changes.iter());
+    }
     for (n, (&a, &b)) in old.docs.iter().zip(&new.docs).enumerate() {
+        let of_this = by_doc.get(&n).map_or(&[][..], Vec::as_slice);
+        if let Some(sets) = scalar_sets(old, a, of_this)? {
+            if !same_but(old, a, new, b, &sets) {
+                return Err(EditError::Verify(format!(
+                    "document {} differs from the intended result",
+                    n + 1
+                )));
+            }
+            continue;
+        }
         let mut expected = Value::of(old, a);
         let actual = Value::of(new, b);
-        if n == doc {
-            for change in changes {
-                let set_as = set_resolution(&actual, change);
-                expected
-                    .change(change, set_as)
-                    .ok_or_else(|| EditError::Verify(format!("cannot apply {change:?}")))?;
-            }
+        for &change in of_this {
+            let set_as = set_resolution(&actual, change);
+            expected
+                .change(change, set_as)
+                .ok_or_else(|| EditError::Verify(format!("cannot apply {change:?}")))?;
         }
         if expected != actual {
             return Err(EditError::Verify(format!(
@@ -539,14 +614,90 @@ pub(crate) fn verify(
     Ok(())
 }
 
+/// When every change is a `Set`: the node each one replaces (as the
+/// document holds them as data: the first entry of a key, no alias
+/// followed) and its new value, the last one winning, as when the changes
+/// are made one after another. `None` when some change is not a `Set`.
+fn scalar_sets<'c>(
+    stream: &Stream<'_>,
+    root: NodeId,
+    changes: &[&'c Change],
+) -> Result<Option<HashMap<NodeId, &'c str>>, EditError> {
+    let mut sets = HashMap::with_capacity(changes.len());
+    for &change in changes {
+        let Change::Set(path, value) = change else {
+            return Ok(None);
+        };
+        let node = node_of(stream, root, path)
+            .ok_or_else(|| EditError::Verify(format!("cannot apply {change:?}")))?;
+        sets.insert(node, value.as_str());
+    }
+    Ok(Some(sets))
+}
+
+/// The node at `path`, as [`Value`] finds it.
+fn node_of(stream: &Stream<'_>, root: NodeId, path: &NodePath) -> Option<NodeId> {
+    let mut node = root;
+    for step in &path.0 {
+        node = match (step, &stream.nodes[node].shape) {
+            (Step::Key(key), Shape::Map(items)) => stream
+                .kids(items)
+                .chunks_exact(2)
+                .find(|kv| matches!(&stream.nodes[kv[0]].shape, Shape::Scalar(t, _) if t == key))
+                .map(|kv| kv[1])?,
+            (Step::Index(index), Shape::Seq(items)) => *stream.kids(items).get(*index)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Whether node `b` of `new` holds as data what node `a` of `old` holds,
+/// but that each node of `sets` is a scalar with the new value (in any
+/// style): what comparing them as [`Value`]s says, without building them.
+fn same_but(
+    old: &Stream<'_>,
+    a: NodeId,
+    new: &Stream<'_>,
+    b: NodeId,
+    sets: &HashMap<NodeId, &str>,
+) -> bool {
+    let after = &new.nodes[b].shape;
+    if let Some(value) = sets.get(&a) {
+        return matches!(after, Shape::Scalar(text, _) if text == value);
+    }
+    match (&old.nodes[a].shape, after) {
+        (Shape::Scalar(s, s_style), Shape::Scalar(t, t_style)) => {
+            s == t && (s_style == t_style || resolution(s, *s_style) == resolution(t, *t_style))
+        }
+        (Shape::Seq(i), Shape::Seq(j)) | (Shape::Map(i), Shape::Map(j)) => {
+            let (i, j) = (old.kids(i), new.kids(j));
+            i.len() == j.len()
+                && i.iter()
+                    .zip(j)
+                    .all(|(&x, &y)| same_but(old, x, new, y, sets))
+        }
+        (Shape::Alias(p), Shape::Alias(q)) => p == q,
+        _ => false,
+    }
+}
+
+/// What a scalar written in `style` resolves to, as [`Value::of`] says.
+fn resolution(text: &str, style: Style) -> Resolved {
+    if style == Style::Plain {
+        scalar::resolve_plain(text)
+    } else {
+        Resolved::String
+    }
+}
+
 /// How the new scalar of a `Set` resolves in the edited text; a scalar
 /// written plain may legitimately change type (a Helm tag `1.10` → `1.11-rc`).
 fn set_resolution(actual: &Value, change: &Change) -> Resolved {
     let Change::Set(path, _) = change else {
         return Resolved::String;
     };
-    let mut value = actual.clone();
-    match value.at_mut(path) {
+    match actual.at(path) {
         Some(Value::Scalar(_, resolved)) => *resolved,
         _ => Resolved::String,
     }
@@ -661,6 +812,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a:\n  x: 1\n  z: \"2\"\n");
+    }
+
+    #[test]
+    fn edits_planned_on_one_text_are_made_in_one_pass_unless_they_meet() {
+        let text = "a: 1\nb: 2\nc: 3\n";
+        let edits = vec![(13..14, "9".to_string()), (3..4, "7".to_string())];
+        assert_eq!(splice(text, edits).as_deref(), Some("a: 7\nb: 2\nc: 9\n"));
+        let meeting = vec![(3..4, "7".to_string()), (4..4, "x".to_string())];
+        assert_eq!(splice(text, meeting), None);
+        let overlapping = vec![(3..6, "7".to_string()), (5..8, "x".to_string())];
+        assert_eq!(splice(text, overlapping), None);
+    }
+
+    fn verified(
+        before: &str,
+        after: &str,
+        changes: &[(usize, &[Change])],
+    ) -> Result<(), EditError> {
+        let (old, new) = (
+            Stream::parse(before).unwrap(),
+            Stream::parse(after).unwrap(),
+        );
+        verify_each(&old, &new, changes)
+    }
+
+    #[test]
+    fn verifying_scalar_sets_compares_the_data_of_every_other_node() {
+        let before = "a: {x: 'true', y: 1}\n---\nb: [x, 2]\n";
+        let sets = [Change::Set(path(&["a", "x"]), "false".into())];
+        let second = [Change::Set(path(&["b", "1"]), "3".into())];
+        let both: &[(usize, &[Change])] = &[(0, &sets), (1, &second)];
+        // Another style with the same data is the same document.
+        verified(before, "a: {x: 'false', y: 1}\n---\nb: ['x', 3]\n", both).unwrap();
+        verified(before, "a: {x: \"false\", y: 1}\n---\nb: [x, '3']\n", both).unwrap();
+        for wrong in [
+            "a: {x: 'false', y: 2}\n---\nb: [x, 3]\n",
+            "a: {x: 'true', y: 1}\n---\nb: [x, 3]\n",
+            "a: {x: 'false', y: '1'}\n---\nb: [x, 3]\n",
+            "a: {x: 'false', y: 1}\n---\nb: [x, 3, 4]\n",
+            "a: {x: 'false', y: 1}\n---\nb: {x: 3}\n",
+            "a: {x: 'false', y: 1}\n---\nb: [x, 2]\n",
+            "a: {x: 'false', y: 1}\n",
+        ] {
+            let err = verified(before, wrong, both).unwrap_err();
+            assert!(matches!(err, EditError::Verify(_)), "{wrong}: {err}");
+        }
+        let missing = [Change::Set(path(&["a", "z"]), "1".into())];
+        let err = verified(before, before, &[(0, &missing)]).unwrap_err();
+        assert!(matches!(err, EditError::Verify(_)), "{err}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ mod workload;
 mod write;
 mod yaml;
 
-pub use checkout::{Checkout, ManifestFile};
+pub use checkout::{Checkout, ImageEdits, ManifestFile, Refused};
 pub use edit::EditError;
 pub use error::LoadError;
 pub use id::{CLUSTER, IdError, ResourceId, is_cluster_scoped};

@@ -13,6 +13,7 @@ use std::fmt;
 use flux_image::{ImageRef, Name, Policy};
 
 use crate::checkout::Checkout;
+use crate::checkout::ImageEdits;
 use crate::id::ResourceId;
 use crate::policy::Ignore;
 use crate::transaction::Transaction;
@@ -326,17 +327,28 @@ fn decide(workload: &Workload, using: &[&Container], spec: &ReleaseSpec) -> Work
 /// edit fails is marked failed and keeps its text unchanged.
 pub fn execute(transaction: &mut Transaction<'_>, spec: &ReleaseSpec) -> Vec<WorkloadResult> {
     let mut results = plan(transaction.checkout(), spec);
-    for result in results.iter_mut().filter(|r| r.status == Status::Success) {
-        let saved = transaction.snapshot();
-        for update in &result.updates {
-            if let Err(error) = transaction.set_image(&result.id, &update.container, &update.target)
-            {
-                transaction.restore(saved);
-                result.status = Status::Failed;
-                result.reason = Some(format!("{}: {error}", update.container));
-                break;
-            }
-        }
+    let edits: Vec<ImageEdits<'_>> = results
+        .iter()
+        .filter(|r| r.status == Status::Success)
+        .map(|r| ImageEdits {
+            id: &r.id,
+            containers: r
+                .updates
+                .iter()
+                .map(|u| (u.container.as_str(), &u.target))
+                .collect(),
+        })
+        .collect();
+    let outcomes = transaction.set_images(&edits);
+    drop(edits);
+    let refused = results
+        .iter_mut()
+        .filter(|r| r.status == Status::Success)
+        .zip(outcomes)
+        .filter_map(|(result, outcome)| Some((result, outcome.err()?)));
+    for (result, (container, error)) in refused {
+        result.status = Status::Failed;
+        result.reason = Some(format!("{container}: {error}"));
     }
     results
 }

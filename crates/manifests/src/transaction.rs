@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flux_image::ImageRef;
 
-use crate::checkout::Checkout;
+use crate::checkout::{Checkout, ImageEdits, Refused};
 use crate::edit::EditError;
 use crate::generate::{self, FluxConfig, GenerateError, Generation};
 use crate::id::ResourceId;
@@ -238,6 +239,83 @@ impl<'c> Transaction<'c> {
         Ok(self.keep(path, &text, after))
     }
 
+    /// Sets the images of containers of many workloads, each workload's all
+    /// or nothing, as [`Transaction::set_image`] would one by one, with the
+    /// same checks; returns, per workload, whether the text changed or the
+    /// container whose edit was refused and why.
+    ///
+    /// The edits of one file are planned together, made in one pass and
+    /// verified once. When they do not verify together, that file's edits
+    /// are made one workload at a time, so that only the workloads whose
+    /// edits are wrong are refused. Edits of kustomize-built and generated
+    /// workloads are made one workload at a time.
+    pub fn set_images(&mut self, workloads: &[ImageEdits<'_>]) -> Vec<Result<bool, Refused>> {
+        let mut outcomes: Vec<Option<Result<bool, Refused>>> = vec![None; workloads.len()];
+        let mut by_file: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
+        for (n, edits) in workloads.iter().enumerate() {
+            let plain = !self.checkout.generated_ids.contains_key(edits.id)
+                && self.built(edits.id).is_none();
+            match self.checkout.workload(edits.id) {
+                Some(workload) if plain => by_file
+                    .entry(workload.location.file.clone())
+                    .or_default()
+                    .push(n),
+                _ => outcomes[n] = Some(self.set_workload_images(edits)),
+            }
+        }
+        let files: Vec<(PathBuf, Vec<usize>, Option<String>)> = by_file
+            .into_iter()
+            .map(|(path, members)| {
+                let text = self.text_at(&path).ok();
+                (path, members, text)
+            })
+            .collect();
+        // Files are planned, edited and verified on their own, so a few at a time.
+        let checkout = self.checkout;
+        let edited = in_parallel(&files, |(path, members, text)| {
+            let text = text.as_deref()?;
+            let edits: Vec<ImageEdits<'_>> =
+                members.iter().map(|&n| workloads[n].clone()).collect();
+            checkout.set_images_in_file(path, text, &edits).ok()
+        });
+        for ((path, members, text), together) in files.into_iter().zip(edited) {
+            match (text, together) {
+                (Some(text), Some((after, made))) => {
+                    self.keep(path, &text, after);
+                    for (&n, outcome) in members.iter().zip(made) {
+                        outcomes[n] = Some(outcome);
+                    }
+                }
+                _ => {
+                    for &n in &members {
+                        outcomes[n] = Some(self.set_workload_images(&workloads[n]));
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every workload has an outcome"))
+            .collect()
+    }
+
+    /// Sets the images of one workload's containers one by one; on a
+    /// refusal, the transaction is left as it was before the first.
+    fn set_workload_images(&mut self, edits: &ImageEdits<'_>) -> Result<bool, Refused> {
+        let saved = self.snapshot();
+        let mut changed = false;
+        for &(container, image) in &edits.containers {
+            match self.set_image(edits.id, container, image) {
+                Ok(made) => changed |= made,
+                Err(error) => {
+                    self.restore(saved);
+                    return Err((container.to_string(), error));
+                }
+            }
+        }
+        Ok(changed)
+    }
+
     /// Updates a workload's policies; returns whether the text changed.
     pub fn update_policies(
         &mut self,
@@ -295,6 +373,39 @@ impl<'c> Transaction<'c> {
         }
         Ok(written)
     }
+}
+
+/// `work` done on every item, by a few threads; the results in item order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(items.len());
+    if workers <= 1 {
+        return items.iter().map(work).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(n) else { break };
+                        done.push((n, work(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("an edit thread does not panic"))
+            .collect()
+    });
+    done.sort_by_key(|(n, _)| *n);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Every container `root` builds runs what `expected` says, or what it
