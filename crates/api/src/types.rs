@@ -625,6 +625,14 @@ pub struct ReadState {
     /// revision read (the newest verified commit is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unverified: Option<Unverified>,
+    /// Where the sync marker is: the revision last applied to the cluster
+    /// (none before the first sync, or without a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced: Option<String>,
+    /// The web page of a commit, `{commit}` standing for its id, when the
+    /// repo is on GitHub, GitLab or Gitea.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_url: Option<String>,
 }
 
 /// The daemon's deploy key.

@@ -472,7 +472,8 @@ fn deployment(args: &Args) -> String {
     }
     let _ = write!(
         out,
-        "        env:\n        - name: HOME\n          value: /tmp\n"
+        "        env:\n        - name: HOME\n          value: /tmp\n\
+         \x20       # fluxd's own Pod, for the Events that concern no object of the repo.\n"
     );
     // fluxd's own Pod: for the Events that concern no object of the repo,
     // and, with replicas, the Lease's holder and where followers reach it.

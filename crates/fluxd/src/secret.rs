@@ -154,18 +154,57 @@ impl ClusterSecret {
     }
 
     /// The secret under `key`, or a new random one stored there when it holds
-    /// none. Returns it and whether it was just made.
+    /// none. Returns it and whether it was just made. Replicas starting at
+    /// once agree: the write carries the resourceVersion it read (a create,
+    /// none), so of two writers the API server keeps one and the other reads
+    /// what was kept.
     pub async fn load_or_create(&self, key: &str) -> Result<(String, bool), SecretError> {
-        if let Some(value) = self.read(key).await? {
-            let text = String::from_utf8_lossy(&value).trim().to_string();
-            if !text.is_empty() {
-                return Ok((text, false));
+        loop {
+            let existing = self
+                .api
+                .get_opt(&self.name)
+                .await
+                .map_err(|e| self.failed(e))?;
+            if let Some(kept) = existing.as_ref().and_then(|secret| text_under(secret, key)) {
+                return Ok((kept, false));
+            }
+            let made = random();
+            let data = (key.to_string(), ByteString(made.as_bytes().to_vec()));
+            let written = match existing {
+                None => {
+                    let secret = Secret {
+                        metadata: ObjectMeta {
+                            name: Some(self.name.clone()),
+                            namespace: Some(self.namespace.clone()),
+                            ..ObjectMeta::default()
+                        },
+                        data: Some([data].into()),
+                        ..Secret::default()
+                    };
+                    self.api.create(&PostParams::default(), &secret).await
+                }
+                Some(mut secret) => {
+                    secret.data.get_or_insert_default().insert(data.0, data.1);
+                    self.api
+                        .replace(&self.name, &PostParams::default(), &secret)
+                        .await
+                }
+            };
+            match written {
+                Ok(_) => return Ok((made, true)),
+                // Another replica wrote first: read what it kept.
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(error) => return Err(self.failed(error)),
             }
         }
-        let made = random();
-        self.write(key, made.as_bytes()).await?;
-        Ok((made, true))
     }
+}
+
+/// The text a Secret holds under `key`, trimmed; none when empty.
+fn text_under(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    let text = String::from_utf8_lossy(&bytes.0).trim().to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]
@@ -190,6 +229,32 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn replicas_starting_at_once_keep_one_secret() {
+        let cluster = flux_testkit::kube::ApiServer::start();
+        let connection = flux_cluster::Connection {
+            kubeconfig: Some(cluster.kubeconfig()),
+            context: None,
+        };
+        let client = connection.client().await.unwrap();
+        let starts: Vec<_> = (0..6)
+            .map(|_| {
+                let kept = ClusterSecret::new(client.clone(), Some("default"), "flux-api");
+                tokio::spawn(async move { kept.load_or_create("api-token").await.unwrap() })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for start in starts {
+            seen.push(start.await.unwrap());
+        }
+        let made = seen.iter().filter(|(_, made)| *made).count();
+        assert_eq!(made, 1, "{seen:?}");
+        assert!(
+            seen.iter().all(|(token, _)| *token == seen[0].0),
+            "{seen:?}"
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ async fn start() -> Daemon {
         images: Default::default(),
         read: Ok(flux_api::ReadState {
             unverified: None,
+            synced: None,
+            commit_url: None,
             revision: "c0ffee1".into(),
             errors: Vec::new(),
         }),

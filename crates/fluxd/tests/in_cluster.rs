@@ -165,6 +165,15 @@ async fn in_a_pod_fluxd_syncs_as_its_service_account_and_keeps_its_token_in_its_
             .is_some()
     })
     .await;
+    let client = Client::new(&pod.url, None).expect("a well-formed URL");
+    wait_for(
+        "the sync marker to be shown where the sync left it",
+        || async {
+            let read = client.read_state().await.expect("fluxd answers");
+            read.synced.as_deref() == Some(read.revision.as_str())
+        },
+    )
+    .await;
     let token = token_in_secret(&cluster).expect("the API token is in the Secret");
     sync_with(&pod, &token)
         .await

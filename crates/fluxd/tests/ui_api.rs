@@ -62,6 +62,8 @@ fn view_of(workloads: Vec<Workload>) -> View {
             revision: "c0ffee1".into(),
             errors: Vec::new(),
             unverified: None,
+            synced: None,
+            commit_url: None,
         }),
     }
 }

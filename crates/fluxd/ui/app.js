@@ -16,6 +16,7 @@ const state = {
   detail: null,    // the id of the workload whose images are shown
   images: null,    // its WorkloadImages
   pending: null,   // the release confirmed, waiting to be applied
+  commitUrl: null, // a commit's web page, `{commit}` for its id, when there is one
   asked: 0,        // increases with each page request, so a late answer is dropped
 };
 
@@ -259,6 +260,11 @@ function renderDetail(workload) {
   $("containers").replaceChildren(...containers.map(renderContainer));
 }
 
+// A tag whose image needs a cosign signature and has none that verifies.
+function unsigned(tag) {
+  return tag.signature && tag.signature.state === "unsigned";
+}
+
 function renderContainer(container) {
   const name = `tag-${container.name}`;
   const runningAt = container.available.findIndex((t) => t.tag === container.current);
@@ -271,7 +277,8 @@ function renderContainer(container) {
       element("td", {}, input),
       element("td", {}, element("label", { for: `${name}-${index}` }, tag.tag)),
       element("td", {}, created(tag)),
-      element("td", {}, running ? "running" : newer ? "newer" : ""));
+      element("td", {}, running ? "running" : newer ? "newer" : "",
+        unsigned(tag) ? element("span", { class: "badge", title: tag.signature.reason }, "unsigned") : null));
   });
   const policy = element("input", { type: "text", id: `policy-${container.name}`, value: container.policy });
   const preview = element("div", { class: "policy-preview", "aria-live": "polite" });
@@ -431,7 +438,7 @@ async function loadJobs() {
   }
   $("jobs").replaceChildren(...jobs.slice(0, 50).map((job) => element("li", { "data-job": job.id },
     element("strong", {}, job.status), ` ${jobTargets(job.spec)} `,
-    job.commit ? element("code", { title: job.commit }, job.commit.slice(0, 12)) : null,
+    job.commit ? commitShown(job.commit) : null,
     job.error ? element("div", { class: "error" }, job.error) : null,
     (job.apply_errors || []).map((e) => element("div", { class: "error" }, `${e.id}: ${e.error}`)),
     timeline(job))));
@@ -442,11 +449,22 @@ async function loadJobs() {
   }
 }
 
+// A commit's id, linked to its page when the repo has a web form.
+function commitShown(commit) {
+  const code = element("code", { title: commit }, commit.slice(0, 12));
+  if (!state.commitUrl) return code;
+  return element("a", { href: state.commitUrl.replace("{commit}", commit), rel: "noreferrer" }, code);
+}
+
 async function loadRevision() {
   try {
     const read = await get("api/v1/sync");
-    $("revision").textContent = `git ${read.revision.slice(0, 12)}`
-      + (read.errors.length ? `, ${read.errors.length} file(s) unreadable` : "");
+    state.commitUrl = read.commit_url || null;
+    const parts = ["git ", commitShown(read.revision)];
+    if (read.synced === read.revision) parts.push(", synced");
+    else if (read.synced) parts.push("; synced at ", commitShown(read.synced));
+    if (read.errors.length) parts.push(`, ${read.errors.length} file(s) unreadable`);
+    $("revision").replaceChildren(...parts);
   } catch (error) {
     $("revision").textContent = error.message;
   }
@@ -467,9 +485,10 @@ function follow() {
       if (state.detail && change.changed.includes(state.detail)) loadDetail();
     });
     else if (state.detail && change.images) loadDetail();
-    if (change.revision) $("revision").textContent = `git ${change.revision.slice(0, 12)}`;
+    if (change.revision) loadRevision();
   });
-  stream.addEventListener("jobs", () => loadJobs());
+  // A job applied is a sync that moved the marker.
+  stream.addEventListener("jobs", () => { loadJobs(); loadRevision(); });
   stream.onerror = () => { $("live").textContent = "reconnecting…"; };
 }
 
@@ -518,8 +537,8 @@ function start() {
   window.addEventListener("hashchange", showView);
   showView();
   loadPage();
-  loadJobs();
-  loadRevision();
+  // The commits' links need the repo's web form first.
+  loadRevision().then(loadJobs);
   follow();
 }
 

@@ -247,14 +247,18 @@ impl Inner {
     }
 
     async fn move_marker(&self, revision: &str) {
-        if let Ok(Some(marker)) = self.repo.sync_marker().await
-            && marker == revision
-        {
+        let at = matches!(self.repo.sync_marker().await, Ok(Some(marker)) if marker == revision);
+        if !at && let Err(error) = self.repo.move_sync_marker(revision).await {
+            tracing::warn!(%revision, %error, "moving the sync marker failed");
             return;
         }
-        if let Err(error) = self.repo.move_sync_marker(revision).await {
-            tracing::warn!(%revision, %error, "moving the sync marker failed");
-        }
+        self.view.send_if_modified(|view| match &mut view.read {
+            Ok(read) if read.synced.as_deref() != Some(revision) => {
+                read.synced = Some(revision.to_string());
+                true
+            }
+            _ => false,
+        });
     }
 
     async fn mark_applied(&self, jobs: &Jobs, revision: &str, report: &SyncReport) {

@@ -176,6 +176,15 @@ impl Inner {
                 revision: head.clone(),
                 errors,
                 unverified,
+                synced: self
+                    .view
+                    .borrow()
+                    .read
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.synced.clone()),
+                commit_url: crate::notify::message::WebRepo::of_git_url(&self.config.git_url)
+                    .map(|web| web.commit_url("{commit}")),
             }),
         };
         if let Some(side) = &self.cluster {
