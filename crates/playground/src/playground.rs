@@ -313,8 +313,8 @@ impl Playground {
         let _ = writeln!(
             text,
             "The release moves front-end from 0.3.12 to 0.3.13 in one commit; once automated, \
-             a new tag pushed is committed about a second later (the registry notifies \
-             fluxd at once, and automation gathers new tags for a second)."
+             a new tag pushed is committed a fraction of a second later (the registry \
+             notifies fluxd at once, and automation decides a lone new tag at once)."
         );
         match self.options.cluster {
             Cluster::Simulated => {
