@@ -152,22 +152,7 @@ impl Jobs {
             let mut table = self.lock();
             table.next += 1;
             let id = format!("{}-{}", Timestamp::now().as_millisecond(), table.next);
-            let job = Job {
-                id: id.clone(),
-                spec,
-                status: JobStatus::Queued,
-                error: None,
-                result: Vec::new(),
-                commit: None,
-                applied: None,
-                timeline: Timeline {
-                    first_seen,
-                    queued: Some(Timestamp::now()),
-                    ..Timeline::default()
-                },
-                apply_errors: Vec::new(),
-                cluster: None,
-            };
+            let job = queued(id.clone(), spec, first_seen);
             self.observed(&job, "queued");
             table.jobs.insert(id.clone(), job);
             id
@@ -191,22 +176,7 @@ impl Jobs {
             if table.jobs.contains_key(id) {
                 return;
             }
-            let job = Job {
-                id: id.to_string(),
-                spec,
-                status: JobStatus::Queued,
-                error: None,
-                result: Vec::new(),
-                commit: None,
-                applied: None,
-                timeline: Timeline {
-                    first_seen,
-                    queued: Some(Timestamp::now()),
-                    ..Timeline::default()
-                },
-                apply_errors: Vec::new(),
-                cluster: None,
-            };
+            let job = queued(id.to_string(), spec, first_seen);
             table.jobs.insert(id.to_string(), job);
         }
         if self.queue.send(id.to_string()).is_err() {
@@ -424,5 +394,25 @@ impl Jobs {
         self.table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A job just queued, with nothing done yet.
+fn queued(id: String, spec: JobSpec, first_seen: Option<Timestamp>) -> Job {
+    Job {
+        id,
+        spec,
+        status: JobStatus::Queued,
+        error: None,
+        result: Vec::new(),
+        commit: None,
+        applied: None,
+        timeline: Timeline {
+            first_seen,
+            queued: Some(Timestamp::now()),
+            ..Timeline::default()
+        },
+        apply_errors: Vec::new(),
+        cluster: None,
     }
 }
