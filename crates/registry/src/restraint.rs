@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use flux_image::{Candidate, ImageRef, Name, Policy, Rejection};
 
+use crate::plan::newest_admitted_where;
 use crate::scan::RepositoryInfo;
 
 /// Limits on what automation may pick for one container, beyond its policy.
@@ -40,35 +41,20 @@ pub fn newest_allowed(
     repositories: &HashMap<Name, RepositoryInfo>,
     restraint: &Restraint,
 ) -> Result<Option<ImageRef>, String> {
-    let info = repositories
-        .get(image.name())
-        .ok_or_else(|| format!("{}: not scanned", image.name().familiar()))?;
-    if let Some(error) = &info.error {
-        return Err(error.clone());
-    }
-    let Some(current_tag) = image.tag() else {
+    let next = newest_admitted_where(image, policy, repositories, |tag| restraint.allows(tag))?;
+    let Some(from) = &restraint.held_below else {
+        return Ok(next);
+    };
+    let Some(next) = next else {
         return Ok(None);
     };
-    let candidates = info
-        .candidates()
-        .into_iter()
-        .filter(|c| policy.can_automate(c) && restraint.allows(&c.tag));
-    let Some(newest) = policy.judge(candidates).admitted.into_iter().next() else {
-        return Ok(None);
+    let (Some(info), Some(tag)) = (repositories.get(image.name()), next.tag()) else {
+        return Ok(Some(next));
     };
-    if newest.tag == current_tag {
+    if policy.newer_first(&candidate(info, tag), &candidate(info, from)) != Ordering::Less {
         return Ok(None);
     }
-    let current = candidate(info, current_tag);
-    if policy.admits(current_tag) && policy.newer_first(&current, &newest) != Ordering::Greater {
-        return Ok(None);
-    }
-    if let Some(from) = &restraint.held_below
-        && policy.newer_first(&newest, &candidate(info, from)) != Ordering::Less
-    {
-        return Ok(None);
-    }
-    Ok(image.name().with_tag(&newest.tag).ok())
+    Ok(Some(next))
 }
 
 /// Whether `tag` is older than `than` by `policy`'s ordering (versions for

@@ -15,7 +15,7 @@
 //! let publisher = Publisher::new(64);
 //! let mut deliveries = publisher.subscribe();
 //! publisher.publish(Notice::new(NoticeKind::Release, "Released front-end"));
-//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! # tokio::runtime::Runtime::new().expect("a runtime").block_on(async {
 //! let notice = deliveries.next().await.expect("the notice is queued");
 //! assert_eq!(notice.kind, NoticeKind::Release);
 //! # });
