@@ -270,7 +270,7 @@ fn json_listing(workloads: &[&Workload], shown: &dyn Fn(&str) -> bool) -> String
             json!({
                 "id": w.id,
                 "kind": w.kind,
-                "file": w.location.file,
+                "file": &*w.location.file,
                 "line": w.location.line,
                 "policy": w.policies.markers(),
                 "policies": w.policies,

@@ -60,7 +60,7 @@ fn manifests_of(checkout: &Checkout) -> anyhow::Result<Vec<Manifest>> {
     let mut manifests = Vec::with_capacity(checkout.resources.len());
     let mut read: Option<(&Path, String)> = None;
     for resource in &checkout.resources {
-        let path = resource.location.file.as_path();
+        let path = &*resource.location.file;
         if read.as_ref().is_none_or(|(file, _)| *file != path) {
             let text = match checkout.built_output(path) {
                 Some(built) => built.to_string(),

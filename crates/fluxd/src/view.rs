@@ -10,7 +10,7 @@ use flux_api::{
     ResultStatus, TagInfo, Workload, WorkloadImages, WorkloadPage, WorkloadResult,
 };
 use flux_image::{Name, Policy};
-use flux_manifests::{Checkout, LoadError};
+use flux_manifests::{Checkout, LoadError, ResourceId};
 use flux_registry::RepositoryInfo;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
@@ -178,16 +178,18 @@ pub struct Images {
 
 #[derive(Debug, Clone)]
 struct WorkloadEntry {
-    id: String,
+    id: ResourceId,
     containers: Vec<ContainerEntry>,
 }
 
 #[derive(Debug, Clone)]
 struct ContainerEntry {
     name: String,
-    repository: String,
-    current: String,
-    policy: String,
+    // Shared by every container spelling the same text: 10,000 containers
+    // run a few hundred repositories, tags and policies.
+    repository: Arc<str>,
+    current: Arc<str>,
+    policy: Arc<str>,
     available: Arc<Available>,
     /// The repository as the scanner last listed it, shared by every
     /// container of the repository: what another policy would admit.
@@ -221,7 +223,7 @@ impl Images {
     pub fn to_wire(&self, keep: impl Fn(&str) -> bool) -> Vec<WorkloadImages> {
         self.workloads
             .iter()
-            .filter(|w| keep(&w.id))
+            .filter(|w| keep(w.id.as_str()))
             .map(WorkloadEntry::to_wire)
             .collect()
     }
@@ -238,7 +240,7 @@ impl Images {
         let entry = self
             .workloads
             .iter()
-            .find(|w| w.id == workload)?
+            .find(|w| w.id.as_str() == workload)?
             .containers
             .iter()
             .find(|c| c.name == container)?;
@@ -327,7 +329,7 @@ impl<K: Fn(&str) -> bool> Iterator for JsonPieces<K> {
                 return Some(Ok(piece));
             };
             self.next += 1;
-            if !(self.keep)(&workload.id) {
+            if !(self.keep)(workload.id.as_str()) {
                 continue;
             }
             if self.state == Piece::Later {
@@ -346,15 +348,15 @@ impl<K: Fn(&str) -> bool> Iterator for JsonPieces<K> {
 impl WorkloadEntry {
     fn to_wire(&self) -> WorkloadImages {
         WorkloadImages {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             containers: self
                 .containers
                 .iter()
                 .map(|c| ContainerImages {
                     name: c.name.clone(),
-                    repository: c.repository.clone(),
-                    current: c.current.clone(),
-                    policy: c.policy.clone(),
+                    repository: c.repository.to_string(),
+                    current: c.current.to_string(),
+                    policy: c.policy.to_string(),
                     available: c.available.tags.clone(),
                     error: c.available.error.clone(),
                 })
@@ -367,7 +369,7 @@ impl WorkloadEntry {
 impl Serialize for WorkloadEntry {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("WorkloadImages", 2)?;
-        s.serialize_field("id", &self.id)?;
+        s.serialize_field("id", self.id.as_str())?;
         s.serialize_field("containers", &self.containers)?;
         s.end()
     }
@@ -380,9 +382,9 @@ impl Serialize for ContainerEntry {
         let mut s =
             serializer.serialize_struct("ContainerImages", 5 + usize::from(error.is_some()))?;
         s.serialize_field("name", &self.name)?;
-        s.serialize_field("repository", &self.repository)?;
-        s.serialize_field("current", &self.current)?;
-        s.serialize_field("policy", &self.policy)?;
+        s.serialize_field("repository", &*self.repository)?;
+        s.serialize_field("current", &*self.current)?;
+        s.serialize_field("policy", &*self.policy)?;
         s.serialize_field("available", &self.available.tags)?;
         if let Some(error) = error {
             s.serialize_field("error", error)?;
@@ -407,11 +409,12 @@ pub fn images(
     let mut infos: HashMap<String, Arc<Option<RepositoryInfo>>> = HashMap::new();
     // Containers whose images need the same signatures share one list.
     let mut admitted: HashMap<(String, String, Option<String>), Arc<Available>> = HashMap::new();
+    let mut texts = Texts::default();
     let workloads = checkout
         .workloads
         .iter()
         .map(|w| WorkloadEntry {
-            id: w.id.to_string(),
+            id: w.id.clone(),
             containers: w
                 .containers
                 .iter()
@@ -435,14 +438,10 @@ pub fn images(
                         .clone();
                     ContainerEntry {
                         name: c.name.clone(),
-                        repository: name.familiar(),
-                        current: c
-                            .image
-                            .tag()
-                            .or(c.image.digest())
-                            .unwrap_or("latest")
-                            .to_string(),
-                        policy: policy.to_string(),
+                        repository: texts.shared(&name.familiar()),
+                        current: texts
+                            .shared(c.image.tag().or(c.image.digest()).unwrap_or("latest")),
+                        policy: texts.shared(&policy.to_string()),
                         available,
                         scanned,
                     }
@@ -452,6 +451,21 @@ pub fn images(
         .collect();
     Images {
         workloads: Arc::new(workloads),
+    }
+}
+
+/// One copy of each text the listing repeats.
+#[derive(Default)]
+struct Texts(HashSet<Arc<str>>);
+
+impl Texts {
+    fn shared(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(shared.clone());
+        shared
     }
 }
 

@@ -17,7 +17,7 @@ use flux_image::ImageRef;
 use flux_manifests::release::{
     self, ContainerTarget, ContainerTargets, ReleaseSpec, Status, Targets, Update,
 };
-use flux_manifests::{Checkout, ImageSource, LoadOptions, NodePath, ResourceId, Step, Transaction};
+use flux_manifests::{Checkout, LoadOptions, NodePath, ResourceId, Step, Transaction};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -127,16 +127,14 @@ fn targets(checkout: &Checkout) -> Vec<Target> {
         .iter()
         .filter_map(|w| {
             let container = w.containers.first()?;
-            let ImageSource::Whole(path) = &container.source else {
-                return None;
-            };
+            let path = w.image_path(container)?;
             let tag = format!("{}-next", container.image.tag().unwrap_or("latest"));
             Some(Target {
                 id: w.id.clone(),
                 container: container.name.clone(),
                 image: container.image.with_tag(&tag).expect("valid tag"),
                 spelling: container.spelling.clone(),
-                file: w.location.file.clone(),
+                file: w.location.file.to_path_buf(),
                 doc: w.location.doc,
                 path: path.clone(),
             })
@@ -257,7 +255,7 @@ fn ruamel_round_trip(
             .0
             .iter()
             .map(|step| match step {
-                Step::Key(key) => serde_json::Value::from(key.as_str()),
+                Step::Key(key) => serde_json::Value::from(key.as_ref()),
                 Step::Index(index) => serde_json::Value::from(*index),
             })
             .collect();

@@ -255,8 +255,8 @@ impl Checkout {
             if let Some(first) = self.by_id.get(&resource.id) {
                 self.errors.push(LoadError::Duplicate {
                     id: resource.id.clone(),
-                    first: self.resources[first.resource].location.file.clone(),
-                    second: resource.location.file.clone(),
+                    first: self.resources[first.resource].location.file.to_path_buf(),
+                    second: resource.location.file.to_path_buf(),
                 });
                 dropped.push(resource.location.clone());
                 continue;
@@ -315,7 +315,7 @@ impl Checkout {
         let known = self
             .workload(id)
             .ok_or_else(|| EditError::Missing(format!("no workload {id}")))?;
-        let path = known.location.file.clone();
+        let path = known.location.file.to_path_buf();
         let stream = Stream::parse(text).map_err(EditError::Syntax)?;
         let index = self.index_of(&path, &stream);
         let workload = index
@@ -788,8 +788,10 @@ fn image_changes(
     image: &ImageRef,
 ) -> Result<Vec<Change>, EditError> {
     match &target.source {
-        ImageSource::Whole(path) => Ok(vec![Change::Set(
-            path.clone(),
+        ImageSource::Pod(_) | ImageSource::Whole(_) => Ok(vec![Change::Set(
+            workload
+                .image_path(target)
+                .expect("a container whose image is one scalar has its path"),
             spelling::respell(&target.spelling, image),
         )]),
         ImageSource::Split {
@@ -839,7 +841,9 @@ fn kustomize_changes(
     image: &ImageRef,
 ) -> Vec<Change> {
     let root = stream.docs[workload.location.doc];
-    let has = |key: &str| node_text(stream, root, &entry.join([key])).is_some();
+    let has = |key: &str| {
+        node_text(stream, root, &entry.join([crate::workload::Step::key(key)])).is_some()
+    };
     let mut changes = Vec::new();
     for (key, value) in [("newTag", image.tag()), ("digest", image.digest())] {
         match (value, has(key)) {
@@ -893,7 +897,7 @@ fn policy_changes(current: &Current<'_>, update: &PolicyUpdate) -> Result<Vec<Ch
         for k in spelled {
             if present.get(&k) != Some(value) {
                 changes.push(Change::Set(
-                    annotations_path.join([k.as_str()]),
+                    annotations_path.join([crate::workload::Step::key(&k)]),
                     value.clone(),
                 ));
             }

@@ -179,7 +179,7 @@ impl Splicer<'_, '_> {
                     let items = s.kids(items);
                     let hit = items
                         .chunks_exact(2)
-                        .find(|kv| s.str(kv[0]) == Some(key.as_str()))
+                        .find(|kv| s.str(kv[0]) == Some(key.as_ref()))
                         .map(|kv| kv[1]);
                     let merged = items.chunks_exact(2).any(|kv| s.str(kv[0]) == Some("<<"));
                     match hit {
@@ -377,7 +377,7 @@ impl Splicer<'_, '_> {
             .position(|kv| s.str(kv[0]) == Some(key))
             .ok_or_else(|| EditError::NotFound(format!("{path}.{key}")))?;
         let (k, v) = (items[2 * position], items[2 * position + 1]);
-        let entry_path = path.join([key]);
+        let entry_path = path.join([Step::key(key)]);
         self.node_guard(v, &entry_path)?;
         if s.nodes[map].flow {
             let start = s.nodes[k].span.start;
@@ -719,7 +719,7 @@ mod tests {
             s.iter()
                 .map(|p| match p.parse::<usize>() {
                     Ok(i) => Step::Index(i),
-                    Err(_) => Step::Key(p.to_string()),
+                    Err(_) => Step::key(p),
                 })
                 .collect(),
         )

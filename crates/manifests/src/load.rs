@@ -281,6 +281,7 @@ pub(crate) fn index_stream(
     let reader = Reader {
         stream,
         path,
+        file: Arc::from(path),
         options,
     };
     for (doc, &root) in stream.docs.iter().enumerate() {
@@ -295,6 +296,8 @@ pub(crate) fn index_stream(
 struct Reader<'s, 'a> {
     stream: &'s Stream<'a>,
     path: &'s Path,
+    /// `path`, shared by every location in the file.
+    file: Arc<Path>,
     options: &'s LoadOptions,
 }
 
@@ -317,7 +320,7 @@ impl Reader<'_, '_> {
 
     fn location(&self, doc: usize, node: NodeId, root: &NodePath) -> Location {
         Location {
-            file: self.path.to_path_buf(),
+            file: self.file.clone(),
             doc,
             root: root.clone(),
             line: self.line(node),
@@ -375,7 +378,7 @@ impl Reader<'_, '_> {
             location: location.clone(),
         });
         let (kind, containers) = if let Some(kind) = WorkloadKind::of_pod_kind(kind) {
-            (kind, self.pod_containers(node, &root, kind, &id, index))
+            (kind, self.pod_containers(node, kind, &id, index))
         } else if kind == "HelmRelease" && is_helm_release_api(api_version) {
             (
                 WorkloadKind::HelmRelease,
@@ -462,7 +465,6 @@ impl Reader<'_, '_> {
     fn pod_containers(
         &self,
         node: NodeId,
-        root: &NodePath,
         kind: WorkloadKind,
         id: &ResourceId,
         index: &mut FileIndex,
@@ -472,7 +474,6 @@ impl Reader<'_, '_> {
         let Some(spec) = s.get_path(node, kind.pod_spec()) else {
             return containers;
         };
-        let spec_path = root.join(kind.pod_spec().iter().copied());
         for (field, init) in [("containers", false), ("initContainers", true)] {
             let Some(items) = s.get(spec, field).and_then(|c| s.items(c)) else {
                 continue;
@@ -485,8 +486,7 @@ impl Reader<'_, '_> {
                     continue;
                 };
                 let spelling = s.str(image).unwrap_or("").to_string();
-                let path = spec_path.join([field.into(), Step::Index(n), "image".into()]);
-                let source = ImageSource::Whole(path);
+                let source = ImageSource::Pod(n);
                 if let Some(mut c) = self.container(id, name, spelling, source, image, index) {
                     c.init = init;
                     containers.push(c);
@@ -520,7 +520,7 @@ impl Reader<'_, '_> {
             if s.entries(value).is_none() {
                 continue;
             }
-            if let Some(found) = self.helm_image(value, &values_path.join([key])) {
+            if let Some(found) = self.helm_image(value, &values_path.join([Step::key(key)])) {
                 containers.extend(self.helm_container(id, key, found, index));
             }
         }
@@ -635,7 +635,7 @@ impl Reader<'_, '_> {
                     );
                     index.errors.push(self.invalid(node, message));
                 }
-                hit.map(|n| (n, values_path.join(keys.iter().copied())))
+                hit.map(|n| (n, values_path.join(keys.iter().copied().map(Step::key))))
             };
             let Some((repo_node, repo_path)) = resolve(key, dotted) else {
                 continue;

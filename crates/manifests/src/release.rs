@@ -186,7 +186,8 @@ pub fn repositories(checkout: &Checkout, spec: &ReleaseSpec) -> BTreeSet<Name> {
 /// For each container a release would look at, the target `newest` gives
 /// for its image and tag policy: `Ok(Some(image))` to move it, `Ok(None)` to
 /// leave it, `Err(reason)` to fail its workload (its repository could not
-/// be read). This is `--update-all-images`, with the registry's answer
+/// be read); a target equal to what the container runs is left out, as
+/// `Ok(None)` is. This is `--update-all-images`, with the registry's answer
 /// (`flux_registry::newest_admitted`) passed in, since this crate reads no
 /// registry.
 pub fn per_container_targets(
@@ -213,7 +214,11 @@ pub fn per_container_targets_of(
         for container in containers {
             let policy = workload.policies.tag_policy(&container.name);
             let target = match newest(workload, container, &policy) {
+                // A container already at its target is left out: the plan
+                // says "up to date" all the same, and at rest nearly every
+                // container is, so the map would be all of them.
                 Ok(None) => continue,
+                Ok(Some(image)) if image == container.image => continue,
                 Ok(Some(image)) => ContainerTarget::Image(image),
                 Err(reason) => ContainerTarget::Unknown(reason),
             };

@@ -53,7 +53,7 @@ impl<'c> Transaction<'c> {
             .checkout
             .workload(id)
             .ok_or_else(|| EditError::Missing(format!("no workload {id}")))?;
-        let path = workload.location.file.clone();
+        let path = workload.location.file.to_path_buf();
         let text = self.text_at(&path)?;
         Ok((path, text))
     }
@@ -257,7 +257,7 @@ impl<'c> Transaction<'c> {
                 && self.built(edits.id).is_none();
             match self.checkout.workload(edits.id) {
                 Some(workload) if plain => by_file
-                    .entry(workload.location.file.clone())
+                    .entry(workload.location.file.to_path_buf())
                     .or_default()
                     .push(n),
                 _ => outcomes[n] = Some(self.set_workload_images(edits)),

@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 use flux_image::ImageRef;
 
@@ -13,15 +14,30 @@ use crate::policy::Policies;
 /// One step from a document's root to a node: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Step {
-    /// The value under this key of a mapping.
-    Key(String),
+    /// The value under this key of a mapping. Mostly a field name of the
+    /// Kubernetes schema, which needs no copy; a key read from a file (a
+    /// HelmRelease's values) is owned.
+    Key(Cow<'static, str>),
     /// The item at this index of a sequence.
     Index(usize),
 }
 
-impl From<&str> for Step {
-    fn from(key: &str) -> Step {
-        Step::Key(key.to_string())
+impl From<&'static str> for Step {
+    fn from(key: &'static str) -> Step {
+        Step::Key(Cow::Borrowed(key))
+    }
+}
+
+impl Step {
+    /// A step to the value under a key read from a file.
+    pub fn key(key: &str) -> Step {
+        Step::Key(Cow::Owned(key.to_owned()))
+    }
+}
+
+impl From<String> for Step {
+    fn from(key: String) -> Step {
+        Step::Key(Cow::Owned(key))
     }
 }
 
@@ -38,8 +54,10 @@ pub struct NodePath(pub Vec<Step>);
 impl NodePath {
     /// This path extended by `steps`.
     pub fn join<S: Into<Step>>(&self, steps: impl IntoIterator<Item = S>) -> NodePath {
-        let mut path = self.0.clone();
-        path.extend(steps.into_iter().map(Into::into));
+        let steps = steps.into_iter();
+        let mut path = Vec::with_capacity(self.0.len() + steps.size_hint().0);
+        path.extend(self.0.iter().cloned());
+        path.extend(steps.map(Into::into));
         NodePath(path)
     }
 }
@@ -60,8 +78,9 @@ impl fmt::Display for NodePath {
 /// Where a resource sits: file, document (0-based) and path to its root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// The file, as found under the loaded path.
-    pub file: PathBuf,
+    /// The file, as found under the loaded path; shared by the file's
+    /// resources.
+    pub file: Arc<Path>,
     /// Index of the YAML document in the file.
     pub doc: usize,
     /// Path from the document's root to the resource (empty, or `items[i]` in a List).
@@ -183,6 +202,11 @@ impl WorkloadKind {
 /// Where a container's image is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
+    /// The `image` of the pod spec's container at this index (of
+    /// `initContainers` for an init container). Its path is made when an
+    /// edit needs it: a large checkout keeps every container for as long as
+    /// it is in use, and a path per container would be a fifth of it.
+    Pod(usize),
     /// One scalar holding the whole reference (`image: repo:tag`).
     Whole(NodePath),
     /// HelmRelease values with the reference split over fields; the tag and
@@ -237,6 +261,27 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// The path from the document's root to where `container`'s image is
+    /// written, when one scalar holds it.
+    pub fn image_path(&self, container: &Container) -> Option<NodePath> {
+        match &container.source {
+            ImageSource::Pod(index) => {
+                let field = if container.init {
+                    "initContainers"
+                } else {
+                    "containers"
+                };
+                let mut path = Vec::with_capacity(self.location.root.0.len() + 8);
+                path.extend(self.location.root.0.iter().cloned());
+                path.extend(self.kind.pod_spec().iter().map(|&key| Step::from(key)));
+                path.extend([field.into(), Step::Index(*index), "image".into()]);
+                Some(NodePath(path))
+            }
+            ImageSource::Whole(path) => Some(path.clone()),
+            ImageSource::Split { .. } | ImageSource::Kustomize(_) => None,
+        }
+    }
+
     /// The container with this name.
     pub fn container(&self, name: &str) -> Option<&Container> {
         self.containers.iter().find(|c| c.name == name)
@@ -262,6 +307,26 @@ mod text_tests {
                     .into_owned()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_pod_containers_image_path_is_under_its_kinds_pod_spec() {
+        let file = "kind: List\napiVersion: v1\nitems:\n- apiVersion: batch/v1\n  kind: CronJob\n  metadata: {name: c, namespace: n}\n  spec:\n    jobTemplate:\n      spec:\n        template:\n          spec:\n            initContainers: [{name: i, image: busybox}]\n            containers: [{name: a, image: nginx}, {name: b, image: redis}]\n";
+        let checkout = Checkout::from_text(Path::new("f.yaml"), file, LoadOptions::default());
+        let cronjob = &checkout.workloads[0];
+        let paths: Vec<String> = cronjob
+            .containers
+            .iter()
+            .map(|c| cronjob.image_path(c).expect("a pod image path").to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "items[0].spec.jobTemplate.spec.template.spec.containers[0].image",
+                "items[0].spec.jobTemplate.spec.template.spec.containers[1].image",
+                "items[0].spec.jobTemplate.spec.template.spec.initContainers[0].image",
+            ]
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ fn an_overlay_is_listed_as_kustomize_builds_it() {
         "docker.io/library/nginx:1.26"
     );
     let built = dir.path().join("overlays/prod/kustomization.yaml");
-    assert_eq!(web.location.file, built);
+    assert_eq!(*web.location.file, *built);
     let output = checkout.built_output(&built).expect("the build's output");
     assert!(
         output.contains("replicas: 3") && output.contains("namespace: prod"),

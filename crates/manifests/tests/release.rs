@@ -393,3 +393,19 @@ fn per_container_targets_ask_only_for_considered_containers() {
     );
     assert!(!targets.contains_key(&id("shop:deployment/admin")));
 }
+
+#[test]
+fn per_container_targets_leave_out_containers_already_at_their_target() {
+    let checkout = checkout();
+    let mut spec = spec(Targets::All, "ghcr.io/acme/web:2.0");
+    spec.update = Update::PerContainer(release::ContainerTargets::new());
+    let targets =
+        release::per_container_targets(&checkout, &spec, |image, _| Ok(Some(image.clone())));
+    assert!(targets.is_empty(), "{targets:?}");
+    spec.update = Update::PerContainer(targets);
+    let results = release::plan(&checkout, &spec);
+    assert!(
+        results.iter().all(|r| r.updates.is_empty()),
+        "nothing moves: {results:?}"
+    );
+}

@@ -133,7 +133,7 @@ fn manifests_of(checkout: &Checkout, root: &Path) -> Result<Vec<Manifest>, Strin
     let mut manifests = Vec::with_capacity(checkout.resources.len());
     let mut text: Option<(&Path, String)> = None;
     for resource in &checkout.resources {
-        let path = resource.location.file.as_path();
+        let path = &*resource.location.file;
         if text.as_ref().is_none_or(|(read, _)| *read != path) {
             let read = match checkout.built_output(path) {
                 Some(built) => built.to_string(),
