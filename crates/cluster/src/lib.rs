@@ -39,6 +39,7 @@ pub mod order;
 mod resource;
 mod sync;
 mod watch;
+mod watched;
 mod workload;
 
 use kube::api::{Api, DynamicObject};
@@ -97,16 +98,31 @@ impl Default for Scope {
 }
 
 /// A Kubernetes cluster, within a [`Scope`].
+///
+/// Clones share the watches its syncs keep (see [`Cluster::sync`]); they end
+/// when the last clone is dropped.
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
     scope: Scope,
+    watched: std::sync::Arc<watched::Watched>,
 }
 
 impl Cluster {
     /// A cluster handle over a client.
     pub fn new(client: kube::Client, scope: Scope) -> Self {
-        Cluster { client, scope }
+        Cluster {
+            client,
+            scope,
+            watched: Default::default(),
+        }
+    }
+
+    /// Whether the next sync reads the served types and the marked objects
+    /// from its watches alone (they have listed and are not failing), so
+    /// that it asks the API server for nothing but its writes.
+    pub fn syncs_from_watches(&self) -> bool {
+        self.watched.sound()
     }
 
     /// Connects as `connection` says.

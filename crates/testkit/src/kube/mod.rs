@@ -82,6 +82,8 @@ struct Shared {
     forwards: Mutex<port_forward::Forwards>,
     /// How many requests each `(verb, path)` got, discovery included.
     counts: Mutex<BTreeMap<(String, String), u64>>,
+    /// `(verb, group, resource)` that RBAC forbids ([`ApiServer::forbid`]).
+    forbidden: Mutex<Vec<(String, String, String)>>,
 }
 
 /// A request to a resource as the real API server's authorizer sees it: the
@@ -122,6 +124,16 @@ impl Shared {
             .or_default() += 1;
     }
 
+    fn forbids(&self, request: &AuthorizedRequest) -> bool {
+        self.forbidden
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|(verb, group, resource)| {
+                *verb == request.verb && *group == request.group && *resource == request.resource
+            })
+    }
+
     fn unavailable(&self) -> Vec<(String, String)> {
         self.unavailable
             .lock()
@@ -129,6 +141,9 @@ impl Shared {
             .clone()
     }
 }
+
+/// The user a forbidden request is told it is.
+const FORBIDDEN_USER: &str = "system:serviceaccount:flux:flux";
 
 /// A running double: its URL, a kubeconfig pointing at it, and the test hooks.
 /// Stops when dropped.
@@ -165,6 +180,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new()),
             unavailable: Mutex::new(Vec::new()),
+            forbidden: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
             requests: Mutex::new(Vec::new()),
             forwards: Mutex::new(port_forward::Forwards::new()),
@@ -316,6 +332,17 @@ impl ApiServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         unavailable.push((group.to_string(), version.to_string()));
+    }
+
+    /// Answers `verb` on `resource` of `group` (empty for the core group) with
+    /// 403 Forbidden from now on, as a cluster whose RBAC grants no such rule
+    /// does; the request is still counted.
+    pub fn forbid(&self, verb: &str, group: &str, resource: &str) {
+        self.shared
+            .forbidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((verb.to_string(), group.to_string(), resource.to_string()));
     }
 
     /// The current global resourceVersion.
@@ -610,6 +637,16 @@ async fn handle(
             let query = query_pairs(&uri);
             let request = authorized_request(&method, &target, subresource.as_deref(), &query);
             shared.count(&request.verb, uri.path());
+            if shared.forbids(&request) {
+                drop(store);
+                let error = ApiError::forbidden(&request, FORBIDDEN_USER);
+                shared
+                    .requests
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(request);
+                return fail(&error);
+            }
             if read_only && subresource.is_none() && watch::wanted(&query) {
                 let metadata_only = headers
                     .get(header::ACCEPT)
