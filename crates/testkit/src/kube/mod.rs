@@ -14,7 +14,8 @@
 //! Test hooks set a workload's status as a controller would, count write requests per
 //! object (`<namespace>:<Kind>/<name>`), count every request by verb and path
 //! ([`ApiServer::request_counts`]) and list every request in RBAC's terms
-//! ([`ApiServer::requests`]); a [`Controller`] beside it rolls workloads out.
+//! ([`ApiServer::requests`]), and forbid a verb on a resource with RBAC's 403
+//! ([`ApiServer::forbid`]); a [`Controller`] beside it rolls workloads out.
 //!
 //! ```
 //! let server = flux_testkit::kube::ApiServer::start();
