@@ -8,6 +8,8 @@
 //! applied and no longer has, and reading live workloads with their images and
 //! rollout status ([`Cluster::workloads`]), or following them with watches
 //! ([`Cluster::watch_workloads`]), and leader election on a Lease ([`LeaseLock`]).
+//! Between syncs a handle keeps its discovery and the marked objects, both
+//! fed by watches, so that a sync with nothing to change asks for nothing.
 //!
 //! It does not read checkouts or edit manifests (that is `flux-manifests`; its input
 //! here is the small [`Manifest`] type), and it does not pick the Kubernetes version

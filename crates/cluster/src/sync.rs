@@ -501,7 +501,8 @@ impl Cluster {
         params.dry_run = options.dry_run;
         // Unknown fields (typos) fail the resource instead of being dropped silently.
         params.field_validation = Some(ValidationDirective::Strict);
-        // The response (the whole object) is not needed: skip decoding it.
+        // Of the response (the whole object) only the metadata is read, for the
+        // marks watch: no typed object is built.
         let url = self
             .api(&plan.served, plan.id.namespace())
             .resource_url()
