@@ -40,6 +40,12 @@ const QUIET_AFTER_ERROR: Duration = Duration::from_secs(60);
 /// discovering; a slower watch only costs one more discovery later.
 const DEFINITIONS_WAIT: Duration = Duration::from_secs(10);
 
+/// How long each watch asks to last, in seconds: the real server's shortest
+/// default (`--min-request-timeout`). kube-runtime's own 290 s would reopen
+/// every watch six times as often; the bookmarks the server sends about every
+/// minute keep the watcher's idle timeout (this plus 5 s) from firing first.
+const WATCH_TIMEOUT: u32 = 1800;
+
 /// How one watcher is doing, shared with its task.
 #[derive(Default)]
 struct Health {
@@ -366,7 +372,8 @@ fn watch_definitions(client: &kube::Client) -> Definitions {
         let health = Arc::new(Health::default());
         let shared = health.clone();
         let changes = changes.clone();
-        let events = watcher(api, watcher::Config::default()).default_backoff();
+        let config = watcher::Config::default().timeout(WATCH_TIMEOUT);
+        let events = watcher(api, config).default_backoff();
         definitions.tasks.push(tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {
@@ -401,7 +408,9 @@ fn watch_marks(client: &kube::Client, served: &ServedType, key: &MarksKey) -> Ma
     };
     let health = Arc::new(Health::default());
     let objects: Objects = Arc::default();
-    let config = watcher::Config::default().labels(GC_MARK_LABEL);
+    let config = watcher::Config::default()
+        .labels(GC_MARK_LABEL)
+        .timeout(WATCH_TIMEOUT);
     let events = watcher(api, config).default_backoff();
     let (shared, into) = (health.clone(), objects.clone());
     let (kind, namespaced) = (served.resource.kind.clone(), served.namespaced);
