@@ -228,8 +228,10 @@ impl Watched {
         {
             return Ok(cached);
         }
-        // Cleared before discovering: a mark made meanwhile holds for the next sync.
+        // Cleared before discovering: a mark made meanwhile holds for the next
+        // sync, and a discovery that fails leaves no catalog to fall back on.
         self.stale.store(false, Ordering::SeqCst);
+        *lock(&self.catalog) = None;
         let catalog = Arc::new(Catalog::discover(client).await?);
         *lock(&self.catalog) = changes.map(|changes| Cached {
             catalog: catalog.clone(),
