@@ -16,11 +16,15 @@ use flux_testkit::kube::ApiServer;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 async fn cluster_for(server: &ApiServer) -> Cluster {
+    cluster_in(server, Scope::default()).await
+}
+
+async fn cluster_in(server: &ApiServer, scope: Scope) -> Cluster {
     let connection = Connection {
         kubeconfig: Some(server.kubeconfig()),
         context: None,
     };
-    Cluster::connect(&connection, Scope::default())
+    Cluster::connect(&connection, scope)
         .await
         .expect("connects to the double")
 }
@@ -119,6 +123,41 @@ async fn syncs_at_rest_neither_discover_nor_list() {
         assert_eq!(report.gc_skipped, None);
     }
     assert_eq!(reads(&server), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_allowed_namespaces_the_marks_are_watched_per_namespace() {
+    let server = ApiServer::start();
+    let scope = Scope {
+        allowed_namespaces: vec!["sock-shop".into()],
+        ..Scope::default()
+    };
+    let cluster = cluster_in(&server, scope).await;
+    let (_keep, dir) = sock_shop_copy();
+    sync(&cluster, &dir, &gc()).await;
+    until_watched(&cluster).await;
+    let watched: Vec<(String, String)> = server
+        .request_counts()
+        .into_keys()
+        .filter(|(verb, path)| verb == "watch" && path.ends_with("/services"))
+        .collect();
+    assert_eq!(
+        watched,
+        [(
+            "watch".to_string(),
+            "/api/v1/namespaces/sock-shop/services".to_string()
+        )]
+    );
+
+    std::fs::remove_file(dir.join("02-carts-svc.yml")).expect("remove");
+    server.reset_request_counts();
+    let report = sync(&cluster, &dir, &gc()).await;
+    assert_eq!(report.deleted, vec![id("sock-shop:service/carts")]);
+    assert!(
+        reads(&server).iter().all(|r| !r.contains(" list ")),
+        "{:#?}",
+        reads(&server)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
