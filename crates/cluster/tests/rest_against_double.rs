@@ -123,6 +123,16 @@ async fn syncs_at_rest_neither_discover_nor_list() {
         assert_eq!(report.gc_skipped, None);
     }
     assert_eq!(reads(&server), Vec::<String>::new());
+
+    // Without garbage collection only the set's own kinds are watched, and
+    // read from their watches as well.
+    let off = SyncOptions::default();
+    sync(&cluster, &dir, &off).await;
+    until_watched(&cluster).await;
+    server.reset_request_counts();
+    let report = sync(&cluster, &dir, &off).await;
+    assert_eq!(report.unchanged.len(), first.applied.len());
+    assert_eq!(reads(&server), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]
