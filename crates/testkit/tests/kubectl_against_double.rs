@@ -575,5 +575,12 @@ fn apiservices_are_served_cluster_wide() {
         String::from_utf8_lossy(&listed.stdout).trim(),
         "apiservices.apiregistration.k8s.io"
     );
-    run(&server, &["get", "apiservices"]);
+    server.add_unavailable_group("metrics.k8s.io", "v1beta1");
+    let registered = json_of(&run(
+        &server,
+        &["get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "json"],
+    ));
+    assert_eq!(registered["spec"]["group"], "metrics.k8s.io");
+    assert_eq!(registered["status"]["conditions"][0]["type"], "Available");
+    assert_eq!(registered["status"]["conditions"][0]["status"], "False");
 }

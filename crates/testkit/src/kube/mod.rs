@@ -325,14 +325,49 @@ impl ApiServer {
     }
 
     /// Lists `group/version` in `/apis` and answers its discovery with 503, as when
-    /// an aggregated API (metrics, say) is down.
+    /// an aggregated API (metrics, say) is down; its APIService, as registering
+    /// an aggregated API makes it, says it is not available.
     pub fn add_unavailable_group(&self, group: &str, version: &str) {
-        let mut unavailable = self
-            .shared
+        self.shared
             .unavailable
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        unavailable.push((group.to_string(), version.to_string()));
+            .unwrap_or_else(|p| p.into_inner())
+            .push((group.to_string(), version.to_string()));
+        let name = format!("{version}.{group}");
+        let api_service = json!({
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": name},
+            "spec": {
+                "group": group,
+                "version": version,
+                "service": {"namespace": "kube-system", "name": group.replace('.', "-")},
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        });
+        let mut store = self.shared.store();
+        let Some(rt) = store.types().into_iter().find(|t| t.kind == "APIService") else {
+            return;
+        };
+        let target = Target {
+            rt: rt.clone(),
+            namespace: None,
+            name: None,
+        };
+        let options = WriteOptions {
+            dry_run: false,
+            field_manager: Some("kube-apiserver".into()),
+            force: false,
+            strict: false,
+        };
+        if store.create(&target, api_service, &options).is_ok() {
+            let condition = json!({
+                "type": "Available", "status": "False", "reason": "FailedDiscoveryCheck",
+                "message": "failing or missing response from the service",
+            });
+            store.set_status(&rt, None, &name, json!({"conditions": [condition]}));
+        }
     }
 
     /// Answers `verb` on `resource` of `group` (empty for the core group) with
