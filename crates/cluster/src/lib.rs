@@ -8,6 +8,8 @@
 //! applied and no longer has, and reading live workloads with their images and
 //! rollout status ([`Cluster::workloads`]), or following them with watches
 //! ([`Cluster::watch_workloads`]), and leader election on a Lease ([`LeaseLock`]).
+//! Between syncs a handle keeps its discovery and the marked objects, both
+//! fed by watches, so that a sync with nothing to change asks for nothing.
 //!
 //! It does not read checkouts or edit manifests (that is `flux-manifests`; its input
 //! here is the small [`Manifest`] type), and it does not pick the Kubernetes version
@@ -39,6 +41,7 @@ pub mod order;
 mod resource;
 mod sync;
 mod watch;
+mod watched;
 mod workload;
 
 use kube::api::{Api, DynamicObject};
@@ -97,16 +100,31 @@ impl Default for Scope {
 }
 
 /// A Kubernetes cluster, within a [`Scope`].
+///
+/// Clones share the watches its syncs keep (see [`Cluster::sync`]); they end
+/// when the last clone is dropped.
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
     scope: Scope,
+    watched: std::sync::Arc<watched::Watched>,
 }
 
 impl Cluster {
     /// A cluster handle over a client.
     pub fn new(client: kube::Client, scope: Scope) -> Self {
-        Cluster { client, scope }
+        Cluster {
+            client,
+            scope,
+            watched: Default::default(),
+        }
+    }
+
+    /// Whether the next sync reads the served types and the marked objects
+    /// from its watches alone (they have listed and are not failing), so
+    /// that it asks the API server for nothing but its writes.
+    pub fn syncs_from_watches(&self) -> bool {
+        self.watched.sound()
     }
 
     /// Connects as `connection` says.

@@ -18,6 +18,7 @@ use crate::resource::{
     FORCE_CONFLICTS_ANNOTATION, IGNORE_ANNOTATION, IgnorePolicy, LEGACY_IGNORE_ANNOTATION,
     Manifest, ManifestSet, ResourceId,
 };
+use crate::watched::MarksKey;
 use crate::{Cluster, ClusterError, describe};
 
 /// Whether a sync deletes what it applied before and is no longer in the input.
@@ -214,7 +215,9 @@ impl Cluster {
                 message: error.to_string(),
             });
         }
-        let catalog = Catalog::discover(&self.client)
+        let catalog = self
+            .watched
+            .catalog(&self.client)
             .await
             .map_err(ClusterError::Api)?;
         for manifest in &set.manifests {
@@ -260,6 +263,7 @@ impl Cluster {
                 ),
             });
         }
+        self.watched.keep_marks(&self.marks_keys(&run.listed));
         if options.garbage_collection != GarbageCollection::Off {
             self.collect_if_safe(set, options, &mut run).await;
         }
@@ -497,7 +501,8 @@ impl Cluster {
         params.dry_run = options.dry_run;
         // Unknown fields (typos) fail the resource instead of being dropped silently.
         params.field_validation = Some(ValidationDirective::Strict);
-        // The response (the whole object) is not needed: skip decoding it.
+        // Of the response (the whole object) only the metadata is read, for the
+        // marks watch: no typed object is built.
         let url = self
             .api(&plan.served, plan.id.namespace())
             .resource_url()
@@ -510,8 +515,39 @@ impl Cluster {
             Err(error) => Err(error),
         };
         match sent {
-            Ok(_) => Outcome::Applied,
-            Err(error) => Outcome::Failed(describe(&error)),
+            Ok(answer) => {
+                if !options.dry_run {
+                    self.remember_applied(plan, &answer);
+                }
+                Outcome::Applied
+            }
+            Err(error) => {
+                // Not found on an apply: the kind may have stopped being served
+                // (or the namespace is missing); either way discovery may be stale.
+                if matches!(&error, kube::Error::Api(status) if status.code == 404) {
+                    self.watched.mark_stale();
+                }
+                Outcome::Failed(describe(&error))
+            }
+        }
+    }
+
+    /// Tells the marks watch of the plan's type what the API server answered
+    /// the apply with, so that a sync right after this one sees it unchanged
+    /// even before the watch's event arrives.
+    fn remember_applied(&self, plan: &Planned, answer: &str) {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            metadata: kube::api::ObjectMeta,
+        }
+        match serde_json::from_str::<Answer>(answer) {
+            Ok(answer) => {
+                let key = self.marks_key(&plan.served, plan.id.namespace());
+                self.watched.applied(&key, &plan.id, &answer.metadata);
+            }
+            Err(error) => {
+                tracing::debug!(resource = %plan.id, %error, "the apply's answer is no object")
+            }
         }
     }
 
@@ -557,23 +593,57 @@ impl Cluster {
         }
     }
 
+    /// Where the marked objects of `types` are: each type in each allowed
+    /// namespace, or in all namespaces.
+    fn marks_places(&self, types: &[ServedType]) -> Vec<(ServedType, Option<String>)> {
+        let allowed = &self.scope.allowed_namespaces;
+        let mut places = Vec::new();
+        for served in types {
+            if served.namespaced && !allowed.is_empty() {
+                places.extend(allowed.iter().map(|ns| (served.clone(), Some(ns.clone()))));
+            } else {
+                places.push((served.clone(), None));
+            }
+        }
+        places
+    }
+
+    /// The marks watch an object of `served` in `namespace` is seen by.
+    fn marks_key(&self, served: &ServedType, namespace: Option<&str>) -> MarksKey {
+        let per_namespace = !self.scope.allowed_namespaces.is_empty();
+        MarksKey::new(served, namespace.filter(|_| per_namespace))
+    }
+
+    fn marks_keys(&self, types: &[ServedType]) -> BTreeSet<MarksKey> {
+        self.marks_places(types)
+            .iter()
+            .map(|(served, namespace)| MarksKey::new(served, namespace.as_deref()))
+            .collect()
+    }
+
     /// Every object carrying a GC mark, of the given types, in the allowed namespaces;
-    /// and the lists that failed.
+    /// and the lists that failed. A type whose watch is sound is read from it, the
+    /// others are listed.
     async fn list_marked(
         &self,
         types: &[ServedType],
         parallelism: usize,
     ) -> (HashMap<ResourceId, Live>, Vec<String>) {
-        let allowed = &self.scope.allowed_namespaces;
-        let mut tasks: Vec<(ServedType, Option<String>)> = Vec::new();
-        for served in types {
-            if served.namespaced && !allowed.is_empty() {
-                tasks.extend(allowed.iter().map(|ns| (served.clone(), Some(ns.clone()))));
-            } else {
-                tasks.push((served.clone(), None));
+        let mut live = HashMap::new();
+        let mut unwatched = Vec::new();
+        for (served, namespace) in self.marks_places(types) {
+            let key = MarksKey::new(&served, namespace.as_deref());
+            match self.watched.marked(&self.client, &served, &key) {
+                Some(objects) => {
+                    for (id, object) in objects {
+                        let served = served.clone();
+                        live.insert(id.clone(), Live { id, served, object });
+                    }
+                }
+                None => unwatched.push((served, namespace)),
             }
         }
-        let results: Vec<_> = stream::iter(tasks)
+        let results: Vec<_> = stream::iter(unwatched)
             .map(|(served, namespace)| async move {
                 let listed = self.list_type(&served, namespace.as_deref()).await;
                 (served, namespace, listed)
@@ -581,7 +651,6 @@ impl Cluster {
             .buffer_unordered(parallelism.max(1))
             .collect()
             .await;
-        let mut live = HashMap::new();
         let mut failures = Vec::new();
         for (served, namespace, listed) in results {
             let objects = match listed {
@@ -681,6 +750,14 @@ impl Cluster {
         let mut doomed = Vec::new();
         for (orphan, object) in fetched {
             match object {
+                // The marks may come from a watch a moment behind: the whole
+                // object has the last word on ignore too.
+                Ok(Some(object)) if IgnorePolicy::of(&object).skips_sync() => {
+                    report.kept.push(Kept {
+                        id: orphan.id.clone(),
+                        reason: KeepReason::Ignored,
+                    });
+                }
                 Ok(Some(object)) if unchanged_since_applied(&object, &options.field_manager) => {
                     doomed.push(orphan)
                 }
@@ -749,6 +826,11 @@ impl Cluster {
             for (id, result) in results {
                 match result {
                     Ok(()) => {
+                        if !options.dry_run {
+                            let served = &live[&id].served;
+                            self.watched
+                                .deleted(&self.marks_key(served, id.namespace()), &id);
+                        }
                         tracing::info!(resource = %id, "garbage collection deleted");
                         report.deleted.push(id);
                     }

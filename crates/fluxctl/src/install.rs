@@ -312,9 +312,11 @@ fn sync_role(kind: &str, namespace: Option<&str>) -> String {
          # authorised as create too when it makes the object. It reads the live object\n\
          # first to honour fluxcd.io/ignore and to skip unchanged objects.\n\
          - apiGroups: [\"*\"]\n  resources: [\"*\"]\n  verbs: [\"get\", \"create\", \"patch\"]\n\
-         # Garbage collection lists every kind for objects carrying the sync set's\n\
-         # mark (metadata only) and deletes those that left the repo.\n\
-         - apiGroups: [\"*\"]\n  resources: [\"*\"]\n  verbs: [\"list\", \"delete\"]\n\
+         # Sync watches every kind for objects carrying the sync set's mark (metadata\n\
+         # only; listed when a watch cannot be opened), and garbage collection deletes\n\
+         # those that left the repo. Watching CustomResourceDefinitions and APIServices\n\
+         # (only a ClusterRole grants it) tells it when to run discovery again.\n\
+         - apiGroups: [\"*\"]\n  resources: [\"*\"]\n  verbs: [\"list\", \"watch\", \"delete\"]\n\
          # The rollout view lists and watches the workloads, and lists their service\n\
          # accounts (for the image pull secrets the registry scan uses).\n\
          - apiGroups: [\"apps\"]\n  resources: [\"deployments\", \"daemonsets\", \"statefulsets\"]\n  verbs: [\"list\", \"watch\"]\n\

@@ -202,7 +202,7 @@ fn kubectl_apply_creates_what_fluxd_runs_with() {
                 .map(|v| v.as_str().unwrap())
         })
         .collect();
-    assert_eq!(verbs, ["get", "create", "patch", "list", "delete"]);
+    assert_eq!(verbs, ["get", "create", "patch", "list", "watch", "delete"]);
     let binding = cluster
         .object("ClusterRoleBinding", None, "flux")
         .expect("the ClusterRoleBinding");
@@ -550,7 +550,8 @@ async fn with_allowed_namespaces_only_cluster_scoped_requests_fall_outside_the_r
         );
     }
     // What the README says a Role cannot grant: the repo's Namespace, and
-    // garbage collection's lists of cluster-scoped kinds.
+    // the lists and watches of cluster-scoped kinds (garbage collection's,
+    // and those of CustomResourceDefinitions and APIServices).
     let listed = cluster
         .kubectl()
         .args(["api-resources", "--namespaced=false", "-o", "name"])
@@ -571,10 +572,11 @@ async fn with_allowed_namespaces_only_cluster_scoped_requests_fall_outside_the_r
             group => format!("{}.{group}", request.resource),
         };
         let namespace_object = request.resource == "namespaces" && request.verb != "list";
-        let scoped_list = request.verb == "list" && cluster_scoped.contains(&name);
+        let scoped_read =
+            matches!(request.verb.as_str(), "list" | "watch") && cluster_scoped.contains(&name);
         assert!(
-            namespace_object || scoped_list,
-            "a cluster-wide request besides the Namespace and lists of cluster-scoped kinds: {request:?}"
+            namespace_object || scoped_read,
+            "a cluster-wide request besides the Namespace and reads of cluster-scoped kinds: {request:?}"
         );
     }
 }

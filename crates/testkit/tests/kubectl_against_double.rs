@@ -530,3 +530,57 @@ fn kubectl_takes_a_lease_and_a_stale_replace_of_it_conflicts() {
         .expect("the lease is stored");
     assert_eq!(held["spec"]["holderIdentity"], "b");
 }
+
+#[test]
+fn a_forbidden_verb_is_answered_as_rbac_answers_it() {
+    let server = ApiServer::start();
+    run(&server, &["get", "configmaps", "-A"]);
+    server.forbid("list", "", "configmaps");
+    let refused = server
+        .kubectl()
+        .args(["get", "configmaps", "-n", "default"])
+        .output()
+        .expect("kubectl runs");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains(
+            "Error from server (Forbidden): configmaps is forbidden: User \"system:serviceaccount:flux:flux\" \
+             cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        ),
+        "{said}"
+    );
+    // Only that verb: a get of one object still answers.
+    let missing = server
+        .kubectl()
+        .args(["get", "configmap", "nothing", "-n", "default"])
+        .output()
+        .expect("kubectl runs");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+}
+
+#[test]
+fn apiservices_are_served_cluster_wide() {
+    let server = ApiServer::start();
+    let listed = run(
+        &server,
+        &[
+            "api-resources",
+            "--api-group=apiregistration.k8s.io",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "apiservices.apiregistration.k8s.io"
+    );
+    server.add_unavailable_group("metrics.k8s.io", "v1beta1");
+    let registered = json_of(&run(
+        &server,
+        &["get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "json"],
+    ));
+    assert_eq!(registered["spec"]["group"], "metrics.k8s.io");
+    assert_eq!(registered["status"]["conditions"][0]["type"], "Available");
+    assert_eq!(registered["status"]["conditions"][0]["status"], "False");
+}

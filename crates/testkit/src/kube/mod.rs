@@ -14,7 +14,8 @@
 //! Test hooks set a workload's status as a controller would, count write requests per
 //! object (`<namespace>:<Kind>/<name>`), count every request by verb and path
 //! ([`ApiServer::request_counts`]) and list every request in RBAC's terms
-//! ([`ApiServer::requests`]); a [`Controller`] beside it rolls workloads out.
+//! ([`ApiServer::requests`]), and forbid a verb on a resource with RBAC's 403
+//! ([`ApiServer::forbid`]); a [`Controller`] beside it rolls workloads out.
 //!
 //! ```
 //! let server = flux_testkit::kube::ApiServer::start();
@@ -82,6 +83,8 @@ struct Shared {
     forwards: Mutex<port_forward::Forwards>,
     /// How many requests each `(verb, path)` got, discovery included.
     counts: Mutex<BTreeMap<(String, String), u64>>,
+    /// `(verb, group, resource)` that RBAC forbids ([`ApiServer::forbid`]).
+    forbidden: Mutex<Vec<(String, String, String)>>,
 }
 
 /// A request to a resource as the real API server's authorizer sees it: the
@@ -122,6 +125,16 @@ impl Shared {
             .or_default() += 1;
     }
 
+    fn forbids(&self, request: &AuthorizedRequest) -> bool {
+        self.forbidden
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|(verb, group, resource)| {
+                *verb == request.verb && *group == request.group && *resource == request.resource
+            })
+    }
+
     fn unavailable(&self) -> Vec<(String, String)> {
         self.unavailable
             .lock()
@@ -129,6 +142,9 @@ impl Shared {
             .clone()
     }
 }
+
+/// The user a forbidden request is told it is.
+const FORBIDDEN_USER: &str = "system:serviceaccount:flux:flux";
 
 /// A running double: its URL, a kubeconfig pointing at it, and the test hooks.
 /// Stops when dropped.
@@ -165,6 +181,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new()),
             unavailable: Mutex::new(Vec::new()),
+            forbidden: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
             requests: Mutex::new(Vec::new()),
             forwards: Mutex::new(port_forward::Forwards::new()),
@@ -308,14 +325,60 @@ impl ApiServer {
     }
 
     /// Lists `group/version` in `/apis` and answers its discovery with 503, as when
-    /// an aggregated API (metrics, say) is down.
+    /// an aggregated API (metrics, say) is down; its APIService, as registering
+    /// an aggregated API makes it, says it is not available.
     pub fn add_unavailable_group(&self, group: &str, version: &str) {
-        let mut unavailable = self
-            .shared
+        self.shared
             .unavailable
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        unavailable.push((group.to_string(), version.to_string()));
+            .unwrap_or_else(|p| p.into_inner())
+            .push((group.to_string(), version.to_string()));
+        let name = format!("{version}.{group}");
+        let api_service = json!({
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": name},
+            "spec": {
+                "group": group,
+                "version": version,
+                "service": {"namespace": "kube-system", "name": group.replace('.', "-")},
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        });
+        let mut store = self.shared.store();
+        let Some(rt) = store.types().into_iter().find(|t| t.kind == "APIService") else {
+            return;
+        };
+        let target = Target {
+            rt: rt.clone(),
+            namespace: None,
+            name: None,
+        };
+        let options = WriteOptions {
+            dry_run: false,
+            field_manager: Some("kube-apiserver".into()),
+            force: false,
+            strict: false,
+        };
+        if store.create(&target, api_service, &options).is_ok() {
+            let condition = json!({
+                "type": "Available", "status": "False", "reason": "FailedDiscoveryCheck",
+                "message": "failing or missing response from the service",
+            });
+            store.set_status(&rt, None, &name, json!({"conditions": [condition]}));
+        }
+    }
+
+    /// Answers `verb` on `resource` of `group` (empty for the core group) with
+    /// 403 Forbidden from now on, as a cluster whose RBAC grants no such rule
+    /// does; the request is still counted.
+    pub fn forbid(&self, verb: &str, group: &str, resource: &str) {
+        self.shared
+            .forbidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((verb.to_string(), group.to_string(), resource.to_string()));
     }
 
     /// The current global resourceVersion.
@@ -610,6 +673,16 @@ async fn handle(
             let query = query_pairs(&uri);
             let request = authorized_request(&method, &target, subresource.as_deref(), &query);
             shared.count(&request.verb, uri.path());
+            if shared.forbids(&request) {
+                drop(store);
+                let error = ApiError::forbidden(&request, FORBIDDEN_USER);
+                shared
+                    .requests
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(request);
+                return fail(&error);
+            }
             if read_only && subresource.is_none() && watch::wanted(&query) {
                 let metadata_only = headers
                     .get(header::ACCEPT)

@@ -38,6 +38,33 @@ impl ApiError {
         }
     }
 
+    /// What RBAC answers a request no rule allows, as the real server words it.
+    pub fn forbidden(request: &super::AuthorizedRequest, user: &str) -> Self {
+        let qualified = if request.group.is_empty() {
+            request.resource.clone()
+        } else {
+            format!("{}.{}", request.resource, request.group)
+        };
+        let scope = match &request.namespace {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".into(),
+        };
+        let object = request
+            .name
+            .as_deref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default();
+        ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!(
+                "{qualified}{object} is forbidden: User \"{user}\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
+                request.verb, request.resource, request.group
+            ),
+            details: json!({"group": request.group, "kind": request.resource}),
+        }
+    }
+
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
         ApiError {
             code: 404,

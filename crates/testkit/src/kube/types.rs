@@ -231,6 +231,15 @@ pub(crate) fn builtin_types() -> Vec<ResourceType> {
             &["crd", "crds"],
             true,
         ),
+        t(
+            "apiregistration.k8s.io",
+            "v1",
+            "apiservices",
+            "APIService",
+            false,
+            &[],
+            true,
+        ),
     ]
 }
 
