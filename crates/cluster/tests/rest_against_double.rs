@@ -3,13 +3,14 @@
 //! path): nothing is discovered or listed again while nothing changes, and a
 //! change made out of band is still seen.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flux_cluster::{
-    Cluster, Connection, GarbageCollection, ManifestSet, ResourceId, Scope, SyncOptions, SyncReport,
-};
+use flux_cluster::{Cluster, ResourceId, Scope, SyncOptions, SyncReport};
 use flux_testkit::kube::ApiServer;
+
+mod double;
+use double::{cluster_in, gc, id, kubectl, sock_shop_copy, sync};
 
 /// Far longer than a watch takes to list or to deliver an event, even on a
 /// loaded machine; only a broken watch waits this long.
@@ -17,55 +18,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 async fn cluster_for(server: &ApiServer) -> Cluster {
     cluster_in(server, Scope::default()).await
-}
-
-async fn cluster_in(server: &ApiServer, scope: Scope) -> Cluster {
-    let connection = Connection {
-        kubeconfig: Some(server.kubeconfig()),
-        context: None,
-    };
-    Cluster::connect(&connection, scope)
-        .await
-        .expect("connects to the double")
-}
-
-/// A private copy of the sock-shop manifests.
-fn sock_shop_copy() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let target = dir.path().join("manifests");
-    std::fs::create_dir(&target).expect("mkdir");
-    for entry in std::fs::read_dir(flux_testkit::sock_shop_manifests()).expect("fixtures") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, target.join(path.file_name().expect("file name"))).expect("copy");
-    }
-    (dir, target)
-}
-
-async fn sync(cluster: &Cluster, dir: &Path, options: &SyncOptions) -> SyncReport {
-    cluster
-        .sync(&ManifestSet::load_dir(dir), options)
-        .await
-        .expect("sync runs")
-}
-
-fn id(text: &str) -> ResourceId {
-    text.parse().expect("a resource id")
-}
-
-fn gc() -> SyncOptions {
-    SyncOptions {
-        garbage_collection: GarbageCollection::On,
-        ..SyncOptions::default()
-    }
-}
-
-fn kubectl(server: &ApiServer, args: &[&str]) {
-    let output = server.kubectl().args(args).output().expect("kubectl runs");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Waits until the cluster handle's watches have listed.

@@ -1,66 +1,18 @@
 //! Sync, garbage collection and workload reading against the API server double.
 
-use std::path::{Path, PathBuf};
-
 use flux_cluster::{
     CHECKSUM_ANNOTATION, Cluster, Connection, GC_MARK_LABEL, GarbageCollection, KeepReason,
-    ManifestSet, ResourceId, RolloutStatus, Scope, SyncOptions, SyncReport,
+    RolloutStatus, Scope, SyncOptions,
 };
 use flux_testkit::kube::{ApiServer, WorkloadState};
 
-async fn cluster_for(server: &ApiServer, scope: Scope) -> Cluster {
-    let connection = Connection {
-        kubeconfig: Some(server.kubeconfig()),
-        context: None,
-    };
-    Cluster::connect(&connection, scope)
-        .await
-        .expect("connects to the double")
-}
-
-/// A private copy of the sock-shop manifests.
-fn sock_shop_copy() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let target = dir.path().join("manifests");
-    std::fs::create_dir(&target).expect("mkdir");
-    for entry in std::fs::read_dir(flux_testkit::sock_shop_manifests()).expect("fixtures") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, target.join(path.file_name().expect("file name"))).expect("copy");
-    }
-    (dir, target)
-}
-
-async fn sync(cluster: &Cluster, dir: &Path, options: &SyncOptions) -> SyncReport {
-    cluster
-        .sync(&ManifestSet::load_dir(dir), options)
-        .await
-        .expect("sync runs")
-}
-
-fn id(text: &str) -> ResourceId {
-    text.parse().expect("a resource id")
-}
-
-fn gc() -> SyncOptions {
-    SyncOptions {
-        garbage_collection: GarbageCollection::On,
-        ..SyncOptions::default()
-    }
-}
-
-fn kubectl(server: &ApiServer, args: &[&str]) {
-    let output = server.kubectl().args(args).output().expect("kubectl runs");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+mod double;
+use double::{cluster_in, gc, id, kubectl, sock_shop_copy, sync};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sock_shop_sync_applies_every_object_with_marks() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let report = sync(
         &cluster,
         &flux_testkit::sock_shop_manifests(),
@@ -99,7 +51,7 @@ async fn sock_shop_sync_applies_every_object_with_marks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn resync_without_change_writes_nothing() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     sync(&cluster, &flux_testkit::sock_shop_manifests(), &gc()).await;
     server.reset_writes();
     let report = sync(&cluster, &flux_testkit::sock_shop_manifests(), &gc()).await;
@@ -112,7 +64,7 @@ async fn resync_without_change_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn changed_manifest_is_reapplied_alone() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let (_keep, dir) = sock_shop_copy();
     sync(&cluster, &dir, &SyncOptions::default()).await;
     let file = dir.join("09-front-end-dep.yaml");
@@ -134,7 +86,7 @@ async fn changed_manifest_is_reapplied_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn removed_file_is_collected_and_nothing_else() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let (_keep, dir) = sock_shop_copy();
     sync(&cluster, &dir, &gc()).await;
     std::fs::remove_file(dir.join("02-carts-svc.yml")).expect("remove");
@@ -170,7 +122,7 @@ async fn removed_file_is_collected_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread")]
 async fn collection_keeps_ignored_and_changed_objects() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let (_keep, dir) = sock_shop_copy();
     sync(&cluster, &dir, &gc()).await;
     kubectl(
@@ -226,7 +178,7 @@ async fn collection_keeps_ignored_and_changed_objects() {
 #[tokio::test(flavor = "multi_thread")]
 async fn objects_of_another_sync_set_are_not_collected() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let (_keep, dir) = sock_shop_copy();
     sync(&cluster, &dir, &gc()).await;
     let other = SyncOptions {
@@ -246,7 +198,7 @@ async fn objects_of_another_sync_set_are_not_collected() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_manifests_fail_alone_and_stop_collection() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let (_keep, dir) = sock_shop_copy();
     std::fs::write(
         dir.join("30-broken.yaml"),
@@ -300,7 +252,7 @@ async fn bad_manifests_fail_alone_and_stop_collection() {
 async fn unavailable_api_group_costs_only_collection() {
     let server = ApiServer::start();
     server.add_unavailable_group("metrics.k8s.io", "v1beta1");
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let report = sync(&cluster, &flux_testkit::sock_shop_manifests(), &gc()).await;
     assert!(report.is_success(), "{:?}", report.errors);
     assert_eq!(report.applied.len(), 29);
@@ -311,7 +263,7 @@ async fn unavailable_api_group_costs_only_collection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_and_its_custom_resource_sync_together() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("widget.yaml"),
@@ -337,7 +289,7 @@ async fn crd_and_its_custom_resource_sync_together() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_stores_and_writes_nothing() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("cm.yaml"),
@@ -361,7 +313,7 @@ async fn namespaces_outside_the_allowed_ones_are_refused() {
         allowed_namespaces: vec!["default".into()],
         default_namespace: "default".into(),
     };
-    let cluster = cluster_for(&server, scope).await;
+    let cluster = cluster_in(&server, scope).await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("cms.yaml"),
@@ -382,7 +334,7 @@ async fn namespaces_outside_the_allowed_ones_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fields_of_another_manager_are_taken_only_with_force() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let (_keep, dir) = sock_shop_copy();
     kubectl(
         &server,
@@ -433,7 +385,7 @@ async fn fields_of_another_manager_are_taken_only_with_force() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forced_sync_leaves_an_ignored_object_it_never_applied_alone() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("cm.yaml");
     std::fs::write(
@@ -473,7 +425,7 @@ async fn forced_sync_leaves_an_ignored_object_it_never_applied_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn workloads_carry_images_rollout_status_and_pull_secrets() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let (_keep, dir) = sock_shop_copy();
     std::fs::write(
         dir.join("40-private.yaml"),
@@ -542,14 +494,14 @@ async fn workloads_carry_images_rollout_status_and_pull_secrets() {
         allowed_namespaces: vec!["default".into()],
         default_namespace: "default".into(),
     };
-    let narrow = cluster_for(&server, narrow).await;
+    let narrow = cluster_in(&server, narrow).await;
     assert!(narrow.workloads().await.expect("workloads").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn namespace_is_applied_before_what_it_holds_whatever_the_file_order() {
     let server = ApiServer::start();
-    let cluster = cluster_for(&server, Scope::default()).await;
+    let cluster = cluster_in(&server, Scope::default()).await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("all.yaml"),
