@@ -58,20 +58,6 @@ fn leader_address(cluster: &ApiServer) -> Option<String> {
     Some(format!("http://{address}"))
 }
 
-/// How many syncs fluxd ran, from its `/metrics`.
-async fn syncs(fluxd: &Fluxd) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", fluxd.url))
-        .await
-        .expect("fluxd answers")
-        .text()
-        .await
-        .expect("a body");
-    text.lines()
-        .filter(|line| line.starts_with("flux_sync_duration_seconds_count"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 fn commits(repo: &BareRepo) -> u64 {
     repo.git(&["rev-list", "--count", BRANCH])
         .trim()
@@ -126,10 +112,10 @@ async fn only_the_leader_syncs_and_a_release_sent_to_the_follower_is_run_once_by
     let (_dir, token) = shared_token();
     let (leader, follower) = elected(&repo, &cluster, &token).await;
     wait_for("the leader to sync again and again", || async {
-        syncs(&leader).await >= 3
+        leader.syncs().await >= 3
     })
     .await;
-    assert_eq!(syncs(&follower).await, 0, "the follower synced");
+    assert_eq!(follower.syncs().await, 0, "the follower synced");
 
     let before = commits(&repo);
     cluster.reset_writes();
@@ -157,15 +143,15 @@ async fn only_the_leader_syncs_and_a_release_sent_to_the_follower_is_run_once_by
     .await;
     // Both replicas read the new commit (git is polled every second);
     // several syncs later still one commit and one write of front-end.
-    let synced = syncs(&leader).await;
+    let synced = leader.syncs().await;
     wait_for("three more syncs", || async {
-        syncs(&leader).await >= synced + 3
+        leader.syncs().await >= synced + 3
     })
     .await;
     assert_eq!(commits(&repo), before + 1, "one commit for one release");
     assert_eq!(repo.head(BRANCH), commit);
     assert_eq!(cluster.writes("sock-shop:Deployment/front-end"), 1);
-    assert_eq!(syncs(&follower).await, 0, "the follower synced");
+    assert_eq!(follower.syncs().await, 0, "the follower synced");
     assert!(!follower.log().contains("job failed"), "{}", follower.log());
 }
 
@@ -220,7 +206,7 @@ async fn when_the_leader_is_killed_the_follower_takes_over_within_the_lease_dura
     })
     .await;
     assert_eq!(commits(&repo), before + 1);
-    assert!(syncs(&follower).await > 0, "the new leader syncs");
+    assert!(follower.syncs().await > 0, "the new leader syncs");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,20 +10,6 @@ fn fluxd_binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_fluxd"))
 }
 
-/// How many syncs fluxd ran, from its `/metrics`.
-async fn syncs(fluxd: &Fluxd) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", fluxd.url))
-        .await
-        .expect("fluxd answers")
-        .text()
-        .await
-        .expect("a body");
-    text.lines()
-        .filter(|line| line.starts_with("flux_sync_duration_seconds_count"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// Every request but watches (which reopen now and then), as `verb path`.
 fn asked(cluster: &ApiServer) -> Vec<String> {
     cluster
@@ -57,9 +43,9 @@ async fn syncs_at_rest_ask_for_no_discovery_and_no_list() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         cluster.reset_request_counts();
-        let before = syncs(&fluxd).await;
+        let before = fluxd.syncs().await;
         wait_for("three more syncs", || async {
-            syncs(&fluxd).await >= before + 3
+            fluxd.syncs().await >= before + 3
         })
         .await;
         let asked = asked(&cluster);

@@ -165,6 +165,20 @@ impl Fluxd {
     pub fn client(&self) -> Client {
         Client::new(&self.url, Some(self.token.clone())).expect("the URL is well formed")
     }
+
+    /// How many syncs fluxd ran, from its `/metrics`.
+    pub async fn syncs(&self) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("fluxd answers")
+            .text()
+            .await
+            .expect("a body");
+        text.lines()
+            .filter(|line| line.starts_with("flux_sync_duration_seconds_count"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
 }
 
 /// `--git-poll-interval 1h` and `--registry-poll-interval 1h`, each unless
