@@ -100,9 +100,8 @@ impl Cluster {
             watch.listing.fetch_add(1, Ordering::SeqCst);
             let listing = watch.listing.clone();
             let changes = watch.changes.clone();
-            let events = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .reflect(writer);
+            let config = watcher::Config::default().timeout(crate::watched::WATCH_TIMEOUT);
+            let events = watcher(api, config).default_backoff().reflect(writer);
             watch.tasks.push(tokio::spawn(async move {
                 let mut events = std::pin::pin!(events);
                 let mut listed = false;

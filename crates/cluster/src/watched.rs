@@ -44,7 +44,7 @@ const DEFINITIONS_WAIT: Duration = Duration::from_secs(10);
 /// default (`--min-request-timeout`). kube-runtime's own 290 s would reopen
 /// every watch six times as often; the bookmarks the server sends about every
 /// minute keep the watcher's idle timeout (this plus 5 s) from firing first.
-const WATCH_TIMEOUT: u32 = 1800;
+pub(crate) const WATCH_TIMEOUT: u32 = 1800;
 
 /// How one watcher is doing, shared with its task.
 #[derive(Default)]

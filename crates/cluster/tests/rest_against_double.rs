@@ -87,6 +87,40 @@ async fn syncs_at_rest_neither_discover_nor_list() {
     assert_eq!(reads(&server), Vec::<String>::new());
 }
 
+/// The real server's shortest watch timeout, which every watch asks for:
+/// kube-runtime's own 290 s would reopen each watch six times as often.
+const WATCH_SECONDS: u64 = 1800;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_watch_of_the_sync_and_the_rollouts_asks_to_last_half_an_hour() {
+    let server = ApiServer::start();
+    let cluster = cluster_for(&server).await;
+    let (_keep, dir) = sock_shop_copy();
+    assert!(sync(&cluster, &dir, &gc()).await.is_success());
+    until_watched(&cluster).await;
+    let rollouts = cluster.watch_workloads();
+    let deadline = Instant::now() + PATIENCE;
+    while rollouts.workloads().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the rollout watches never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let watches = server.watch_timeouts();
+    let watched = |resource: &str| watches.iter().any(|(r, _)| r == resource);
+    assert!(
+        watched("deployments.apps") && watched("customresourcedefinitions.apiextensions.k8s.io"),
+        "{watches:?}"
+    );
+    let shorter: Vec<_> = watches
+        .iter()
+        .filter(|(_, asked)| *asked != Some(WATCH_SECONDS))
+        .collect();
+    assert_eq!(shorter, Vec::<&(String, Option<u64>)>::new());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_allowed_namespaces_the_marks_are_watched_per_namespace() {
     let server = ApiServer::start();

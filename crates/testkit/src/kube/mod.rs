@@ -85,6 +85,8 @@ struct Shared {
     counts: Mutex<BTreeMap<(String, String), u64>>,
     /// `(verb, group, resource)` that RBAC forbids ([`ApiServer::forbid`]).
     forbidden: Mutex<Vec<(String, String, String)>>,
+    /// Each watch opened: its resource and the `timeoutSeconds` it asked for.
+    watch_timeouts: Mutex<Vec<(String, Option<u64>)>>,
 }
 
 /// A request to a resource as the real API server's authorizer sees it: the
@@ -186,6 +188,7 @@ impl ApiServer {
             requests: Mutex::new(Vec::new()),
             forwards: Mutex::new(port_forward::Forwards::new()),
             counts: Mutex::new(BTreeMap::new()),
+            watch_timeouts: Mutex::new(Vec::new()),
             address,
             serving: serving.clone(),
         });
@@ -283,6 +286,17 @@ impl ApiServer {
     /// when it is opened.
     pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
         self.shared.counts().clone()
+    }
+
+    /// Each watch opened so far, in arrival order: its resource (the
+    /// plural, with its group when it has one, e.g. `deployments.apps`) and
+    /// the `timeoutSeconds` it asked for, none when it asked for none.
+    pub fn watch_timeouts(&self) -> Vec<(String, Option<u64>)> {
+        self.shared
+            .watch_timeouts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Every request since the start or the last reset, discovery included.

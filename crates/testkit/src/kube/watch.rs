@@ -92,13 +92,23 @@ pub fn serve(
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version: {text}")))?,
         ),
     };
-    let timeout = match query_value(query, "timeoutSeconds") {
-        Some(text) => Duration::from_secs(
+    let asked = match query_value(query, "timeoutSeconds") {
+        Some(text) => Some(
             text.parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {text}")))?,
         ),
-        None => DEFAULT_TIMEOUT,
+        None => None,
     };
+    let timeout = asked.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let resource = match target.rt.group.as_str() {
+        "" => target.rt.plural.clone(),
+        group => format!("{}.{group}", target.rt.plural),
+    };
+    shared
+        .watch_timeouts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push((resource, asked));
     let mut stream = Stream {
         shared,
         rt: target.rt.clone(),
