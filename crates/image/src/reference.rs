@@ -4,6 +4,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The registry a reference names when it names none.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -64,54 +65,64 @@ pub enum Problem {
 /// A repository: registry plus path, e.g. `docker.io/library/nginx`.
 ///
 /// Always held normalised; [`Name::familiar`] gives the short spelling.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Clones share one text: a large checkout names a few hundred
+/// repositories from tens of thousands of containers.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Name {
-    registry: String,
-    path: String,
+    /// `registry/path`; a registry never holds a `/`, so the text is unique.
+    text: Arc<str>,
+    /// Where the path starts.
+    path: u32,
 }
 
 impl Name {
+    fn new(registry: &str, path: &str) -> Name {
+        let text: Arc<str> = format!("{registry}/{path}").into();
+        let path = u32::try_from(registry.len() + 1).expect("a registry name is short");
+        Name { text, path }
+    }
+
     /// The registry as named in references (`docker.io`, `quay.io`, `localhost:5000`).
     pub fn registry(&self) -> &str {
-        &self.registry
+        &self.text[..self.path as usize - 1]
     }
 
     /// The path inside the registry (`library/nginx`).
     pub fn path(&self) -> &str {
-        &self.path
+        &self.text[self.path as usize..]
     }
 
     /// The host to send registry API calls to; Docker Hub is served from
     /// `registry-1.docker.io`, everything else from its own name.
     pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB {
-            DOCKER_HUB_API_HOST
-        } else {
-            &self.registry
+        match self.registry() {
+            DOCKER_HUB => DOCKER_HUB_API_HOST,
+            registry => registry,
         }
     }
 
     /// `docker.io/library/nginx`.
     pub fn canonical(&self) -> String {
-        format!("{}/{}", self.registry, self.path)
+        self.text.to_string()
     }
 
     /// As a user writes it: `nginx`, `weaveworks/flux`, `quay.io/x/y`.
     pub fn familiar(&self) -> String {
-        if self.registry != DOCKER_HUB {
+        if self.registry() != DOCKER_HUB {
             return self.canonical();
         }
-        if let Some(rest) = self.path.strip_prefix("library/")
+        let path = self.path();
+        if let Some(rest) = path.strip_prefix("library/")
             && !rest.contains('/')
         {
             return rest.to_string();
         }
         // `docker.io/a.b/c` must keep its registry, or `a.b` would read as one.
-        let first = self.path.split('/').next().unwrap_or_default();
+        let first = path.split('/').next().unwrap_or_default();
         if is_registry(first) {
             return self.canonical();
         }
-        self.path.clone()
+        path.to_string()
     }
 
     /// This repository with a tag.
@@ -122,7 +133,29 @@ impl Name {
 
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.path)
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Name")
+            .field("registry", &self.registry())
+            .field("path", &self.path())
+            .finish()
+    }
+}
+
+/// Ordered by registry, then path.
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.registry(), self.path()).cmp(&(other.registry(), other.path()))
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -150,8 +183,8 @@ impl FromStr for Name {
 #[derive(Debug, Clone)]
 pub struct ImageRef {
     name: Name,
-    tag: Option<String>,
-    digest: Option<String>,
+    tag: Option<Box<str>>,
+    digest: Option<Box<str>>,
 }
 
 impl ImageRef {
@@ -172,6 +205,14 @@ impl ImageRef {
     /// The repository.
     pub fn name(&self) -> &Name {
         &self.name
+    }
+
+    /// Shares `name`'s text when it is this reference's repository, so that
+    /// references to one repository hold it once.
+    pub fn share_name(&mut self, name: &Name) {
+        if self.name == *name {
+            self.name = name.clone();
+        }
     }
 
     /// The tag, if the reference has one.
@@ -294,7 +335,11 @@ impl Parser<'_> {
             None => (rest, None),
         };
         let name = self.name(name_text)?;
-        Ok(ImageRef { name, tag, digest })
+        Ok(ImageRef {
+            name,
+            tag: tag.map(String::into_boxed_str),
+            digest: digest.map(String::into_boxed_str),
+        })
     }
 
     fn tag(&self, start: usize, tag: &str) -> Result<String, RefError> {
@@ -393,7 +438,7 @@ impl Parser<'_> {
         if text.chars().count() > NAME_MAX {
             return Err(self.fail(NAME_MAX, Problem::TooLong));
         }
-        Ok(Name { registry, path })
+        Ok(Name::new(&registry, &path))
     }
 
     /// path := component ('/' component)*, component := [a-z0-9]+ (sep [a-z0-9]+)*,

@@ -271,3 +271,24 @@ fn references_serialise_as_canonical_strings() {
     assert_eq!(serde_json::from_str::<ImageRef>(&json).unwrap(), image);
     assert!(serde_json::from_str::<ImageRef>("\"Bad:ref\"").is_err());
 }
+
+#[test]
+fn names_order_by_registry_then_path() {
+    let short: Name = "a.b/zz".parse().unwrap();
+    let long: Name = "a.b.c/aa".parse().unwrap();
+    assert_eq!((short.registry(), short.path()), ("a.b", "zz"));
+    assert!(short < long, "the registry a.b sorts before a.b.c");
+    assert_eq!(
+        format!("{short:?}"),
+        r#"Name { registry: "a.b", path: "zz" }"#
+    );
+}
+
+#[test]
+fn a_shared_name_is_taken_only_from_the_same_repository() {
+    let mut image = ImageRef::parse("nginx:1.25").unwrap();
+    image.share_name(&"quay.io/other".parse().unwrap());
+    assert_eq!(image.canonical(), "docker.io/library/nginx:1.25");
+    image.share_name(&"docker.io/library/nginx".parse().unwrap());
+    assert_eq!(image.canonical(), "docker.io/library/nginx:1.25");
+}

@@ -1,12 +1,12 @@
 //! A loaded checkout, and the edits made against it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use flux_image::ImageRef;
+use flux_image::{ImageRef, Name};
 
 use crate::edit::{self, Change, EditError};
 use crate::error::LoadError;
@@ -131,7 +131,23 @@ impl Checkout {
             checkout.add_builds(&root, trees);
         }
         checkout.add_generated(generated);
+        checkout.share_repository_names();
         checkout
+    }
+
+    /// Makes the containers that run one repository share its name: a
+    /// large checkout runs a few hundred repositories from tens of
+    /// thousands of containers.
+    fn share_repository_names(&mut self) {
+        let mut names: HashSet<Name> = HashSet::new();
+        for container in self.workloads.iter_mut().flat_map(|w| &mut w.containers) {
+            match names.get(container.image.name()) {
+                Some(name) => container.image.share_name(name),
+                None => {
+                    names.insert(container.image.name().clone());
+                }
+            }
+        }
     }
 
     /// Runs each `.flux.yaml`'s generators and reads what they made.
@@ -794,9 +810,7 @@ fn image_changes(
                 .expect("a container whose image is one scalar has its path"),
             spelling::respell(&target.spelling, image),
         )]),
-        ImageSource::Split {
-            repository, tag, ..
-        } => match tag {
+        ImageSource::Split(split) => match &split.tag {
             Some(tag_path) => {
                 let tag = image
                     .tag()
@@ -810,9 +824,9 @@ fn image_changes(
             }
             None => {
                 let root = stream.docs[workload.location.doc];
-                let written = node_text(stream, root, repository).unwrap_or_default();
+                let written = node_text(stream, root, &split.repository).unwrap_or_default();
                 Ok(vec![Change::Set(
-                    repository.clone(),
+                    split.repository.clone(),
                     spelling::respell(&written, image),
                 )])
             }

@@ -61,7 +61,7 @@ pub use policy::{Ignore, Policies, PolicyKey, PolicyUpdate, Reverted};
 pub use spelling::{respell, split as split_spelling};
 pub use transaction::Transaction;
 pub use workload::{
-    Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
+    Container, ImageSource, Location, NodePath, Resource, SplitFields, Step, Workload, WorkloadKind,
 };
 pub use write::atomically as write_atomically;
 #[doc(hidden)]

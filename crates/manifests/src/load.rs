@@ -10,7 +10,7 @@ use crate::id::{self, CLUSTER, ResourceId};
 use crate::kustomize::{BuildCache, BuildOptions};
 use crate::policy;
 use crate::workload::{
-    Container, ImageSource, Location, NodePath, Resource, Step, Workload, WorkloadKind,
+    Container, ImageSource, Location, NodePath, Resource, SplitFields, Step, Workload, WorkloadKind,
 };
 use crate::yaml::{NodeId, Spare, Stream, Unreadable, YamlLimits};
 
@@ -571,11 +571,11 @@ impl Reader<'_, '_> {
             let source = if tag.is_none() && registry.is_none() {
                 ImageSource::Whole(path.join(["image"]))
             } else {
-                ImageSource::Split {
+                ImageSource::Split(Box::new(SplitFields {
                     repository: path.join(["image"]),
                     tag: tag.map(|_| path.join(["tag"])),
                     registry: registry.map(|_| path.join(["registry"])),
-                }
+                }))
             };
             return Some(HelmImage {
                 spelling,
@@ -594,11 +594,11 @@ impl Reader<'_, '_> {
                 repository,
                 tag.and_then(|t| s.str(t)),
             ),
-            source: ImageSource::Split {
+            source: ImageSource::Split(Box::new(SplitFields {
                 repository: base.join(["repository"]),
                 tag: tag.map(|_| base.join(["tag"])),
                 registry: registry.map(|_| base.join(["registry"])),
-            },
+            })),
             at: repository_node,
         })
     }
@@ -651,11 +651,11 @@ impl Reader<'_, '_> {
                 s.str(repo_node).unwrap_or(""),
                 tag.as_ref().and_then(|(n, _)| s.str(*n)),
             );
-            let source = ImageSource::Split {
+            let source = ImageSource::Split(Box::new(SplitFields {
                 repository: repo_path,
                 tag: tag.map(|(_, p)| p),
                 registry: registry.map(|(_, p)| p),
-            };
+            }));
             found.push((
                 alias.to_string(),
                 HelmImage {

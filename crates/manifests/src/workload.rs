@@ -209,18 +209,24 @@ pub enum ImageSource {
     Pod(usize),
     /// One scalar holding the whole reference (`image: repo:tag`).
     Whole(NodePath),
-    /// HelmRelease values with the reference split over fields; the tag and
-    /// registry fields are optional.
-    Split {
-        /// The field naming the repository (may also carry the tag).
-        repository: NodePath,
-        /// The field holding the tag.
-        tag: Option<NodePath>,
-        /// The field holding the registry host.
-        registry: Option<NodePath>,
-    },
+    /// HelmRelease values with the reference split over fields (boxed: few
+    /// containers have one, and every container is as large as the largest
+    /// source).
+    Split(Box<SplitFields>),
     /// An entry of a kustomization's `images:` list.
     Kustomize(NodePath),
+}
+
+/// The fields a HelmRelease's values split an image over; the tag and
+/// registry fields are optional.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitFields {
+    /// The field naming the repository (may also carry the tag).
+    pub repository: NodePath,
+    /// The field holding the tag.
+    pub tag: Option<NodePath>,
+    /// The field holding the registry host.
+    pub registry: Option<NodePath>,
 }
 
 /// One container of a workload.
@@ -278,7 +284,7 @@ impl Workload {
                 Some(NodePath(path))
             }
             ImageSource::Whole(path) => Some(path.clone()),
-            ImageSource::Split { .. } | ImageSource::Kustomize(_) => None,
+            ImageSource::Split(_) | ImageSource::Kustomize(_) => None,
         }
     }
 

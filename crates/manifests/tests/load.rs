@@ -353,12 +353,8 @@ fn helm_release_images_follow_the_original_rules() {
     );
     assert!(matches!(w.containers[1].source, ImageSource::Whole(_)));
     assert!(matches!(
-        w.containers[2].source,
-        ImageSource::Split {
-            tag: Some(_),
-            registry: Some(_),
-            ..
-        }
+        &w.containers[2].source,
+        ImageSource::Split(split) if split.tag.is_some() && split.registry.is_some()
     ));
 }
 
