@@ -36,7 +36,7 @@ use crate::webhooks::{self, Delivery, Sender};
 #[derive(Debug, Clone)]
 pub struct View {
     /// Workloads from git (and the cluster, when there is one).
-    pub workloads: Vec<Workload>,
+    pub workloads: crate::view::Workloads,
     /// Images of every workload's containers.
     pub images: crate::view::Images,
     /// What was read from git, `Err` with the reason until git has been read.
@@ -46,7 +46,7 @@ pub struct View {
 impl Default for View {
     fn default() -> Self {
         View {
-            workloads: Vec::new(),
+            workloads: crate::view::Workloads::default(),
             images: crate::view::Images::default(),
             read: Err("fluxd has not read the git repo yet".into()),
         }
@@ -290,17 +290,25 @@ fn in_namespace(id: &str, namespace: Option<&str>) -> bool {
     responses((status = 200, description = "the workloads", body = Vec<Workload>),
         (status = 503, description = "git has not been read yet, and why", body = ApiError)))]
 async fn workloads(State(api): State<Shared>, Query(query): Query<NamespaceQuery>) -> Response {
-    let namespace = query.namespace.as_deref();
-    let view = api.view.borrow();
-    if let Some(unread) = view.unread() {
-        return unread;
-    }
-    let selected: Vec<&Workload> = view
-        .workloads
-        .iter()
-        .filter(|w| in_namespace(&w.id, namespace))
-        .collect();
-    json_body(serde_json::to_vec(&selected))
+    let selected = {
+        let view = api.view.borrow();
+        if let Some(unread) = view.unread() {
+            return unread;
+        }
+        let namespace = query.namespace;
+        view.workloads
+            .selected(move |id| in_namespace(id, namespace.as_deref()))
+    };
+    json_stream(crate::view::json_pieces(selected))
+}
+
+/// A JSON answer written piece by piece as it is sent.
+fn json_stream<I>(pieces: I) -> Response
+where
+    I: Iterator<Item = serde_json::Result<Vec<u8>>> + Send + 'static,
+{
+    let body = Body::from_stream(futures::stream::iter(pieces.map(|p| p.map(Bytes::from))));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// How many workloads a page holds when the query does not say.
@@ -338,10 +346,7 @@ async fn workload_page(State(api): State<Shared>, Query(params): Query<PageParam
         offset: params.offset,
         limit: params.limit.unwrap_or(PAGE_DEFAULT).min(PAGE_MOST),
     };
-    json_body(serde_json::to_vec(&crate::view::page(
-        &view.workloads,
-        &query,
-    )))
+    json_body(serde_json::to_vec(&view.workloads.page(&query)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,12 +463,10 @@ async fn images(State(api): State<Shared>, Query(query): Query<Vec<(String, Stri
         .find(|(k, _)| k == "namespace")
         .map(|(_, v)| v.clone());
     let images = api.view.borrow().images.clone();
-    let pieces = images.json_pieces(move |id| {
+    json_stream(images.json_pieces(move |id| {
         (wanted.is_empty() || wanted.iter().any(|w| w == id))
             && in_namespace(id, namespace.as_deref())
-    });
-    let body = Body::from_stream(futures::stream::iter(pieces.map(|p| p.map(Bytes::from))));
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }))
 }
 
 /// Why automation did or did not move each container of `?workload=`.

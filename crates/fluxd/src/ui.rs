@@ -96,7 +96,10 @@ impl Seen {
             workloads: view
                 .workloads
                 .iter()
-                .map(|w| (w.id.clone(), fingerprint(w)))
+                .map(|w| {
+                    let hash = fingerprint(&w);
+                    (w.id, hash)
+                })
                 .collect(),
             images: view.images.clone(),
         }

@@ -1,43 +1,24 @@
 //! What the API shows, made from what git says (a loaded checkout) and what
 //! the registries hold (the scanner's cache).
 
+mod workloads;
+
+pub(crate) use workloads::same_image;
+use workloads::workload;
+pub use workloads::{ClusterFacts, PageQuery, Workloads};
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use flux_api::{
-    ChangedLine, Container, ContainerImages, FileError, Manifest, Policies, PolicyCheck,
-    ResultStatus, TagInfo, Workload, WorkloadImages, WorkloadPage, WorkloadResult,
+    ChangedLine, ContainerImages, FileError, Manifest, PolicyCheck, ResultStatus, TagInfo,
+    Workload, WorkloadImages, WorkloadResult,
 };
 use flux_image::{Name, Policy};
 use flux_manifests::{Checkout, LoadError, ResourceId};
 use flux_registry::RepositoryInfo;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
-
-/// The workloads of a checkout, as the API shows them.
-pub fn workloads(checkout: &Checkout) -> Vec<Workload> {
-    checkout.workloads.iter().map(workload).collect()
-}
-
-fn workload(w: &flux_manifests::Workload) -> Workload {
-    Workload {
-        id: w.id.to_string(),
-        containers: w
-            .containers
-            .iter()
-            .map(|c| Container {
-                name: c.name.clone(),
-                image: c.spelling.clone(),
-                live_image: None,
-            })
-            .collect(),
-        policies: policies(&w.policies),
-        rollout: None,
-        sync_error: None,
-        read_error: None,
-        holds: Vec::new(),
-    }
-}
 
 /// The problems of a checkout read at `root`, each naming its file relative
 /// to the repository's root.
@@ -100,11 +81,11 @@ pub struct Before<'a> {
 /// The workloads that a file which cannot be read now held when it last
 /// could be, and that the new checkout no longer has: a broken file must
 /// not make its workloads vanish from the listing (they still run).
-pub fn carried(errors: &[FileError], now: &[Workload], before: Option<Before<'_>>) -> Vec<Carried> {
+pub fn carried(errors: &[FileError], now: &Checkout, before: Option<Before<'_>>) -> Vec<Carried> {
     let Some(before) = before else {
         return Vec::new();
     };
-    let listed: HashSet<&str> = now.iter().map(|w| w.id.as_str()).collect();
+    let listed: HashSet<&str> = now.workloads.iter().map(|w| w.id.as_str()).collect();
     let mut carried: Vec<Carried> = Vec::new();
     for error in errors {
         let held = before
@@ -133,33 +114,6 @@ pub fn carried(errors: &[FileError], now: &[Workload], before: Option<Before<'_>
         }
     }
     carried
-}
-
-fn policies(p: &flux_manifests::Policies) -> Policies {
-    Policies {
-        automated: p.automated,
-        locked: p.locked,
-        ignore: p.ignore.is_some(),
-        locked_user: p.locked_user.clone(),
-        locked_msg: p.locked_msg.clone(),
-        tags: p
-            .tags
-            .iter()
-            .map(|(c, policy)| (c.clone(), policy.to_string()))
-            .collect(),
-        rollback_on_failure: p.rollback_on_failure,
-        reverted: p
-            .reverted
-            .iter()
-            .map(|(c, r)| {
-                let tag = flux_api::RevertedTag {
-                    tag: r.tag.clone(),
-                    reason: r.reason.clone(),
-                };
-                (c.clone(), tag)
-            })
-            .collect(),
-    }
 }
 
 /// The images of a checkout's workloads, as the API shows them.
@@ -275,32 +229,56 @@ impl Images {
     }
 
     /// The workloads whose id `keep` accepts, as the JSON of
-    /// `Vec<WorkloadImages>` in pieces of about [`JSON_PIECE`] bytes, each
-    /// written when it is asked for: a large answer never sits in memory
-    /// whole.
-    pub fn json_pieces<K>(&self, keep: K) -> JsonPieces<K>
+    /// `Vec<WorkloadImages>` in pieces (see [`json_pieces`]).
+    pub fn json_pieces<K>(&self, keep: K) -> JsonPieces<impl Iterator<Item = Shared> + use<K>>
     where
         K: Fn(&str) -> bool,
     {
-        JsonPieces {
-            workloads: self.workloads.clone(),
-            keep,
-            next: 0,
-            state: Piece::First,
-        }
+        let workloads = self.workloads.clone();
+        json_pieces((0..workloads.len()).filter_map(move |index| {
+            let shared = Shared {
+                workloads: workloads.clone(),
+                index,
+            };
+            keep(workloads[index].id.as_str()).then_some(shared)
+        }))
+    }
+}
+
+/// One workload's images, serialized from the listing it shares.
+#[derive(Debug)]
+pub struct Shared {
+    workloads: Arc<Vec<WorkloadEntry>>,
+    index: usize,
+}
+
+impl Serialize for Shared {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.workloads[self.index].serialize(serializer)
     }
 }
 
 /// Bytes after which a piece of JSON is handed on.
 pub const JSON_PIECE: usize = 64 * 1024;
 
-/// The JSON of a selection of [`Images`], piece by piece (see
-/// [`Images::json_pieces`]).
+/// `items` as the JSON of an array in pieces of about [`JSON_PIECE`]
+/// bytes, each written when it is asked for: a large answer never sits in
+/// memory whole.
+pub fn json_pieces<I>(items: I) -> JsonPieces<I::IntoIter>
+where
+    I: IntoIterator,
+    I::Item: Serialize,
+{
+    JsonPieces {
+        items: items.into_iter(),
+        state: Piece::First,
+    }
+}
+
+/// The JSON of an array, piece by piece (see [`json_pieces`]).
 #[derive(Debug)]
-pub struct JsonPieces<K> {
-    workloads: Arc<Vec<WorkloadEntry>>,
-    keep: K,
-    next: usize,
+pub struct JsonPieces<I> {
+    items: I,
     state: Piece,
 }
 
@@ -311,7 +289,11 @@ enum Piece {
     Done,
 }
 
-impl<K: Fn(&str) -> bool> Iterator for JsonPieces<K> {
+impl<I> Iterator for JsonPieces<I>
+where
+    I: Iterator,
+    I::Item: Serialize,
+{
     type Item = serde_json::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -323,20 +305,16 @@ impl<K: Fn(&str) -> bool> Iterator for JsonPieces<K> {
             piece.push(b'[');
         }
         while piece.len() < JSON_PIECE {
-            let Some(workload) = self.workloads.get(self.next) else {
+            let Some(item) = self.items.next() else {
                 piece.push(b']');
                 self.state = Piece::Done;
                 return Some(Ok(piece));
             };
-            self.next += 1;
-            if !(self.keep)(workload.id.as_str()) {
-                continue;
-            }
             if self.state == Piece::Later {
                 piece.push(b',');
             }
             self.state = Piece::Later;
-            if let Err(error) = serde_json::to_writer(&mut piece, workload) {
+            if let Err(error) = serde_json::to_writer(&mut piece, &item) {
                 self.state = Piece::Done;
                 return Some(Err(error));
             }
@@ -498,63 +476,6 @@ fn available(
     }
 }
 
-/// What the dashboard's listing asks for: a namespace, a search and a page.
-#[derive(Debug, Clone, Default)]
-pub struct PageQuery<'a> {
-    /// Only this namespace.
-    pub namespace: Option<&'a str>,
-    /// Only workloads whose id or a container's image holds this text,
-    /// whatever its case.
-    pub search: Option<&'a str>,
-    /// How many selected workloads to pass over.
-    pub offset: usize,
-    /// The most to answer with.
-    pub limit: usize,
-}
-
-/// One page of `workloads` as `query` selects them, with how many it
-/// selects in all and every namespace there is.
-pub fn page(workloads: &[Workload], query: &PageQuery<'_>) -> WorkloadPage {
-    let search = query
-        .search
-        .map(str::to_lowercase)
-        .filter(|s| !s.is_empty());
-    let mut total = 0;
-    let mut selected = Vec::new();
-    let mut namespaces = std::collections::BTreeSet::new();
-    for workload in workloads {
-        let namespace = workload.id.split(':').next().unwrap_or_default();
-        namespaces.insert(namespace);
-        if query.namespace.is_some_and(|ns| ns != namespace) {
-            continue;
-        }
-        if search
-            .as_deref()
-            .is_some_and(|s| !matches_search(workload, s))
-        {
-            continue;
-        }
-        if total >= query.offset && selected.len() < query.limit {
-            selected.push(workload.clone());
-        }
-        total += 1;
-    }
-    WorkloadPage {
-        total,
-        offset: query.offset,
-        workloads: selected,
-        namespaces: namespaces.into_iter().map(String::from).collect(),
-    }
-}
-
-fn matches_search(workload: &Workload, lowercase: &str) -> bool {
-    workload.id.to_lowercase().contains(lowercase)
-        || workload
-            .containers
-            .iter()
-            .any(|c| c.image.to_lowercase().contains(lowercase))
-}
-
 /// The manifest lines a planned release rewrites: for each container it
 /// updates, the line of the workload's document that spells the current
 /// image, and that line with the target in its place. An update whose
@@ -629,8 +550,9 @@ mod tests {
 
     #[test]
     fn workloads_show_images_as_spelled_and_their_policies() {
-        let workloads = workloads(&checkout());
-        assert_eq!(workloads.len(), 1);
+        let listed = Workloads::read(Arc::new(checkout()), Vec::new());
+        let workloads: Vec<Workload> = listed.iter().collect();
+        assert_eq!((listed.len(), workloads.len()), (1, 1));
         let w = &workloads[0];
         assert_eq!(w.id, "sock-shop:deployment/front-end");
         assert_eq!(w.containers[0].image, "weaveworksdemos/front-end:0.3.12");
@@ -732,7 +654,7 @@ mod tests {
             root,
             carried: &[],
         };
-        let kept = carried(&errors, &workloads(&broken), Some(before));
+        let kept = carried(&errors, &broken, Some(before));
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].workload.id, "sock-shop:deployment/front-end");
         assert_eq!(
@@ -745,7 +667,7 @@ mod tests {
             root: broken_root,
             carried: &kept,
         };
-        let still = carried(&errors, &[], Some(again));
+        let still = carried(&errors, &broken, Some(again));
         assert_eq!(still.len(), 1);
         // Mended: nothing is carried.
         let before = Before {
@@ -753,7 +675,7 @@ mod tests {
             root: broken_root,
             carried: &still,
         };
-        assert!(carried(&[], &workloads(&good), Some(before)).is_empty());
+        assert!(carried(&[], &good, Some(before)).is_empty());
     }
 
     #[test]
@@ -763,68 +685,6 @@ mod tests {
             images[0].containers[0].error.as_deref(),
             Some("not scanned yet")
         );
-    }
-
-    fn named(id: &str, image: &str) -> Workload {
-        Workload {
-            id: id.into(),
-            containers: vec![Container {
-                name: "app".into(),
-                image: image.into(),
-                live_image: None,
-            }],
-            policies: Policies::default(),
-            rollout: None,
-            sync_error: None,
-            read_error: None,
-            holds: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn a_page_holds_what_the_filter_selects_from_its_offset_with_the_total() {
-        let all: Vec<Workload> = (0..30)
-            .map(|n| {
-                let ns = if n % 3 == 0 { "blue" } else { "green" };
-                named(
-                    &format!("{ns}:deployment/app{n:02}"),
-                    &format!("org/Image{n}:1"),
-                )
-            })
-            .collect();
-        let query = PageQuery {
-            namespace: Some("blue"),
-            search: None,
-            offset: 2,
-            limit: 3,
-        };
-        let page = page(&all, &query);
-        assert_eq!(page.total, 10);
-        let ids: Vec<&str> = page.workloads.iter().map(|w| w.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            [
-                "blue:deployment/app06",
-                "blue:deployment/app09",
-                "blue:deployment/app12"
-            ]
-        );
-        assert_eq!(page.namespaces, ["blue", "green"]);
-        // The search reads ids and images alike, whatever their case.
-        let by_image = PageQuery {
-            search: Some("image2"),
-            limit: 100,
-            ..PageQuery::default()
-        };
-        let found = super::page(&all, &by_image);
-        assert_eq!(found.total, 1 + 10, "Image2 and Image20 to Image29");
-        let past_the_end = PageQuery {
-            offset: 40,
-            limit: 10,
-            ..PageQuery::default()
-        };
-        let empty = super::page(&all, &past_the_end);
-        assert_eq!((empty.total, empty.workloads.len()), (30, 0));
     }
 
     fn released(workload: &str, current: &str, target: &str) -> WorkloadResult {

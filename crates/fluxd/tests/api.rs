@@ -55,7 +55,8 @@ async fn start() -> Daemon {
             sync_error: None,
             read_error: None,
             holds: Vec::new(),
-        }],
+        }]
+        .into(),
         images: Default::default(),
         read: Ok(flux_api::ReadState {
             unverified: None,

@@ -56,7 +56,7 @@ fn workload(id: &str, image: &str) -> Workload {
 
 fn view_of(workloads: Vec<Workload>) -> View {
     View {
-        workloads,
+        workloads: workloads.into(),
         images: Default::default(),
         read: Ok(flux_api::ReadState {
             revision: "c0ffee1".into(),
@@ -131,7 +131,11 @@ async fn the_stream_names_the_workloads_that_changed_tells_of_jobs_and_ends_when
     read_until(&mut stream, "hello").await;
 
     daemon.view.send_modify(|view| {
-        view.workloads[0].containers[0].image = "front-end:0.3.13".into();
+        view.workloads = vec![
+            workload("sock-shop:deployment/front-end", "front-end:0.3.13"),
+            workload("sock-shop:deployment/carts", "carts:0.4.8"),
+        ]
+        .into();
     });
     let said = read_until(&mut stream, "workloads").await;
     assert!(

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use super::Inner;
 use crate::jobs::{Jobs, StepObserver};
 use crate::metrics::{Metrics, StepLabels, SyncLabels};
+use crate::view::{ClusterFacts, Workloads, same_image};
 
 /// How long changes the watches see are gathered before the rollouts are
 /// looked at again: a controller writes several statuses in a row, and a
@@ -42,10 +43,7 @@ pub(super) struct Desired {
 /// What the cluster said last, by workload id.
 #[derive(Default)]
 struct Live {
-    rollouts: HashMap<String, flux_api::Rollout>,
-    /// The images each workload's pod template runs, by container name.
-    images: HashMap<String, HashMap<String, String>>,
-    sync_errors: HashMap<String, String>,
+    facts: ClusterFacts,
     /// The last sync's failures (source, message), so that repeats are told once.
     notified_failures: BTreeSet<(String, String)>,
 }
@@ -87,20 +85,10 @@ impl ClusterSide {
         self.desired.send_replace(Some(Arc::new(desired)));
     }
 
-    /// Puts the rollouts and sync errors last seen on the API's workloads.
-    pub fn decorate(&self, workloads: &mut [flux_api::Workload]) {
-        let live = self.live();
-        for workload in workloads {
-            workload.rollout = live.rollouts.get(&workload.id).cloned();
-            workload.sync_error = live.sync_errors.get(&workload.id).cloned();
-            let images = live.images.get(&workload.id);
-            for container in &mut workload.containers {
-                let running = images.and_then(|i| i.get(&container.name));
-                container.live_image = running
-                    .filter(|running| !same_image(running, &container.image))
-                    .cloned();
-            }
-        }
+    /// Shows the rollouts, images and sync errors last seen on the API's
+    /// workloads.
+    pub fn decorate(&self, workloads: &mut Workloads) {
+        workloads.show_cluster(self.live().facts.clone());
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
@@ -227,7 +215,7 @@ impl Inner {
         log_report(&wanted.revision, &report);
         {
             let mut live = side.live();
-            live.sync_errors = sync_errors(&report);
+            live.facts.sync_errors = Arc::new(sync_errors(&report));
             self.notices.publish_all(crate::notify::sources::of_sync(
                 &wanted.revision,
                 &report,
@@ -316,13 +304,13 @@ impl Inner {
         self.revert_failed_rollouts(jobs, &rollouts, &images).await;
         {
             let mut live = side.live();
-            let previous = std::mem::replace(&mut live.rollouts, rollouts);
+            let previous = std::mem::replace(&mut live.facts.rollouts, Arc::new(rollouts));
             self.notices
                 .publish_all(crate::notify::sources::of_rollouts(
                     &previous,
-                    &live.rollouts,
+                    &live.facts.rollouts,
                 ));
-            live.images = images;
+            live.facts.images = Arc::new(images);
         }
         self.view
             .send_modify(|view| side.decorate(&mut view.workloads));
@@ -354,21 +342,6 @@ fn all_ready(
                             .is_some_and(|image| same_image(image, &u.target))
                     })
             })
-}
-
-/// Whether two spellings name the same image (`nginx:1` and
-/// `docker.io/library/nginx:1` do).
-fn same_image(a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
-    }
-    match (
-        flux_image::ImageRef::parse(a),
-        flux_image::ImageRef::parse(b),
-    ) {
-        (Ok(a), Ok(b)) => a.canonical() == b.canonical(),
-        _ => false,
-    }
 }
 
 /// What one sync did to each object, by id.

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::manifests::{manifest_paths, sync_set, unbuilt};
 use super::{Inner, Loaded, cluster};
 use crate::server::View;
+use crate::view::Workloads;
 
 /// Fetches on an interval and on request; reads the manifests again when
 /// the head moved.
@@ -154,15 +155,16 @@ impl Inner {
             .map(|c| c.image.name().clone())
             .collect();
         let moves = self.moves_by_people(&head, &checkout, &root).await;
-        let mut workloads = crate::view::workloads(&checkout);
-        super::hold::show(&mut workloads, self.holds(&checkout, &moves));
         let before = loaded.as_ref().map(|l| crate::view::Before {
             checkout: &l.checkout,
             root: &l.root,
             carried: &l.carried,
         });
-        let carried = crate::view::carried(&errors, &workloads, before);
-        workloads.extend(carried.iter().map(|c| c.workload.clone()));
+        let carried = crate::view::carried(&errors, &checkout, before);
+        let checkout = Arc::new(checkout);
+        let shown = carried.iter().map(|c| c.workload.clone()).collect();
+        let mut workloads = Workloads::read(checkout.clone(), shown);
+        workloads.show_holds(self.holds(&checkout, &moves));
         let mut view = View {
             workloads,
             images: crate::view::images(
@@ -204,7 +206,6 @@ impl Inner {
                 unbuilt: Arc::new(unbuilt(&checkout, &root)),
             });
         }
-        let checkout = Arc::new(checkout);
         *self
             .checkout_read
             .write()

@@ -246,15 +246,3 @@ fn moved_running<'m>(
         .find(|m| m.workload == workload.id && m.container == container)
         .filter(|m| running.image.tag() == Some(m.tag.as_str()))
 }
-
-/// Puts each hold on its workload, in place of the ones shown before.
-pub(super) fn show(workloads: &mut [flux_api::Workload], holds: Vec<(String, flux_api::Hold)>) {
-    for workload in workloads.iter_mut() {
-        workload.holds.clear();
-    }
-    for (id, hold) in holds {
-        if let Some(workload) = workloads.iter_mut().find(|w| w.id == id) {
-            workload.holds.push(hold);
-        }
-    }
-}

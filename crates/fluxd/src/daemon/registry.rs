@@ -611,7 +611,7 @@ impl Inner {
         let holds = self.holds(&loaded.checkout, &loaded.moves);
         self.view.send_modify(|view| {
             view.images = images;
-            super::hold::show(&mut view.workloads, holds);
+            view.workloads.show_holds(holds);
         });
     }
 
