@@ -130,15 +130,23 @@ impl Browser {
             .await;
     }
 
-    /// Clicks the first element `css` selects.
+    /// Clicks the first element `css` selects. The page may draw that
+    /// element again between finding and clicking it (a live update came),
+    /// so a stale element is looked up again.
     pub async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("the page has {css}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("{css} can be clicked: {e}"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("the page has {css}: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => continue,
+                Err(e) => panic!("{css} can be clicked: {e}"),
+            }
+        }
     }
 
     /// Types `text` into the element `css` selects.
