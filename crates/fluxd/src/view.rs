@@ -234,13 +234,12 @@ impl Images {
     where
         K: Fn(&str) -> bool,
     {
+        let kept = self.workloads.clone();
         let workloads = self.workloads.clone();
-        json_pieces((0..workloads.len()).filter_map(move |index| {
-            let shared = Shared {
-                workloads: workloads.clone(),
-                index,
-            };
-            keep(workloads[index].id.as_str()).then_some(shared)
+        let selected = (0..kept.len()).filter(move |&index| keep(kept[index].id.as_str()));
+        json_pieces(selected.map(move |index| Shared {
+            workloads: workloads.clone(),
+            index,
         }))
     }
 }
